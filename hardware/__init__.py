@@ -1,0 +1,1 @@
+"""dxmacro stage: hardware."""
