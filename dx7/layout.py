@@ -1,0 +1,84 @@
+"""The learnable parameter vector: how models see a voice and how their outputs become
+DX7 values again.
+
+Each of the 145 learnable parameters (all but the name) takes one or more slots:
+continuous and integer parameters one slot scaled to [0, 1] (value / high);
+categorical parameters (algorithm, curves, oscillator mode, LFO wave, the two sync
+switches) a one-hot group with one slot per choice. Decoding rounds the scaled slots
+and takes the argmax of each group, so any real vector decodes to a valid voice.
+This module is pure numpy: the device decodes its int8 model's outputs with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dx7.errors import DX7Error
+from dx7.params import LEARNABLE_COUNT, PARAMS, Kind
+
+
+@dataclass(frozen=True)
+class Slot:
+    param: int  # index into PARAMS
+    start: int  # first slot in the vector
+    width: int  # 1 for scaled parameters, the number of choices for one-hot groups
+
+    @property
+    def categorical(self) -> bool:
+        return PARAMS[self.param].kind is Kind.CATEGORICAL
+
+
+def _build() -> tuple[Slot, ...]:
+    slots, pos = [], 0
+    for p in PARAMS[:LEARNABLE_COUNT]:
+        width = p.size if p.kind is Kind.CATEGORICAL else 1
+        slots.append(Slot(p.index, pos, width))
+        pos += width
+    return tuple(slots)
+
+
+SLOTS: tuple[Slot, ...] = _build()
+VECTOR_SIZE: int = SLOTS[-1].start + SLOTS[-1].width  # 225
+_SCALED = np.array([s.start for s in SLOTS if not s.categorical])
+_SCALED_PARAMS = np.array([s.param for s in SLOTS if not s.categorical])
+_SCALED_HIGH = np.array([PARAMS[s.param].high for s in SLOTS if not s.categorical], dtype=np.float32)
+_GROUPS = tuple(s for s in SLOTS if s.categorical)
+
+
+def encode(params: np.ndarray) -> np.ndarray:
+    """(..., 145) DX7 values -> (..., VECTOR_SIZE) float32 vector."""
+    p = np.asarray(params)
+    if p.shape[-1] != LEARNABLE_COUNT:
+        raise DX7Error(f"expected {LEARNABLE_COUNT} parameters, got shape {p.shape}")
+    out = np.zeros(p.shape[:-1] + (VECTOR_SIZE,), dtype=np.float32)
+    out[..., _SCALED] = p[..., _SCALED_PARAMS].astype(np.float32) / _SCALED_HIGH
+    for s in _GROUPS:
+        v = p[..., s.param].astype(np.int64)
+        if np.any((v < 0) | (v >= s.width)):
+            raise DX7Error(f"{PARAMS[s.param].name} outside 0..{s.width - 1}")
+        np.put_along_axis(out[..., s.start : s.start + s.width], v[..., None], 1.0, axis=-1)
+    return out
+
+
+def decode(vector: np.ndarray) -> np.ndarray:
+    """(..., VECTOR_SIZE) real vector -> (..., 145) in-range DX7 values (uint8)."""
+    x = np.asarray(vector, dtype=np.float32)
+    if x.shape[-1] != VECTOR_SIZE:
+        raise DX7Error(f"expected a {VECTOR_SIZE}-slot vector, got shape {x.shape}")
+    out = np.zeros(x.shape[:-1] + (LEARNABLE_COUNT,), dtype=np.uint8)
+    scaled = np.clip(np.rint(np.nan_to_num(x[..., _SCALED]) * _SCALED_HIGH), 0, _SCALED_HIGH)
+    out[..., _SCALED_PARAMS] = scaled.astype(np.uint8)
+    for s in _GROUPS:
+        out[..., s.param] = np.argmax(np.nan_to_num(x[..., s.start : s.start + s.width], nan=-np.inf), axis=-1)
+    return out
+
+
+def categorical_groups() -> tuple[Slot, ...]:
+    return _GROUPS
+
+
+def scaled_slots() -> np.ndarray:
+    """Vector positions of the scaled (non-categorical) parameters."""
+    return _SCALED.copy()
