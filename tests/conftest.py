@@ -1,0 +1,33 @@
+"""Shared test fixtures: where the development data lives, and skips that say why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dx7_dir() -> Path | None:
+    """``$DXMACRO_SHARED_DX7`` or ``../shared/dx7`` beside the checkout, if present."""
+    env = os.environ.get("DXMACRO_SHARED_DX7")
+    path = Path(env) if env else REPO.parent / "shared" / "dx7"
+    return path if (path / "corpus").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_dx7() -> Path:
+    path = shared_dx7_dir()
+    if path is None:
+        pytest.skip("development data ../shared/dx7 is absent (set DXMACRO_SHARED_DX7 to point at it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_files(shared_dx7: Path) -> list[Path]:
+    files = sorted((shared_dx7 / "corpus").glob("*.syx"))
+    if not files:
+        pytest.skip(f"no .syx files in {shared_dx7 / 'corpus'}")
+    return files
