@@ -1,0 +1,5 @@
+import sys
+
+from dxmacro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,61 @@
+"""The ``dxmacro`` command: one entry point, a subcommand per job.
+
+Each command group lives in a module under ``dxmacro.commands`` with a
+``register(subparsers)`` function; heavy imports happen inside the command, so
+``dxmacro --help`` and the device-side commands stay light. Errors of our own
+types are caught here, once, and printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from dx7.errors import DX7Error
+from dxmacro import __version__
+from dxmacro.errors import DxmacroError
+
+# Command modules, in the order `dxmacro --help` lists them.
+COMMANDS = [
+    "dxmacro.commands.voices",
+    "dxmacro.commands.render",
+    "dxmacro.commands.demo",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dxmacro", description="Learned semantic macro knobs for DX7 voices.")
+    parser.add_argument("--version", action="version", version=f"dxmacro {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DxmacroError, DX7Error) as exc:
+        print(f"dxmacro: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dxmacro: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `dxmacro voices inspect ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
