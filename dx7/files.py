@@ -96,6 +96,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         raise DX7Error(f"folder {directory} does not exist", source=str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is for secrets, not voice files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
