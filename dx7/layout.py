@@ -68,7 +68,7 @@ def decode(vector: np.ndarray) -> np.ndarray:
     if x.shape[-1] != VECTOR_SIZE:
         raise DX7Error(f"expected a {VECTOR_SIZE}-slot vector, got shape {x.shape}")
     out = np.zeros(x.shape[:-1] + (LEARNABLE_COUNT,), dtype=np.uint8)
-    scaled = np.clip(np.rint(np.nan_to_num(x[..., _SCALED]) * _SCALED_HIGH), 0, _SCALED_HIGH)
+    scaled = np.clip(np.rint(np.clip(np.nan_to_num(x[..., _SCALED]), -1.0, 2.0) * _SCALED_HIGH), 0, _SCALED_HIGH)
     out[..., _SCALED_PARAMS] = scaled.astype(np.uint8)
     for s in _GROUPS:
         out[..., s.param] = np.argmax(np.nan_to_num(x[..., s.start : s.start + s.width], nan=-np.inf), axis=-1)
