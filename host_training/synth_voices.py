@@ -139,7 +139,7 @@ def generate(n: int, seed: int = 0, figures: dict[str, object] | None = None) ->
         for j, i in enumerate(_VOICE_FIELDS):
             values[i] = int(voice_level[k, j])
         values[ALGORITHM] = int(algorithms[k])
-        out.append(Voice.from_parameters(values, name=f"SYN{seed % 100:02d}.{k:05d}"))
+        out.append(Voice.from_parameters(values, name=f"S{seed % 1000:03d}-{k:05d}"))
     return out
 
 
