@@ -35,14 +35,14 @@ def decode(vector: np.ndarray) -> np.ndarray:
         raise DX7Error(f"expected a {layout.VECTOR_SIZE}-slot vector, got shape {x.shape}")
     out = np.zeros(LEARNABLE_COUNT, dtype=np.uint8)
     nan = np.isnan(x)
-    # np.nan_to_num's semantics without its overhead: NaN -> 0 (scaled) or the most
-    # negative float (groups), +-inf -> +-largest float (clip does that).
+    # np.nan_to_num's semantics without its overhead: NaN -> 0 (scaled) or -inf (groups,
+    # below everything else), +-inf -> +-largest float (clip does that).
     s = x[_SCALED]
     s = np.where(nan[_SCALED], np.float32(0.0), s)
     scaled = np.clip(np.rint(np.clip(s, -1.0, 2.0) * _HIGH), 0, _HIGH)
     out[_SCALED_PARAMS] = scaled.astype(np.uint8)
     padded = np.empty(layout.VECTOR_SIZE + 1, dtype=np.float32)
-    np.clip(np.where(nan, -_FMAX, x), -_FMAX, _FMAX, out=padded[:-1])
+    padded[:-1] = np.where(nan, -np.inf, np.clip(x, -_FMAX, _FMAX))
     padded[-1] = -np.inf
     out[_GROUP_PARAMS] = np.argmax(padded[_TABLE], axis=1)
     return out
