@@ -60,6 +60,9 @@ class BenchResult:
     scan_limit: float
     jitter_ms: tuple[float, float]  # std, p99 |interval - median|
     cpu_percent: float
+    read_ms: float  # mean wall time per scan inside the ADC read (conversions + waking up)
+    other_ms: float  # mean wall time per tick outside it (our processing)
+    ideal_read_ms: float
     messages: int
     bytes: int
     synth_errors: int
@@ -75,6 +78,8 @@ class BenchResult:
             f"p99 {self.beyond_adc_ms[1]:.3f} ms",
             f"scan rate: {self.scan_rate:.1f} scans/s of {self.scan_limit:.1f} possible "
             f"({100 * self.scan_rate / self.scan_limit:.1f} %)",
+            f"per tick: ADC read {self.read_ms:.3f} ms (conversions alone {self.ideal_read_ms:.3f} ms), "
+            f"everything else {self.other_ms:.3f} ms",
             f"loop jitter: std {self.jitter_ms[0]:.3f} ms, p99 |interval - median| {self.jitter_ms[1]:.3f} ms",
             f"CPU: {self.cpu_percent:.1f} % of one core; sent {self.messages} messages, {self.bytes} bytes",
             f"emulated DX7: {self.synth_errors} bad messages, ends with the loop's voice: {self.synth_matches}",
@@ -107,9 +112,21 @@ def run_bench(*, duration_s: float = 40.0, profile: str = "dexed", data_rate: in
         mappings=lambda d: [KnobMapping(i, k.dim, k.name, k.low, k.high) for i, k in enumerate(d.knobs[:channels])],
         settings=LoopSettings(rate_hz=10000.0, takeover="jump"))
     loop.stats.record_ticks = True
+    read_time = [0.0]
+    plain_read = adc.read
+
+    def timed_read():
+        t0 = time.perf_counter()
+        try:
+            return plain_read()
+        finally:
+            read_time[0] += time.perf_counter() - t0
+
+    adc.read = timed_read  # type: ignore[method-assign]
     cpu0, wall0 = time.process_time(), time.perf_counter()
     loop.run(until=start + duration_s)
-    cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
+    wall = time.perf_counter() - wall0
+    cpu = (time.process_time() - cpu0) / wall * 100
 
     synth = EmulatedDX7(clock)
     for data in port.data:
@@ -144,5 +161,7 @@ def run_bench(*, duration_s: float = 40.0, profile: str = "dexed", data_rate: in
         beyond_adc_ms=(pct(beyond, 50), pct(beyond, 99)),
         scan_rate=len(scans) / duration_s, scan_limit=data_rate / channels,
         jitter_ms=(float(np.std(intervals)), pct(np.abs(intervals - med), 99)), cpu_percent=cpu,
+        read_ms=read_time[0] / loop.stats.ticks * 1e3, other_ms=(wall - read_time[0]) / loop.stats.ticks * 1e3,
+        ideal_read_ms=adc.scan_period_s * 1e3,
         messages=len(port.times), bytes=sum(map(len, port.data)), synth_errors=len(synth.errors),
         synth_matches=synth.voice == loop.voice)
