@@ -1,0 +1,72 @@
+"""The development decoder, the vectorised layout decode, and the decoder self-test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dx7 import layout
+from device import fast_layout
+from device.linear_decoder import LinearDecoder
+from device.runtime import self_test
+from dxmacro.errors import DxmacroError
+
+
+def test_fast_layout_matches_dx7_layout_bit_for_bit():
+    rng = np.random.default_rng(7)
+    fmax = np.finfo(np.float32).max
+    for i in range(1500):
+        x = rng.normal(0.5, 1.5, layout.VECTOR_SIZE).astype(np.float32)
+        if i % 3 == 0:
+            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = np.nan
+        if i % 4 == 0:
+            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = np.inf
+        if i % 5 == 0:
+            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = -np.inf
+        if i % 6 == 0:
+            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = fmax
+        if i % 7 == 0:
+            x = np.round(x)  # ties inside one-hot groups
+        assert np.array_equal(fast_layout.decode(x), layout.decode(x)), i
+    assert np.array_equal(fast_layout.decode(np.full(225, np.nan)), layout.decode(np.full(225, np.nan)))
+
+
+def test_linear_decoder_is_deterministic_and_decodes_its_anchors_exactly():
+    a, b = LinearDecoder(seed=0), LinearDecoder(seed=0)
+    z = np.random.default_rng(1).normal(size=a.latent_size).astype(np.float32)
+    assert np.array_equal(a.decode(z), b.decode(z))
+    assert not np.array_equal(LinearDecoder(seed=1).decode(z), a.decode(z))
+    for anchor in a.anchors:
+        assert np.array_equal(a.decode(anchor.latent), anchor.voice.parameters), anchor.name
+    # a knob's travel changes many parameters, as a trained decoder's does
+    lo, hi = z.copy(), z.copy()
+    lo[0], hi[0] = a.knobs[0].low, a.knobs[0].high
+    assert (a.decode(lo) != a.decode(hi)).sum() > 20
+
+
+def test_self_test_accepts_the_linear_decoder():
+    result = self_test(LinearDecoder())
+    assert result.anchors == 6 and result.exact_anchors == 6
+
+
+class _Broken(LinearDecoder):
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+
+    def decode(self, latent):
+        out = super().decode(latent)
+        if self.mode == "shape":
+            return out[:100]
+        if self.mode == "range":
+            out = out.copy()
+            out[0] = 200
+            return out
+        raise RuntimeError("tensor arena corrupt")
+
+
+@pytest.mark.parametrize("mode,words", [("shape", "shape"), ("range", "op6_eg_rate1"), ("raise", "arena")])
+def test_self_test_refuses_a_broken_decoder_with_one_line(mode, words):
+    with pytest.raises(DxmacroError, match="self-test") as exc:
+        self_test(_Broken(mode))
+    assert words in str(exc.value) and "\n" not in str(exc.value)
