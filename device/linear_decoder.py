@@ -15,7 +15,6 @@ import numpy as np
 
 from dx7 import Voice
 from dx7 import layout
-from device import fast_layout
 from device.ports import Anchor, KnobInfo
 
 LATENT_SIZE = 8
@@ -67,4 +66,4 @@ class LinearDecoder:
 
     def decode(self, latent: np.ndarray) -> np.ndarray:
         x = np.asarray(latent, dtype=np.float32).reshape(self.latent_size)
-        return fast_layout.decode(x @ self._w + self._b)
+        return layout.decode(x @ self._w + self._b)

@@ -1,34 +1,13 @@
-"""The development decoder, the vectorised layout decode, and the decoder self-test."""
+"""The development decoder and the decoder self-test."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dx7 import layout
-from device import fast_layout
 from device.linear_decoder import LinearDecoder
 from device.runtime import self_test
 from dxmacro.errors import DxmacroError
-
-
-def test_fast_layout_matches_dx7_layout_bit_for_bit():
-    rng = np.random.default_rng(7)
-    fmax = np.finfo(np.float32).max
-    for i in range(1500):
-        x = rng.normal(0.5, 1.5, layout.VECTOR_SIZE).astype(np.float32)
-        if i % 3 == 0:
-            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = np.nan
-        if i % 4 == 0:
-            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = np.inf
-        if i % 5 == 0:
-            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = -np.inf
-        if i % 6 == 0:
-            x[rng.integers(0, layout.VECTOR_SIZE, 30)] = fmax
-        if i % 7 == 0:
-            x = np.round(x)  # ties inside one-hot groups
-        assert np.array_equal(fast_layout.decode(x), layout.decode(x)), i
-    assert np.array_equal(fast_layout.decode(np.full(225, np.nan)), layout.decode(np.full(225, np.nan)))
 
 
 def test_linear_decoder_is_deterministic_and_decodes_its_anchors_exactly():
