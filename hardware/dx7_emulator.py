@@ -149,15 +149,22 @@ class _Ports:
 
         self.out = RtMidiOutput("midi_out", self.api, client_name=f"{self.name}-out", virtual=True)
         self.inp = RtMidiInput("midi_in", self.api, client_name=self.name, virtual=True)
-        self.inp._rt.set_callback(self._on_message)
+        threading.Thread(target=self._serve_midi, args=(self.inp,), daemon=True).start()
 
-    def _on_message(self, event: tuple[list[int], float], _data: object = None) -> None:
-        t = time.monotonic()
-        replies = self.state.receive(bytes(event[0]), t)
-        with self.lock:
-            for reply in replies:
-                if self.out is not None:
-                    self.out.send(reply)
+    def _serve_midi(self, inp: Any) -> None:
+        """Apply what arrives and answer, off JACK's thread, until this input is closed."""
+        while not inp.closed:
+            try:
+                got = inp.receive(timeout=0.2)
+            except Exception:  # noqa: BLE001 - the port closed under us (unplug) or JACK died
+                return
+            if got is None:
+                continue
+            replies = self.state.receive(got[1], got[0])
+            with self.lock:
+                for reply in replies:
+                    if self.out is not None:
+                        self.out.send(reply)
 
     def close(self) -> None:
         with self.lock:

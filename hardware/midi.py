@@ -28,6 +28,7 @@ MidiData = bytes | bytearray | Sequence[int] | Any  # Any: a mido.Message (has .
 APIS = ("jack", "alsa")
 LIVENESS_CHECK_S = 0.25
 SEND_CHECK_S = 0.1
+CONNECT_SETTLE_S = 0.05
 
 
 def to_bytes(msg: MidiData) -> bytes:
@@ -167,6 +168,221 @@ class _RtPort:
                     raise PortGone(f"no MIDI port {port!r} ({api.upper()} has: {', '.join(names) or 'none'})")
                 self._rt.open_port(index, "out" if kind == "output" else "in")
                 self.name = names[index]
+                if api == "jack":
+                    # A JACK connection takes effect a cycle or two later; events sent meanwhile were
+                    # seen duplicated or lost (jackd2 1.9.21, dummy backend). Let it settle.
+                    time.sleep(CONNECT_SETTLE_S)
+        except BaseException:
+            self._rt.delete()
+            raise
+
+    def alive(self) -> bool:
+        """Whether the far end is still there. An rtmidi client of a dead JACK server lists no
+        ports, so a server that died reads as gone too."""
+        if self.closed:
+            return False
+        if self.api == "jack" and server_alive() is False:
+            return False
+        return self.virtual or match_port(self._rt.get_ports(), self.wanted) is not None
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self._rt.close_port()
+            finally:
+                self._rt.delete()
+
+
+class RtMidiOutput(_RtPort):
+    """Send to an existing port (``virtual=False``: Dexed, a USB synth, the emulated DX7) or
+    offer a port others connect to (``virtual=True``)."""
+
+    def __init__(self, port: str, api: str = "jack", client_name: str = "dxmacro", virtual: bool = False) -> None:
+        super().__init__("output", port, api, client_name, virtual)
+        self._checked_at = 0.0
+
+    def send(self, msg: MidiData) -> None:
+        """Raises PortGone when the far end or the JACK server is gone: rtmidi itself would
+        accept the bytes and drop them. Checked at most every 0.1 s (a check costs ~50 us)."""
+        if self.closed:
+            raise HardwareError(f"MIDI port {self.name!r} is closed")
+        data = to_bytes(msg)
+        now = time.monotonic()
+        if now - self._checked_at > SEND_CHECK_S:
+            if not self.alive():
+                raise PortGone(f"MIDI port {self.name!r} is gone (unplugged, or its JACK server died)")
+            self._checked_at = now
+        try:
+            self._rt.send_message(data)
+        except (_rtmidi().RtMidiError, ValueError) as exc:
+            raise PortGone(f"MIDI port {self.name!r}: send failed ({exc})") from None
+
+
+class RtMidiInput(_RtPort):
+    """Receive from an existing port, or offer one. Sysex is passed through (rtmidi drops it
+    by default); timing clock and active sensing are dropped.
+
+    No Python runs in JACK's process thread: a Python callback there must take the GIL and
+    can make the client miss its cycle, after which JACK was seen delivering one event
+    twice and dropping the next. rtmidi queues in C instead, and a reader thread polls every
+    millisecond. Arrival times come from rtmidi's own inter-message deltas (measured in the
+    JACK thread), anchored to the poll that found the first of a burst: within 1 ms."""
+
+    POLL_S = 0.001
+
+    def __init__(self, port: str, api: str = "jack", client_name: str = "dxmacro-in", virtual: bool = False,
+                 clock: Clock | None = None) -> None:
+        self.clock = clock or RealClock()
+        self._queue: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        super().__init__("input", port, api, client_name, virtual)
+        self._rt.ignore_types(sysex=False, timing=True, active_sense=True)
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read, name=f"midi-in:{self.name}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        last_poll = self.clock.now()
+        last_arrival: float | None = None
+        while not self._stop.is_set():
+            got = self._rt.get_message()
+            now = self.clock.now()
+            if got is None:
+                last_arrival = None
+                last_poll = now
+                time.sleep(self.POLL_S)
+                continue
+            data, delta = got
+            if last_arrival is None:  # first of a burst: it came after the previous empty poll
+                arrival = max(last_poll, now - delta) if delta > 0 else now
+            else:
+                arrival = min(last_arrival + delta, now)
+            last_arrival = arrival
+            self._queue.put((arrival, bytes(data)))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._reader.is_alive() and self._reader is not threading.current_thread():
+            self._reader.join(timeout=1)
+        super().close()
+
+    def receive(self, timeout: float) -> tuple[float, bytes] | None:
+        """The next message as (monotonic arrival time, bytes), or None after ``timeout``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# -- in memory ---------------------------------------------------------------------------
+class MemorySink:
+    """An output that keeps (time, bytes) for every message. ``connected = False`` makes it
+    behave like an unplugged port (send raises PortGone), for tests of reopen logic."""
+
+    def __init__(self, name: str = "memory", clock: Clock | None = None) -> None:
+        self.name = name
+        self.clock = clock or RealClock()
+        self.records: list[tuple[float, bytes]] = []
+        self.connected = True
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def send(self, msg: MidiData) -> None:
+        if self.closed:
+            raise HardwareError(f"MIDI port {self.name!r} is closed")
+        if not self.connected:
+            raise PortGone(f"MIDI port {self.name!r} is gone")
+        data = to_bytes(msg)
+        with self._lock:
+            self.records.append((self.clock.now(), data))
+
+    def alive(self) -> bool:
+        return self.connected
+
+    def messages(self) -> list[bytes]:
+        with self._lock:
+            return [m for _, m in self.records]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.records.clear()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# -- rtmidi (JACK / ALSA) -----------------------------------------------------------------
+def _rtmidi():
+    try:
+        import rtmidi
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise HardwareError("MIDI ports need python-rtmidi: pip install 'dxmacro[device]'") from exc
+    return rtmidi
+
+
+def _api_id(api: str) -> int:
+    rtmidi = _rtmidi()
+    ids = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA}
+    if api not in ids:
+        raise HardwareError(f"MIDI API must be one of {', '.join(APIS)}, got {api!r}")
+    if ids[api] not in rtmidi.get_compiled_api():
+        raise HardwareError(f"this python-rtmidi was built without the {api.upper()} API")
+    if api == "jack":
+        # Never let libjack start a server behind our back: a hidden server would hide a dead one.
+        os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    return ids[api]
+
+
+def _client(kind: str, api: str, client_name: str):
+    rtmidi = _rtmidi()
+    cls = rtmidi.MidiOut if kind == "output" else rtmidi.MidiIn
+    try:
+        return cls(_api_id(api), name=client_name)
+    except rtmidi.RtMidiError as exc:  # "JACK server not running?" / ALSA open failure
+        if api == "jack":
+            server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+            raise JackUnavailable(f"cannot reach the JACK server {server!r}: {exc}") from None
+        raise HardwareError(f"cannot open the {api.upper()} MIDI system: {exc}") from None
+
+
+def match_port(names: Sequence[str], wanted: str) -> int | None:
+    """Index of the port called ``wanted``: exact name, else the first name starting with it,
+    else the first containing it (ALSA names carry client:port numbers that change on replug)."""
+    for test in (lambda n: n == wanted, lambda n: n.startswith(wanted), lambda n: wanted in n):
+        for i, name in enumerate(names):
+            if test(name):
+                return i
+    return None
+
+
+def list_ports(api: str = "jack", kind: str = "output", client_name: str = "dxmacro-probe") -> list[str]:
+    """Names of the ports one can send to (kind="output") or receive from (kind="input")."""
+    probe = _client(kind, api, client_name)
+    try:
+        return list(probe.get_ports())
+    finally:
+        probe.delete()
+
+
+class _RtPort:
+    def __init__(self, kind: str, port: str, api: str, client_name: str, virtual: bool) -> None:
+        self.wanted, self.api, self.virtual = port, api, virtual
+        self._rt = _client(kind, api, client_name)
+        self.closed = False
+        try:
+            if virtual:
+                self._rt.open_virtual_port(port)
+                self.name = f"{client_name}:{port}" if api == "jack" else port
+            else:
+                names = self._rt.get_ports()
+                index = match_port(names, port)
+                if index is None:
+                    raise PortGone(f"no MIDI port {port!r} ({api.upper()} has: {', '.join(names) or 'none'})")
+                self._rt.open_port(index, "out" if kind == "output" else "in")
+                self.name = names[index]
+                if api == "jack":
+                    # A JACK connection takes effect a cycle or two later; events sent meanwhile were
+                    # seen duplicated or lost (jackd2 1.9.21, dummy backend). Let it settle.
+                    time.sleep(CONNECT_SETTLE_S)
         except BaseException:
             self._rt.delete()
             raise
