@@ -138,6 +138,7 @@ class JackServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        self._remove_litter()  # clients that outlive the server leave their semaphores behind
 
     def restore_env(self) -> None:
         for key, value in self._saved_env.items():
