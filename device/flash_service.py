@@ -97,6 +97,8 @@ class Handler(BaseHTTPRequestHandler):
         scheme, _, given = header.partition(" ")
         ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.server.token)
         if not ok:
+            self.server.flasher.log.add(f"{self.command} {urlsplit(self.path).path} from {self.client_address[0]} "
+                                        "refused: missing or wrong token", error=True)
             self.close_connection = True  # the body (if any) stays unread
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer <token>)",
                         {"WWW-Authenticate": 'Bearer realm="dxmacro"'})
