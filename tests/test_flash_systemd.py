@@ -80,3 +80,33 @@ def test_install_script_stages_units_config_and_token(tmp_path):
     missing = subprocess.run(["bash", str(REPO / "systemd" / "install.sh"), "--stage", str(stage)],
                              capture_output=True, text=True)
     assert missing.returncode == 1 and "--public-key" in missing.stderr
+
+
+def test_service_config_errors_are_one_line(tmp_path, capsys):
+    from dxmacro.cli import main as cli
+
+    bad = tmp_path / "flash.toml"
+    bad.write_text('port = "eighty"\n')
+    assert cli(["flash-service", "status", "--config", str(bad)]) == 1
+    assert capsys.readouterr().err.strip() == f"dxmacro: error: {bad}: port must be a int"
+    bad.write_text("colour = 1\n")
+    assert cli(["flash-service", "status", "--config", str(bad)]) == 1
+    assert "unknown setting(s) colour" in capsys.readouterr().err
+    good = tmp_path / "ok.toml"
+    good.write_text(f'store = "{tmp_path / "store"}"\npublic_key = "{tmp_path / "missing.pub"}"\n')
+    assert cli(["flash-service", "status", "--config", str(good)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dxmacro: error: public key") and "does not exist" in err
+
+
+def test_self_test_runs_in_a_child_and_reports_failure(tmp_path):
+    """The separate-process plumbing: a non-bundle fails with one reason, never hangs or raises
+    anything but BundleRejected."""
+    from device.bundle_check import BundleRejected, run_self_test
+
+    junk = tmp_path / "junk.dxm"
+    junk.write_bytes(b"not a bundle")
+    key = tmp_path / "k.pub"
+    key.write_bytes(b"\0" * 32)
+    with pytest.raises(BundleRejected, match="^self-test"):
+        run_self_test(junk, key, timeout=60)
