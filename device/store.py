@@ -142,6 +142,9 @@ class ModelStore:
                 p.unlink(missing_ok=True)
                 self.recovered.append(f"removed leftover {p.name}")
         active = self._read_pointer(ACTIVE)
+        if (self.root / TRIAL).exists() and self.trial() is None:  # names a model no longer active
+            (self.root / TRIAL).unlink(missing_ok=True)
+            self.recovered.append("removed a stale trial marker")
         if active is not None and self._verified(active) is not None:
             return
         if active is not None:

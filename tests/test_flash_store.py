@@ -50,10 +50,12 @@ def test_recovery_from_dangling_and_corrupt_pointers(tmp_path, bundles):
     (root / ".upload-abc.tmp").write_bytes(b"half a bundle")
     (root / ".active.xyz.tmp").write_bytes(b"decoder-")
 
+    (root / "trial").write_text('{"model": "decoder-9-000000000000.dxm", "previous": null}')
     (root / "active").write_text("../../etc/passwd\n")  # corrupt
     s = ModelStore.open(root, bundles.verifier)
     assert s.active_name() == old  # falls back to `previous`
     assert not list(root.glob(".*.tmp")) and any("leftover" in r for r in s.recovered)
+    assert not (root / "trial").exists()
 
     (root / "active").write_text(new + "\n")
     (root / "previous").unlink()
