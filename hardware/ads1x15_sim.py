@@ -125,7 +125,7 @@ class EmulatedADS1x15:
         sigma = math.hypot(noise_sigma_volts(self.chip, rate, fsr), self.extra_noise_v)
         v = self._pin(pos, t) - self._pin(neg, t) + float(self._rng.normal(0.0, sigma))
         half = 1 << (self.chip.bits - 1)
-        code = int(np.clip(math.floor(v / (fsr / half) + 0.5), -half, half - 1))
+        code = min(max(math.floor(v / (fsr / half) + 0.5), -half), half - 1)  # plain ints: np.clip costs ~5 us
         self.conversions += 1
         return (code << 4 if self.chip is Chip.ADS1015 else code) & 0xFFFF
 

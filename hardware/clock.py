@@ -22,6 +22,10 @@ class Clock(Protocol):
         """Let ``seconds`` pass on this clock."""
         ...
 
+    def sleep_until(self, t: float) -> None:
+        """Let time pass until ``t`` (no-op when it has): the control loop's deadline schedule."""
+        ...
+
 
 class RealClock:
     """``time.monotonic``: system-wide on Linux, so two processes can compare stamps."""
@@ -32,6 +36,9 @@ class RealClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def sleep_until(self, t: float) -> None:
+        self.sleep(t - time.monotonic())
 
 
 class SimClock:
@@ -53,3 +60,8 @@ class SimClock:
             self._now += seconds
 
     advance = sleep
+
+    def sleep_until(self, t: float) -> None:
+        with self._lock:
+            if t > self._now:
+                self._now = float(t)

@@ -23,6 +23,7 @@ def test_the_example_config_loads():
     assert cfg.knobs[1].curve == "centre" and cfg.knobs[2].invert and cfg.knobs[3].range == (-2.0, 2.0)
     assert cfg.bank_file == EXAMPLE.parent / "voices.syx"
     assert cfg.buttons == {"next": 5, "previous": 6, "random": 13, "store": 19, "panic": 26}
+    assert cfg.leds == {"link": 17, "activity": 27} and cfg.adc_addresses == (0x48,) and cfg.midi_api == "alsa"
 
 
 @pytest.mark.parametrize("text,words", [
@@ -43,6 +44,14 @@ def test_the_example_config_loads():
     ("[midi\nprofile = 1", "not valid TOML"),
     ("[midii]", "unknown section [midii]"),
     ("[display]\nkind = 'png'", "needs png"),
+    ("[adc]\naddresses = [0x48, 0x48]", "addresses must be different chip addresses"),
+    ("[adc]\naddress = 0x48\naddresses = [0x49]", "either address"),
+    ("[adc]\nchannels = 5", "[adc] channels must be in 1..4"),
+    ("[adc]\nfull_scale_v = 2.048", "below the pots' supply"),
+    ("[adc]\nchip = 'ADS1015'\ndata_rate = 860", "data_rate must be one of 128, 250"),
+    ("[midi]\napi = 'coreaudio'", "[midi] api must be one of alsa, jack, din"),
+    ("[leds]\nlink = 5\n[buttons]\nnext = 5", "shares a GPIO pin"),
+    ("[model]\nbundle = 'a.dxm'\nstore = 'st'", "either bundle"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(tmp_path, text, words):
     path = tmp_path / "bad.toml"
