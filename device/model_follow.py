@@ -52,8 +52,8 @@ def checked_decoder(path: Path, loader: Loader, fits: Callable[[Decoder], None])
     from device.runtime import self_test
 
     decoder = loader(path)
+    fits(decoder)  # first: "this controller's knob X needs dimension N" says more than a failed probe
     self_test(decoder)
-    fits(decoder)
     return decoder
 
 

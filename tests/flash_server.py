@@ -77,3 +77,84 @@ class LoopTwin:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class RealLoop:
+    """The device's own control loop (``device.runtime.run_device``, simulated knobs and synth,
+    real time) following the store and publishing status.json, in a thread of this process.
+
+    Models come from the flashing tests' interim bundles through ``interim_loader``. Versions
+    in ``hang_versions`` load and pass the self-test, then hang the loop on its first decode
+    (a kernel that never returns): the loop stops ticking, as a stalled process would."""
+
+    def __init__(self, store: Path, status: Path, bundles: Bundles, hang_versions: tuple[str, ...] = ()) -> None:
+        from device.config import parse_config
+        from device.runtime import run_device
+
+        self.status = status
+        self.release = threading.Event()
+        self.stop = threading.Event()
+        cfg = parse_config({"device": {"status_file": str(status)},
+                            "model": {"decoder": "bundle", "store": str(store)},
+                            "smoothing": {"takeover": "jump"}, "midi": {"profile": "dexed"}},
+                           store.parent / "device.toml")
+        loader = interim_loader(bundles, hang_versions, self.release)
+        self.errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                run_device(cfg, simulate=True, model_loader=loader, stop=self.stop, out=open(os.devnull, "w"))
+            except BaseException as exc:  # noqa: BLE001 - reported by close()
+                self.errors.append(exc)
+
+        self.thread = threading.Thread(target=run, name="real-loop", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not status.exists():
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError(f"the control loop did not start: {self.errors}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.release.set()
+        self.stop.set()
+        self.thread.join(10)
+        if self.errors:
+            raise self.errors[0]
+
+
+def interim_loader(bundles: Bundles, hang_versions: tuple[str, ...] = (), release: threading.Event | None = None):
+    """Model file -> decoder, for the interim bundles: the signature and hash are verified by the
+    bundles' reader; the decoder is the development linear one with the manifest's latent size
+    (fewer dimensions than the knobs need = a model this controller cannot play)."""
+    import numpy as np
+
+    from device.linear_decoder import LinearDecoder
+
+    class Narrow(LinearDecoder):
+        def __init__(self, latent_size: int) -> None:
+            super().__init__()
+            self.latent_size = latent_size
+
+        def decode(self, latent):
+            z = np.zeros(8, np.float32)
+            z[: self.latent_size] = np.asarray(latent, np.float32)[: self.latent_size]
+            return super().decode(z)
+
+    class Hanging(LinearDecoder):
+        calls = 0
+
+        def decode(self, latent):
+            self.calls += 1
+            if self.calls > 1 + len(self.anchors):  # after the self-test's probes
+                release.wait()
+            return super().decode(latent)
+
+    def load(path: Path):
+        m = bundles._read(path)
+        size = int(m.get("latent_size", 8))
+        dec = Hanging() if m["version"] in hang_versions else (LinearDecoder() if size == 8 else Narrow(size))
+        dec.manifest = m
+        return dec
+
+    return load

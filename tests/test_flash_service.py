@@ -3,7 +3,6 @@ self-test and health-check failures rolled back, USB import, and the host-side C
 
 from __future__ import annotations
 
-import signal
 import socket
 import time
 from pathlib import Path
@@ -13,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dxmacro.cli import main as cli
 from tests.flash_fixtures import Bundles
-from tests.flash_server import TOKEN, LoopTwin, Service
+from device.status_file import read_status
+from tests.flash_server import TOKEN, RealLoop, Service
 
 WRITE_ENDPOINTS = ["/api/auth", "/api/upload", "/api/activate", "/api/rollback", "/api/usb-import"]
 
@@ -126,45 +126,52 @@ def test_self_test_failure_is_never_installed(service, bundles):
 
 
 def test_health_check_failures_roll_back_within_10_s(tmp_path, bundles):
+    """The device's real control loop (simulated knobs and synth) on the other side of the contract."""
     status = tmp_path / "run" / "status.json"
     status.parent.mkdir()
     s = Service(tmp_path, bundles, status_file=status, health_window_s=3.0, stale_s=1.5)
-    twin = LoopTwin(tmp_path / "store", status, bundles.key_file, knob_dims="0,1,2,3")
+    loop = None
     try:
         code, r = s.upload(bundles.make("decoder", "1.0.0"))
         assert code == 200 and r["health"] == "not checked"  # the first model has nothing to roll back to
         old = r["active"]
-        time.sleep(0.3)
+        loop = RealLoop(tmp_path / "store", status, bundles, hang_versions=("1.3.0",))
         # a good model: the loop picks it up and ticks healthily through the window
         t0 = time.monotonic()
         code, r = s.upload(bundles.make("decoder", "1.1.0"))
         assert code == 200 and r["health"]["state"] == "confirmed", r
         good = r["active"]
         assert time.monotonic() - t0 >= 3.0 and s.flasher.store.trial() is None
+        doc = read_status(status)
+        assert doc["model"] == {"file": good, "id": "decoder", "version": "1.1.0"} and doc["healthy"] is True
+        assert [k["name"] for k in doc["knobs"]] == ["bright", "attack", "motion", "body"]
+        assert doc["anchor"]["name"] == "INIT VOICE" and doc["midi"]["state"] == "connected"
 
         # a model the loop cannot play (2 latent dims, 4 knobs): it reports unhealthy -> rollback
         t0 = time.monotonic()
         code, r = s.upload(bundles.make("decoder", "1.2.0", latent_size=2))
         rollback_s = time.monotonic() - t0
         assert code == 200 and r["health"]["state"] == "rolled back", r
-        assert "beyond the model's 2 latent dimensions" in r["health"]["reason"]
+        assert "but the model has 2 latent dimensions" in r["health"]["reason"]
         assert s.flasher.store.active_name() == good and rollback_s < 10
         unhealthy_s = r["health"]["seconds"]
+        time.sleep(0.8)  # the loop follows the pointer back and says so
+        doc = read_status(status)
+        assert doc["model"]["file"] == good and doc["healthy"] is True
 
-        # the loop stops ticking right after a swap (hung on the new model): rollback when stale
-        twin.proc.send_signal(signal.SIGSTOP)
+        # the new model hangs the loop on its first decode: it stops ticking -> rollback when stale
         t0 = time.monotonic()
         code, r = s.upload(bundles.make("decoder", "1.3.0"))
         stale_rollback_s = time.monotonic() - t0
-        twin.proc.send_signal(signal.SIGCONT)
         assert r["health"]["state"] == "rolled back" and "not ticked" in r["health"]["reason"], r
         assert s.flasher.store.active_name() == good and stale_rollback_s < 10
-        print(f"\nrollback after swap: unhealthy report {unhealthy_s:.2f} s, stalled loop "
+        print(f"\nrollback after swap (the real loop): unhealthy report {unhealthy_s:.2f} s, stalled loop "
               f"{r['health']['seconds']:.2f} s (window 3 s, stale 1.5 s); whole request {rollback_s:.2f} s / "
               f"{stale_rollback_s:.2f} s")
         assert old != good
     finally:
-        twin.close()
+        if loop is not None:
+            loop.close()
         s.close()
 
 
