@@ -2,10 +2,11 @@
 hardware/'s ports: rtmidi (ALSA on the Pi, JACK in CI and on a desktop) or the UART's
 5-pin DIN out.
 
-``ReopeningOutput`` already turns a vanished port into a state; this adapter lets the loop
-drive the reopening (it calls ``reopen`` every ``reopen_interval_s`` while the link is
-down), so no watcher thread runs beside the loop. ``PortGone`` is hardware's, one type
-for both sides (device.ports re-exports it).
+``ReopeningOutput`` turns a vanished port into a state, and its watcher thread does the
+reopening: opening a port means a new rtmidi client (tens of milliseconds with JACK, plus
+50 ms for the connection to settle), which must not stall the loop's ticks. The loop's
+``reopen`` only asks whether the watcher has the port back. ``PortGone`` is hardware's, one
+type for both sides (device.ports re-exports it).
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def opener(spec: PortSpec):
 class MidiPort:
     """``MidiOut`` over a ReopeningOutput. ``state`` is what status.json and the screen show."""
 
-    def __init__(self, spec: PortSpec) -> None:
+    def __init__(self, spec: PortSpec, poll_interval: float = 0.1) -> None:
         self.spec = spec
-        self.out = ReopeningOutput(opener(spec), spec.port or spec.describe())
+        self.out = ReopeningOutput(opener(spec), spec.port or spec.describe(), poll_interval=poll_interval).start()
 
     @property
     def name(self) -> str:
@@ -68,7 +69,7 @@ class MidiPort:
             raise PortGone(str(exc)) from None
 
     def reopen(self) -> None:
-        if not self.out.check():
+        if not self.out.connected:
             raise PortGone(f"MIDI port {self.spec.describe()} still absent ({self.out.last_error})")
 
     def close(self) -> None:

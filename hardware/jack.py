@@ -84,7 +84,12 @@ class JackServer:
         # Realtime scheduling where allowed (jackd2 falls back when it is not) and 21 ms periods:
         # with --no-realtime and 5 ms periods on a busy 2-core CI box, clients missed cycles and
         # JACK then delivered one event twice and dropped the next.
-        cmd = [jackd, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
+        # -S (synchronous): the server waits for every client to finish its cycle (up to -t ms) instead
+        # of marking it late (XRun) and dropping what it had not delivered. On a loaded CI box a
+        # client's process thread was seen starved for 100 ms at a time; in async mode that lost
+        # bursts of events and repeated one event dozens of times. With a timer instead of a sound
+        # card nothing is lost by waiting: the graph just runs late.
+        cmd = [jackd, "-n", self.name, "-S", "-t", "2000", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
         with open(self._log, "wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:

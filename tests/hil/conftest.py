@@ -4,7 +4,8 @@ it died in, loudly, instead of turning later tests into hangs or silent passes."
 
 from __future__ import annotations
 
-import os
+import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +21,20 @@ def jack_server():
         pytest.skip("python-rtmidi is not installed (pip install 'dxmacro[device]')")
     if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
         pytest.skip("this python-rtmidi was built without the JACK API")
-    server = JackServer(f"dxmacro-test-{os.getpid()}")
+    # One name per checkout, not per run: JACK keeps at most 8 servers in its shm registry and
+    # reclaims a killed server's entry only for a server of the same name, so per-run names
+    # filled the registry ("Too many servers already active") after a few runs with kill tests.
+    server = JackServer(f"dxmacro-test-{hashlib.sha1(str(Path(__file__).resolve()).encode()).hexdigest()[:8]}")
     try:
         server.start()
     except JackUnavailable as exc:
         pytest.skip(f"cannot run real MIDI ports: {exc}")
     yield server
+    if not server.running():  # killed by the last test: start it once more so a clean stop unregisters it
+        try:
+            server.start()
+        except JackUnavailable:
+            pass
     server.stop()
     server.restore_env()
 
