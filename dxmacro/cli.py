@@ -26,6 +26,7 @@ COMMANDS = [
     "dxmacro.commands.bench",
     "dxmacro.commands.flash",
     "dxmacro.commands.flash_service",
+    "dxmacro.commands.hil",
 ]
 
 

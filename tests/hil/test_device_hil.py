@@ -83,3 +83,26 @@ def test_killing_jack_mid_check_fails_loudly_and_does_not_hang(request, jack, em
     (res,) = results
     assert res.status == hil.FAIL and ("JACK" in res.detail or "gone" in res.detail), res.detail
     assert time.monotonic() - t0 < 4.0 + 0.3 + 10
+
+
+@pytest.mark.timeout(60)
+def test_dxmacro_hil_writes_a_report(request, emulator_factory, tmp_path, capsys):
+    import json
+
+    from dxmacro.cli import main
+
+    if request.config.getoption("--hil-port"):
+        pytest.skip("runs against the emulated DX7")
+    emu = emulator_factory(channel=2)
+    report = tmp_path / "hil.json"
+    code = main(["hil", "--port", emu.input_port, "--reply-port", emu.output_port, "--api", "jack", "--channel", "2",
+                 "--duration", "5", "--only", "voice_dump", "--only", "performance", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    doc = json.loads(report.read_text())
+    assert doc["passed"] and [c["name"] for c in doc["checks"]] == ["voice_dump", "performance"]
+    assert all(c["status"] == "pass" for c in doc["checks"]) and "PASS" in out
+    # a port that is not there: every check fails with the reason, exit 1, no traceback
+    code = main(["hil", "--port", "no-such-synth", "--api", "jack", "--only", "voice_dump", "--report", str(report)])
+    assert code == 1 and "no MIDI port 'no-such-synth'" in json.loads(report.read_text())["checks"][0]["detail"]
+    assert main(["hil"]) == 1 and "either --port" in capsys.readouterr().err
