@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.bundle_check import BundleInfo, BundleRejected, version_key
+from dx7.files import atomic_write, fsync_dir
 from dxmacro.errors import DxmacroError
 
 MODELS = "models"
@@ -61,29 +62,9 @@ class InstalledModel:
                 "installed_at": self.installed_at}
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename/unlink in ``path`` durable (POSIX: the directory entry lives in the folder)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def durable_write(path: Path, data: bytes) -> None:
-    """Write, fsync, rename over, fsync the folder: after a crash ``path`` is old or new, whole."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    """After a crash ``path`` is old or new, whole (see dx7.files.atomic_write)."""
+    atomic_write(path, data, mode=FILE_MODE)
 
 
 def model_file_name(info: BundleInfo) -> str:

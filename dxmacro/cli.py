@@ -24,6 +24,8 @@ COMMANDS = [
     "dxmacro.commands.demo",
     "dxmacro.commands.device",
     "dxmacro.commands.bench",
+    "dxmacro.commands.keys",
+    "dxmacro.commands.bundle",
     "dxmacro.commands.flash",
     "dxmacro.commands.flash_service",
     "dxmacro.commands.hil",

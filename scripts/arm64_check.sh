@@ -17,7 +17,8 @@ if [ ! -x "$ROOT/usr/bin/python3" ]; then
 fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # Where this machine reaches PyPI through a proxy with its own CA, pip in the chroot needs it too.
-CERT=$(python3 -m pip config get global.cert 2>/dev/null || true)
+# Use this machine's trust store (pip's configured one if any).
+CERT=${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}
 
 # Our own package as a wheel (pure Python), built here; everything else comes from PyPI.
 rm -rf "$ROOT/opt/dxmacro" && mkdir -p "$ROOT/opt/dxmacro/wheels"
