@@ -291,8 +291,10 @@ def check_performance(target: Target, duration_s: float = 60.0, seed: int = 7) -
         figures: dict[str, Any] = {"messages": len(rig.port.sent), "bytes": sum(len(d) for _, d in rig.port.sent),
                                    "port_gone": rig.loop.stats.port_gone}
         budget = MAX_DIN_FRACTION * DIN_BYTES_PER_S
+        # 5 ms shorter than the budget's window: our stamps are taken a few microseconds (more when the
+        # thread is preempted) after the loop's own clock reading that the budget accounted the bytes at.
         figures["sender_busiest_second_bytes"] = window_max([t for t, _ in rig.port.sent],
-                                                            [len(d) for _, d in rig.port.sent])
+                                                            [len(d) for _, d in rig.port.sent], 0.995)
         problems = []
         if rig.loop.stats.port_gone:
             problems.append(f"the port vanished {rig.loop.stats.port_gone} times")
@@ -304,10 +306,18 @@ def check_performance(target: Target, duration_s: float = 60.0, seed: int = 7) -
             if [a.data for a in arr] != [d for _, d in rig.port.sent]:
                 problems.append(f"the synth received {len(arr)} messages, {len(rig.port.sent)} were sent "
                                 "(lost, duplicated or reordered)")
-            # DIN MIDI carries 3125 bytes/s; the profile's budget is 80 % of it. JACK hands events over
-            # once per period, so arrivals bunch by up to a period: allow that, never the line rate.
-            if busiest > DIN_BYTES_PER_S:
-                problems.append(f"busiest second at the receiver {busiest} bytes > DIN's {DIN_BYTES_PER_S:.0f}")
+            # The receiver sees the sender's stream shifted by the transport's delay, which varies
+            # (JACK hands events over once per period; a starved reader catches up in bursts). Its
+            # busiest second may hold at most what the budget let out in 1 s plus that variation.
+            if arr and len(arr) == len(rig.port.sent):
+                delays = [a.time - t for a, (t, _) in zip(arr, rig.port.sent)]
+                spread = max(delays) - min(delays)
+                figures["transport_delay_spread_ms"] = round(spread * 1e3, 1)
+                bound = window_max([t for t, _ in rig.port.sent], [len(d) for _, d in rig.port.sent], 1.0 + spread)
+                figures["receiver_bound_bytes"] = bound
+                if busiest > bound:
+                    problems.append(f"busiest second at the receiver {busiest} bytes > {bound}, what the sender "
+                                    f"let out in 1 s + the transport's {spread * 1e3:.0f} ms delay spread")
             if isinstance(receiver, EmulatorReceiver) and receiver.rejected():
                 problems.append(f"the synth rejected {len(receiver.rejected())} messages: {receiver.rejected()[:2]}")
         if figures["sender_busiest_second_bytes"] > budget:
