@@ -131,3 +131,25 @@ def fixture_latents(params: np.ndarray, informative: int = 32, seed: int = 0) ->
     z = rng.standard_normal((len(x), layout.VECTOR_SIZE))
     z[:, :informative] = coords
     return z.astype(np.float32)
+
+
+def fixture_run(kind: str, voices: int = 1200, steps: int = 300, seed: int = 0, knobs: int = 8,
+                anchors: int = 32, test: int = 200) -> tuple[nn.Module, dict]:
+    """A fitted fixture decoder and the ``info`` a run folder would give (see conversion.pipeline):
+    synthetic voices (host_training.synth_voices), VAE-like latents, knobs on the informative
+    dimensions, anchors from the training part and test-split latents held out of the fit."""
+    from host_training.synth_voices import generate
+
+    vs = generate(voices, seed=seed + 1)
+    params = np.stack([v.parameters for v in vs])
+    z = fixture_latents(params, seed=seed)
+    n_train = voices - test
+    decoder = fit(make_decoder(kind, seed), z[:n_train], params[:n_train], steps=steps, seed=seed)
+    info = {
+        "model_id": f"fixture-{kind}", "model_version": "0", "kind": kind,
+        "latent_size": layout.VECTOR_SIZE, "dataset_manifest_hash": "fixture:synth_voices:seed=%d" % (seed + 1),
+        "knobs": [{"dim": d, "name": f"knob{d}", "range": [-2.5, 2.5]} for d in range(knobs)],
+        "anchors": [{"name": vs[i].name, "voice": vs[i], "latent": z[i]} for i in range(anchors)],
+        "test_latents": z[n_train:],
+    }
+    return decoder, info
