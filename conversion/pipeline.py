@@ -8,6 +8,7 @@ bytes, "latent"}``) and optionally ``test_latents`` (encoded test-split voices) 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,6 +21,10 @@ from dxmacro import __version__
 from dxmacro.errors import DxmacroError
 
 GOLDEN_COUNT = 16
+
+
+def bundle_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _anchor_voice(a: dict[str, Any]) -> Voice:
@@ -68,15 +73,17 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
               "kind": "categorical" if s.categorical else "scaled", "high": PARAMS[s.param].high}
              for s in layout.SLOTS]
     (isc, izp), (osc, ozp) = model.input_quant, model.output_quant
+    from conversion.runtime import SELF_TEST_CODE_TOLERANCE, SELF_TEST_VALUE_TOLERANCE
+
     return {
-        "model": {"id": str(info["model_id"]), "version": str(info["model_version"]),
-                  "kind": str(info.get("kind", "unknown"))},
+        "model_id": str(info["model_id"]), "version": str(info["model_version"]),
+        "kind": str(info.get("kind", "unknown")),
         "dxmacro_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "dataset_manifest_hash": str(info["dataset_manifest_hash"]),
+        "dataset_manifest_sha256": str(info["dataset_manifest_hash"]),
         "latent_size": int(info["latent_size"]),
-        "knobs": [{"dim": int(k["dim"]), "name": str(k["name"]), "range": [float(k["range"][0]), float(k["range"][1])]}
-                  for k in info["knobs"]],
+        "knobs": [{"index": i, "dim": int(k["dim"]), "name": str(k["name"]), "low": float(k["range"][0]),
+                   "high": float(k["range"][1])} for i, k in enumerate(info["knobs"])],
         "layout": {
             "vector_size": layout.VECTOR_SIZE, "parameters": len(layout.SLOTS), "slots": slots,
             "decode": "output = (int8 - zero_point) * scale, a vector in [0, 1]; scaled slot -> "
@@ -85,7 +92,7 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
         "quantization": {"input": {"dtype": "int8", "scale": float(isc), "zero_point": int(izp)},
                          "output": {"dtype": "int8", "scale": float(osc), "zero_point": int(ozp)},
                          "calibration": calibration.parts},
-        "self_test": {"code_tolerance": 2, "value_tolerance": 1},
+        "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE, "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
     }
 
 
@@ -130,14 +137,15 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 16
     golden = {"latents": golden_lat.tolist(), "fp32_vectors": export.reference(module, golden_lat).tolist(),
               "int8_codes": codes.astype(int).tolist(),
               "int8_values": layout.decode(int8.dequantize(codes)).astype(int).tolist()}
-    anchors = [{"name": str(a["name"]), "voice_hex": _anchor_voice(a).to_unpacked().hex(),
+    anchors = [{"name": str(a["name"]), "voice": _anchor_voice(a).to_unpacked().hex(),
                 "latent": np.asarray(a["latent"], np.float32).reshape(n).tolist()} for a in info["anchors"]]
     manifest = manifest_for(info, int8, cal)
     manifest["parity"] = {"within_one_step": report["values"]["within_one_step"],
                           "categorical_agreement": report["values"]["categorical_agreement"],
                           "log_mel_median_db": report.get("audio", {}).get("median_db"),
                           "passed": report["passed"]}
-    data = bundle.build(manifest, int8_bytes, anchors, golden, private_key)
+    members = {"model.tflite": int8_bytes, "anchors.json": bundle_json(anchors), "golden.json": bundle_json(golden)}
+    data = bundle.encode(manifest, members, private_key)
     report["bundle_bytes"] = len(data)
     return data, report, fp32_bytes
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dx7 import layout
+from dx7.params import LEARNABLE_COUNT
 from dxmacro.errors import DxmacroError
 
 if TYPE_CHECKING:
@@ -101,21 +102,44 @@ class TFLiteModel:
 
 
 class TFLiteDecoder:
-    """A verified bundle's decoder: latent -> 145 DX7 values, plus the on-device self-test."""
+    """A bundle's decoder: latent -> 145 DX7 values, plus the on-device self-test. Satisfies
+    device.ports.Decoder (latent_size, knobs, anchors, decode)."""
 
     def __init__(self, bundle: "Bundle", num_threads: int = 1) -> None:
         self.bundle = bundle
         self.model = TFLiteModel(bundle.tflite, num_threads)
         m = bundle.manifest
-        if self.model.input_size != m["latent_size"] or self.model.output_size != layout.VECTOR_SIZE:
+        self.latent_size = int(m["latent_size"])
+        if self.model.input_size != self.latent_size or self.model.output_size != layout.VECTOR_SIZE:
             raise DxmacroError(f"model shape {self.model.input_size}->{self.model.output_size} does not match the "
-                               f"manifest ({m['latent_size']}->{layout.VECTOR_SIZE})")
-        q = m["quantization"]
-        if self.model.quantized and (not np.isclose(self.model.input_quant[0], q["input"]["scale"])
-                                     or self.model.input_quant[1] != q["input"]["zero_point"]
-                                     or not np.isclose(self.model.output_quant[0], q["output"]["scale"])
-                                     or self.model.output_quant[1] != q["output"]["zero_point"]):
-            raise DxmacroError("the model's quantization parameters disagree with the manifest")
+                               f"manifest ({self.latent_size}->{layout.VECTOR_SIZE})")
+        q = m.get("quantization", {})
+        if self.model.quantized:
+            try:
+                same = (np.isclose(self.model.input_quant[0], q["input"]["scale"])
+                        and self.model.input_quant[1] == q["input"]["zero_point"]
+                        and np.isclose(self.model.output_quant[0], q["output"]["scale"])
+                        and self.model.output_quant[1] == q["output"]["zero_point"])
+            except (KeyError, TypeError):
+                same = False
+            if not same:
+                raise DxmacroError("the model's quantization parameters disagree with the manifest")
+        self._knobs = m.get("knobs", [])
+        self._anchors = bundle.anchors
+
+    @property
+    def knobs(self) -> tuple:
+        from device.ports import KnobInfo
+
+        return tuple(KnobInfo(int(k["dim"]), str(k["name"]), float(k["low"]), float(k["high"])) for k in self._knobs)
+
+    @property
+    def anchors(self) -> tuple:
+        from device.ports import Anchor
+        from dx7 import Voice
+
+        return tuple(Anchor(str(a["name"]), Voice.from_unpacked(bytes.fromhex(a["voice"])),
+                            np.asarray(a["latent"], np.float32)) for a in self._anchors)
 
     def vector(self, latent: np.ndarray) -> np.ndarray:
         return self.model(np.asarray(latent, np.float32).reshape(1, -1))[0]
@@ -124,19 +148,30 @@ class TFLiteDecoder:
         """(latent_size,) -> (145,) uint8 DX7 values."""
         return layout.decode(self.vector(latent))
 
-    def self_test(self) -> dict[str, float]:
+    def self_test(self) -> dict[str, int]:
         """Run the golden vectors stored at conversion time; raise DxmacroError when this device
-        disagrees by more than the documented tolerance."""
+        disagrees by more than the documented tolerance (SELF_TEST_* above)."""
         g = self.bundle.golden
+        if g["latents"].ndim != 2 or g["latents"].shape[1] != self.latent_size or not len(g["latents"]):
+            raise DxmacroError("self-test: the golden latents do not fit the model")
         codes = self.model.raw(g["latents"])
-        if self.model.quantized:
-            dev = int(np.max(np.abs(codes.astype(np.int16) - g["int8_codes"].astype(np.int16))))
-        else:
-            dev = 0
+        if codes.shape != g["int8_codes"].shape or g["int8_values"].shape != (len(codes), LEARNABLE_COUNT):
+            raise DxmacroError("self-test: the golden vectors do not fit the model's output")
+        dev = int(np.max(np.abs(codes.astype(np.int16) - g["int8_codes"].astype(np.int16))))
         values = layout.decode(self.model.dequantize(codes)).astype(np.int16)
-        value_dev = int(np.max(np.abs(values - g["int8_values"].astype(np.int16))))
+        scaled = np.setdiff1d(np.arange(LEARNABLE_COUNT), [s.param for s in layout.categorical_groups()])
+        value_dev = int(np.max(np.abs(values[:, scaled] - g["int8_values"][:, scaled].astype(np.int16))))
         if dev > SELF_TEST_CODE_TOLERANCE or value_dev > SELF_TEST_VALUE_TOLERANCE:
             raise DxmacroError(f"self-test failed: outputs differ from the golden vectors by {dev} int8 steps and "
                                f"{value_dev} DX7 steps (tolerance {SELF_TEST_CODE_TOLERANCE} and "
                                f"{SELF_TEST_VALUE_TOLERANCE})")
-        return {"vectors": len(codes), "max_code_diff": dev, "max_value_diff": value_dev}
+        return {"vectors": int(len(codes)), "max_code_diff": dev, "max_value_diff": value_dev}
+
+
+def load_decoder(path, public_key=None) -> TFLiteDecoder:
+    """The decoder in a bundle file (device.runtime's loader). The signature is checked when a
+    public key is given; the model store already verified installed bundles, which it never
+    modifies."""
+    from conversion import bundle
+
+    return TFLiteDecoder(bundle.read(path, public_key))

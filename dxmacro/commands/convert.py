@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                            "`dxmacro keys generate`)")
     from conversion import keys
 
-    private = keys.load_private(key_path)  # fail on a bad key before the slow part
+    private = keys.load_private_key(key_path)  # fail on a bad key before the slow part
     module, info = load_run(args.run)
     from conversion import pipeline
 
