@@ -24,6 +24,7 @@ COMMANDS = [
     "dxmacro.commands.demo",
     "dxmacro.commands.device",
     "dxmacro.commands.bench",
+    "dxmacro.commands.convert",
     "dxmacro.commands.keys",
     "dxmacro.commands.bundle",
     "dxmacro.commands.flash",
