@@ -46,6 +46,7 @@ class Config:
     watch_bundle: bool = True
     watch_interval_s: float = 2.0
     store: Path | None = None  # the flash service's store: follow its `active` pointer
+    public_key: Path | None = None  # verify a bundle's signature when it is loaded from `bundle`
     status_path: Path | None = None  # status.json for the flash service (docs/flashing.md)
     adc_channels: int = 4
     data_rate: int = 860
@@ -164,6 +165,7 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["decoder"] = s.get("decoder", str, "linear", choices=("linear", "bundle"))
     kw["bundle"] = s.path("bundle", base)
     kw["store"] = s.path("store", base)
+    kw["public_key"] = s.path("public_key", base)
     kw["decoder_seed"] = s.get("seed", int, 0)
     kw["watch_bundle"] = s.get("watch", bool, True)
     kw["watch_interval_s"] = s.get("watch_interval_s", float, 2.0, lo=0.1, hi=3600.0)

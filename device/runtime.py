@@ -73,21 +73,17 @@ def make_decoder(cfg: Config) -> Decoder:
 
         return LinearDecoder(seed=cfg.decoder_seed)
     assert cfg.bundle is not None
-    return load_bundle_decoder(cfg.bundle)
+    return load_bundle_decoder(cfg.bundle, cfg.public_key)
 
 
-def load_bundle_decoder(bundle: Path) -> Decoder:
-    """The trained int8 decoder from a signed bundle (conversion.runtime). MERGE: the
-    lead binds conversion's loader here; until then this names what is missing."""
-    try:
-        from conversion import runtime as conv  # type: ignore[attr-defined]
-    except ImportError:
-        raise DxmacroError("this build has no model-bundle loader (conversion.runtime): use [model] "
-                           "decoder = \"linear\" for development") from None
-    loader = getattr(conv, "load_decoder", None)
-    if loader is None:
-        raise DxmacroError("conversion.runtime has no load_decoder(bundle) to load the model bundle")
-    return loader(bundle)
+def load_bundle_decoder(bundle: Path, public_key: Path | None = None) -> Decoder:
+    """The trained int8 decoder from a model bundle (conversion.runtime, LiteRT). With
+    ``public_key`` the signature is verified on load; bundles taken from the model store were
+    verified when the flash service installed them, and the store never modifies them."""
+    from conversion import keys, runtime
+
+    key = keys.load_public_key(public_key) if public_key is not None else None
+    return runtime.load_decoder(bundle, key)
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,23 @@ def test_convert_cli(mlp_run, signing, tmp_path, monkeypatch, capsys):
     assert report["values"]["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
     assert (tmp_path / "m.parity" / "parity.md").read_text().startswith("# Parity")
     assert main(["bundle", "verify", str(out), "--pubkey", str(signing[3])]) == 0
+
+
+def test_device_runs_on_the_bundle_and_refuses_a_wrong_key(mlp_converted, signing, tmp_path):
+    """The control loop, simulated, on the int8 bundle through the config; a wrong public key is
+    one clear line and exit 1."""
+    data, _, _ = mlp_converted
+    (tmp_path / "model.dxm").write_bytes(data)
+    other = keys.generate(tmp_path / "other")[1]
+    for pub, code in ((signing[3], 0), (other, 1)):
+        cfg = tmp_path / "device.toml"
+        cfg.write_text(f'[model]\ndecoder = "bundle"\nbundle = "model.dxm"\npublic_key = "{pub}"\n'
+                       '[midi]\nprofile = "dx7"\n')
+        proc = subprocess.run([sys.executable, "-m", "dxmacro", "device", "run", "--config", str(cfg), "--simulate",
+                               "--duration", "2"], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == code, proc.stderr[-2000:]
+        if code == 0:
+            assert "decoder self-test passed" in proc.stderr and "emulated DX7 holds" in proc.stdout
+        else:
+            err = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+            assert len(err) == 1 and "does not verify with key" in err[0]
