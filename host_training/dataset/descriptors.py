@@ -12,8 +12,10 @@ flatness        spectral flatness (geometric / arithmetic mean of power), frame 
                 weighted; 0 = pure tones, 1 = white noise.
 attack_s        time from note-on until the amplitude envelope (RMS, 5.8 ms steps at
                 22.05 kHz) first reaches 90 % of its peak.
-decay_s         time from the envelope's peak until it first falls 20 dB below it (through
-                the release); the rest of the render when it never does (censored).
+decay_s         how long the note lasts: time from note-on until the envelope, after its peak,
+                first falls 20 dB below the peak (through the release); the whole render when
+                it never does (censored). From note-on, not from the peak, because a sustained
+                tone's "peak" frame is arbitrary.
 flux_db         amount of movement: RMS change in dB of the level-normalised log-mel
                 spectrum between consecutive active frames (level decay alone is not
                 movement, a changing spectral shape is).
@@ -106,7 +108,7 @@ def describe(audio: np.ndarray, power: np.ndarray, mel_db: np.ndarray, rate: int
     peak = env[peak_i]
     out[4] = (int(np.argmax(env >= 0.9 * peak)) + 1) * ENV_HOP / rate
     below = np.flatnonzero(env[peak_i:] < peak * 10 ** (-DECAY_DB / 20))
-    end = below[0] if len(below) else len(env) - peak_i
+    end = peak_i + (below[0] if len(below) else len(env) - peak_i)
     out[5] = end * ENV_HOP / rate
 
     shape = mel_db[:, active] - mel_db[:, active].mean(axis=0, keepdims=True)

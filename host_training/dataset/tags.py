@@ -11,6 +11,7 @@ quarter of these voices", not an absolute number.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,7 +67,8 @@ def scores(desc: np.ndarray) -> np.ndarray:
 
 def paired_tags(desc: np.ndarray, quantile: float = 0.25) -> tuple[np.ndarray, list[list[float]]]:
     """(N, T) int8 tags and the [low, high] thresholds used per pair."""
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: silent voices stay untagged
         s = scores(desc)
     tags = np.zeros(s.shape, dtype=np.int8)
     thresholds = []
