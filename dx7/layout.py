@@ -62,16 +62,34 @@ def encode(params: np.ndarray) -> np.ndarray:
     return out
 
 
+_FMAX = np.finfo(np.float32).max
+_WIDEST = max(g.width for g in _GROUPS)
+_GROUP_PARAMS = np.array([g.param for g in _GROUPS])
+# Gather table for all one-hot groups at once: row g holds group g's slots, padded with
+# an index one past the vector that reads -inf. One gather and one argmax decode every
+# group, which keeps decoding at tens of microseconds in the device's control loop.
+_TABLE = np.full((len(_GROUPS), _WIDEST), VECTOR_SIZE, dtype=np.intp)
+for _row, _g in enumerate(_GROUPS):
+    _TABLE[_row, : _g.width] = np.arange(_g.start, _g.start + _g.width)
+
+
 def decode(vector: np.ndarray) -> np.ndarray:
-    """(..., VECTOR_SIZE) real vector -> (..., 145) in-range DX7 values (uint8)."""
+    """(..., VECTOR_SIZE) real vector -> (..., 145) in-range DX7 values (uint8).
+
+    Scaled slots are rounded and clipped (NaN counts as 0); each one-hot group takes
+    its argmax (infinities saturate to the largest float, NaN loses to everything, ties
+    go to the first choice)."""
     x = np.asarray(vector, dtype=np.float32)
-    if x.shape[-1] != VECTOR_SIZE:
+    if x.shape[-1:] != (VECTOR_SIZE,):
         raise DX7Error(f"expected a {VECTOR_SIZE}-slot vector, got shape {x.shape}")
+    nan = np.isnan(x)
     out = np.zeros(x.shape[:-1] + (LEARNABLE_COUNT,), dtype=np.uint8)
-    scaled = np.clip(np.rint(np.clip(np.nan_to_num(x[..., _SCALED]), -1.0, 2.0) * _SCALED_HIGH), 0, _SCALED_HIGH)
+    scaled = np.where(nan[..., _SCALED], np.float32(0.0), x[..., _SCALED])
+    scaled = np.clip(np.rint(np.clip(scaled, -1.0, 2.0) * _SCALED_HIGH), 0, _SCALED_HIGH)
     out[..., _SCALED_PARAMS] = scaled.astype(np.uint8)
-    for s in _GROUPS:
-        out[..., s.param] = np.argmax(np.nan_to_num(x[..., s.start : s.start + s.width], nan=-np.inf), axis=-1)
+    padded = np.full(x.shape[:-1] + (VECTOR_SIZE + 1,), -np.inf, dtype=np.float32)
+    padded[..., :-1] = np.where(nan, -np.inf, np.clip(x, -_FMAX, _FMAX))
+    out[..., _GROUP_PARAMS] = np.argmax(padded[..., _TABLE], axis=-1)
     return out
 
 

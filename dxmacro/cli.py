@@ -22,6 +22,8 @@ COMMANDS = [
     "dxmacro.commands.voices",
     "dxmacro.commands.render",
     "dxmacro.commands.demo",
+    "dxmacro.commands.device",
+    "dxmacro.commands.bench",
     "dxmacro.commands.dataset",
 ]
 

@@ -86,3 +86,12 @@ def test_usage_errors_and_entry_point(bank):
                           text=True)
     assert proc.returncode == 0 and "32 voices" in proc.stdout
     assert len(read_voice_file(bank).voices) == 32
+
+
+def test_synth_writes_valid_banks(capsys, tmp_path):
+    pytest.importorskip("dexed", reason="dexed-py is not installed")
+    out = tmp_path / "syn.syx"
+    code, text, _ = run(capsys, "voices", "synth", "-n", "40", "--seed", "2", "--out", str(out))
+    assert code == 0 and out.stat().st_size == 2 * 4104
+    voices = read_voice_file(out).voices
+    assert len({lv.voice.content_key() for lv in voices[:40]}) == 40 and not any(lv.dirty for lv in voices)

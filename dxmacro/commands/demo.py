@@ -10,10 +10,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on embedded defaults")
     p.add_argument("--out", default="demo-output", help="folder for what the demo writes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", action="store_true",
+                   help="the device demo: simulated knobs play a scripted performance to an emulated DX7")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.device:
+        from device.demo import run_demo
+
+        run_demo(Path(args.out), seed=args.seed)
+        return 0
     from dx7.files import atomic_write, encode_banks
     from host_training.features import rms_db
     from host_training.render import DexedRenderer, Note, write_wav

@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     conv.add_argument("--strict", action="store_true", help="refuse out-of-range fields instead of clamping")
     conv.set_defaults(func=run_convert)
 
+    syn = vs.add_parser("synth", help="write plausible synthetic voices (the embedded default data set)")
+    syn.add_argument("-n", type=int, default=32, help="number of voices (default 32)")
+    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("--out", required=True, help=".syx (32-voice banks) or .json")
+    syn.set_defaults(func=run_synth)
+
 
 def load_voices(paths: list[str], *, strict: bool = False) -> list[LoadedVoice]:
     """Voices from .syx/.json files in order. Raises DX7Error naming the bad file."""
@@ -116,4 +122,16 @@ def run_convert(args: argparse.Namespace) -> int:
     atomic_write(args.out, data)
     dropped = f", {total - len(voices)} duplicates dropped" if args.dedupe else ""
     print(f"wrote {len(voices)} voices to {args.out} as {fmt}{dropped}")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from host_training.synth_voices import generate
+
+    if not 1 <= args.n <= 100_000:
+        raise DX7Error(f"-n must be 1..100000, got {args.n}")
+    voices = generate(args.n, seed=args.seed)
+    data = voices_to_json(voices).encode() if args.out.lower().endswith(".json") else encode_banks(voices)
+    atomic_write(args.out, data)
+    print(f"wrote {len(voices)} synthetic voices (seed {args.seed}) to {args.out}")
     return 0

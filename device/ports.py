@@ -1,0 +1,106 @@
+"""The small interfaces the control loop talks to, so it runs the same on the Pi
+(hardware/ drivers, conversion/ TFLite decoder) and in simulation (device/sim.py,
+device/linear_decoder.py). The lead binds the real classes to these at merge time;
+everything here is structural (``typing.Protocol``): no inheritance needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from dx7 import Voice
+from dxmacro.errors import DxmacroError
+
+
+class PortGone(DxmacroError):
+    """The MIDI output vanished (USB unplugged, JACK client gone). The loop keeps
+    running, marks the link down and retries ``reopen()``."""
+
+
+@runtime_checkable
+class KnobReader(Protocol):
+    """Raw knob positions from the ADC.
+
+    ``read()`` scans every channel once and returns one position in 0..1 per knob,
+    or ``None`` for a channel whose read failed (an I2C ``OSError``): a failed read
+    must never look like a knob move. ``scan_period_s`` is the physical limit of one
+    scan (channels x one conversion at the ADC's data rate): the loop cannot tick
+    faster than that."""
+
+    scan_period_s: float
+
+    def read(self) -> list[float | None]: ...
+
+
+@runtime_checkable
+class MidiOut(Protocol):
+    """One output port. ``send`` takes exactly one complete MIDI message (sysex or a
+    channel message) and raises :class:`PortGone` when the port has vanished;
+    ``reopen`` tries to open it again and raises :class:`PortGone` while it is still
+    absent."""
+
+    def send(self, data: bytes) -> None: ...
+
+    def reopen(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class KnobInfo:
+    """What the bundle's manifest says about one semantic knob: which latent
+    dimension it moves, its name (e.g. "brightness") and the useful latent range."""
+
+    dim: int
+    name: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A known voice and its latent code: the performer's presets."""
+
+    name: str
+    voice: Voice
+    latent: np.ndarray = field(compare=False)
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """Latent code -> 145 DX7 values. The product is conversion.runtime.TFLiteDecoder
+    (int8 model from the signed bundle); device.linear_decoder is the development one."""
+
+    latent_size: int
+    knobs: tuple[KnobInfo, ...]
+    anchors: tuple[Anchor, ...]
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        """(latent_size,) float32 -> (145,) uint8 in-range DX7 values."""
+        ...
+
+
+BUTTON_EVENTS = ("next", "previous", "random", "store", "panic")
+
+
+@runtime_checkable
+class Buttons(Protocol):
+    """Debounced button presses since the last poll, as names from BUTTON_EVENTS."""
+
+    def poll(self) -> list[str]: ...
+
+
+@runtime_checkable
+class Display(Protocol):
+    def show(self, state: object) -> None: ...
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Time for the loop: real (perf_counter) on the device, virtual in simulation so
+    ten minutes of playing run in seconds."""
+
+    def now(self) -> float: ...
+
+    def sleep_until(self, t: float) -> None: ...

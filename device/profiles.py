@@ -1,0 +1,145 @@
+"""What to send so the synth ends up with the voice the knobs ask for.
+
+Every profile keeps a shadow of what the synth already has and sends only the
+difference, latest values first-come-first-served, as far as the send function
+allows (the byte budget may refuse; whatever was refused is recomputed next tick, so
+it is coalesced to its latest value):
+
+* ``dx7``: parameter-change sysex (7 bytes each) on the synth's channel, or one
+  single-voice dump (163 bytes) when that is fewer bytes than the changes; the byte
+  budget (<= 80 % of DIN's 3125 bytes/s) applies.
+* ``dexed``: the same messages over USB / virtual ports at full speed (no budget).
+* ``cc``: control changes for synths whose parameters were MIDI-learned to CC numbers
+  (config: parameter name -> CC number); the value is scaled to 0..127.
+
+The shadow is forgotten (``invalidate``) when the link drops: whoever is on the other
+end after a reconnect gets the whole voice again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from dx7.params import BY_NAME
+from dx7.sysex import SINGLE_SIZE, ParameterChange, SingleVoice
+from dxmacro.errors import DxmacroError
+
+PARAM_CHANGE_SIZE = 7
+Send = Callable[[bytes], bool]  # True when sent; False when the budget refuses (try later)
+
+PROFILES = ("dx7", "dexed", "cc")
+
+
+class SysexProfile:
+    """dx7 and dexed: voice parameters as DX7 sysex."""
+
+    def __init__(self, name: str, channel: int) -> None:
+        self.name = name
+        self.channel = channel
+        self.shadow: list[int] | None = None
+        self.target: list[int] | None = None
+        self._dirty: dict[int, None] = {}  # insertion order = first-dirty order
+
+    def invalidate(self) -> None:
+        self.shadow = None
+
+    def set_target(self, values: Sequence[int]) -> None:
+        self.target = list(values)
+        if self.shadow is None:
+            return
+        differs = np.asarray(self.target) != np.asarray(self.shadow)
+        for p in list(self._dirty):
+            if not differs[p]:
+                del self._dirty[p]
+        for p in np.flatnonzero(differs).tolist():
+            self._dirty.setdefault(p, None)
+
+    @property
+    def pending(self) -> bool:
+        return self.target is not None and (self.shadow is None or bool(self._dirty))
+
+    def pump(self, send: Send) -> None:
+        if not self.pending:
+            return
+        assert self.target is not None
+        if self.shadow is None or PARAM_CHANGE_SIZE * len(self._dirty) > SINGLE_SIZE:
+            if send(SingleVoice(bytes(self.target), self.channel).encode()):
+                self.shadow = list(self.target)
+                self._dirty.clear()
+            return
+        for p in list(self._dirty):
+            if not send(ParameterChange(p, self.target[p], self.channel).encode()):
+                return
+            self.shadow[p] = self.target[p]
+            del self._dirty[p]
+
+
+class CCProfile:
+    """Configured DX7 parameters as control changes (value scaled to 0..127)."""
+
+    def __init__(self, channel: int, cc_map: Mapping[str, int]) -> None:
+        if not cc_map:
+            raise DxmacroError("the cc profile needs [midi.cc_map]: DX7 parameter name = CC number")
+        self.name = "cc"
+        self.channel = channel
+        self.map = [(BY_NAME[p].index, BY_NAME[p].high, int(cc)) for p, cc in cc_map.items()]
+        self.shadow: dict[int, int] = {}
+        self.want: dict[int, int] = {}
+
+    def invalidate(self) -> None:
+        self.shadow.clear()
+
+    def set_target(self, values: Sequence[int]) -> None:
+        for idx, high, cc in self.map:
+            self.want[cc] = round(values[idx] * 127 / high)
+
+    @property
+    def pending(self) -> bool:
+        return any(self.shadow.get(cc) != v for cc, v in self.want.items())
+
+    def pump(self, send: Send) -> None:
+        for cc, v in self.want.items():
+            if self.shadow.get(cc) != v:
+                if not send(bytes([0xB0 | self.channel, cc, v])):
+                    return
+                self.shadow[cc] = v
+
+
+class EchoCC:
+    """Knob positions as CCs, for a DAW to record the performance (latest value only)."""
+
+    def __init__(self, channel: int, ccs: Sequence[int]) -> None:
+        self.channel = channel
+        self.ccs = list(ccs)
+        self.shadow: dict[int, int] = {}
+        self.want: dict[int, int] = {}
+
+    def set_positions(self, positions: Sequence[float | None]) -> None:
+        for cc, pos in zip(self.ccs, positions):
+            if pos is not None:
+                self.want[cc] = min(127, max(0, round(pos * 127)))
+
+    def invalidate(self) -> None:
+        self.shadow.clear()
+
+    def pump(self, send: Send) -> None:
+        for cc, v in self.want.items():
+            if self.shadow.get(cc) != v:
+                if not send(bytes([0xB0 | self.channel, cc, v])):
+                    return
+                self.shadow[cc] = v
+
+
+def panic_messages(channel: int) -> list[bytes]:
+    """All Sound Off (120) and All Notes Off (123): the DX7 honours the latter, Dexed both."""
+    return [bytes([0xB0 | channel, 120, 0]), bytes([0xB0 | channel, 123, 0])]
+
+
+def make_profile(name: str, channel: int, cc_map: Mapping[str, int] | None = None) -> SysexProfile | CCProfile:
+    if name in ("dx7", "dexed"):
+        return SysexProfile(name, channel)
+    if name == "cc":
+        return CCProfile(channel, cc_map or {})
+    raise DxmacroError(f"unknown MIDI profile {name!r} (known: {', '.join(PROFILES)})")

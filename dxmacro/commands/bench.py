@@ -1,0 +1,37 @@
+"""``dxmacro bench``: benchmarks that print figures (targets are proven here, not in timed tests)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print the figures docs/ quote")
+    bs = p.add_subparsers(dest="bench_command", metavar="WHAT", parser_class=type(p))
+    bs.required = True
+    d = bs.add_parser("device", help="control-loop latency, jitter, scan rate and CPU against the emulated ADC")
+    d.add_argument("--duration", type=float, default=40.0, help="seconds of real time (default 40)")
+    d.add_argument("--profile", choices=("dexed", "dx7"), default="dexed",
+                   help="output profile (dexed: USB at full speed; dx7: DIN byte budget)")
+    d.add_argument("--data-rate", type=int, default=860, help="ADS1115 data rate in SPS (default 860)")
+    d.add_argument("--channels", type=int, default=4, help="knobs / ADC channels 1..4 (default 4)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=run_device_bench)
+
+
+def run_device_bench(args: argparse.Namespace) -> int:
+    from device.bench import run_bench
+    from device.sim import ADS1115_DATA_RATES
+    from dxmacro.errors import DxmacroError
+
+    if args.data_rate not in ADS1115_DATA_RATES:
+        raise DxmacroError(f"--data-rate must be one of {ADS1115_DATA_RATES}, got {args.data_rate}")
+    if not 1 <= args.channels <= 4:
+        raise DxmacroError(f"--channels must be 1..4, got {args.channels}")
+    if not 2.0 <= args.duration <= 3600:
+        raise DxmacroError(f"--duration must be 2..3600 seconds, got {args.duration}")
+    result = run_bench(duration_s=args.duration, profile=args.profile, data_rate=args.data_rate,
+                       channels=args.channels, seed=args.seed)
+    for line in result.lines():
+        print(line)
+    return 0

@@ -1,0 +1,38 @@
+"""Shared builders for the device tests: a loop on a simulated clock."""
+
+from __future__ import annotations
+
+from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, ByteBudget
+from device.linear_decoder import LinearDecoder
+from device.loop import ControlLoop, LoopSettings
+from device.mapping import KnobMapping
+from device.profiles import make_profile
+from device.sim import EmulatedDX7, KnobScript, SimClock, SimulatedADC
+
+
+def knob_maps(decoder):
+    return [KnobMapping(i, k.dim, k.name, k.low, k.high) for i, k in enumerate(decoder.knobs)]
+
+
+def make_loop(script: KnobScript, *, profile="dx7", data_rate=860, noise_lsb=3.0, fail_rate=0.0, seed=0,
+              takeover="pickup", buttons=None, bank=None, decoder=None, notifier=None, settings=None):
+    clock = SimClock()
+    adc = SimulatedADC(clock, script.position, script.channels, data_rate, noise_lsb, fail_rate, seed=seed)
+    synth = EmulatedDX7(clock)
+    budget = ByteBudget(MAX_DIN_FRACTION * DIN_BYTES_PER_S) if profile == "dx7" else None
+    loop = ControlLoop(knobs=adc, port=synth, decoder=decoder or LinearDecoder(), mappings=knob_maps,
+                       profile=make_profile(profile, 0, {"op1_output_level": 20, "feedback": 21}), clock=clock,
+                       budget=budget, buttons=buttons(clock) if buttons else None, bank=bank, notifier=notifier,
+                       settings=settings or LoopSettings(takeover=takeover, random_seed=seed))
+    return loop, clock, adc, synth
+
+
+def window_max(times, sizes, window=1.0) -> int:
+    best, j, acc = 0, 0, 0
+    for i in range(len(times)):
+        acc += sizes[i]
+        while times[i] - times[j] >= window:
+            acc -= sizes[j]
+            j += 1
+        best = max(best, acc)
+    return best
