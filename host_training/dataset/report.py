@@ -89,13 +89,15 @@ def write_plots(ds: Dataset, out: str | os.PathLike[str]) -> list[Path]:
     written = []
     desc = np.asarray(ds.descriptors)
     names = ds.descriptor_names
-    log_scale = {"centroid_hz", "rolloff_hz", "attack_s", "decay_s"}
+    log_scale = {"centroid_hz", "rolloff_hz", "attack_s", "decay_s", "flatness"}
     fig, axes = plt.subplots(2, (len(names) + 1) // 2, figsize=(12, 5))
     for ax, j in zip(axes.ravel(), range(len(names))):
         col = desc[:, :, j].ravel()
         col = col[np.isfinite(col)]
         if names[j] in log_scale:
-            col = np.log10(np.maximum(col, 1e-4))
+            col = np.log10(np.maximum(col, 1e-7))
+        if names[j] == "loudness_db":
+            col = np.maximum(col, -100.0)  # a few notes sound only after the key is released
         ax.hist(col, bins=60, color="tab:blue")
         ax.set_title(("log10 " if names[j] in log_scale else "") + names[j], fontsize=9)
         ax.tick_params(labelsize=7)
@@ -124,16 +126,19 @@ def write_plots(ds: Dataset, out: str | os.PathLike[str]) -> list[Path]:
                      dtype=np.float64)
     x = emb - emb.mean(0)
     _, _, vt = np.linalg.svd(x[:: max(1, len(x) // 4000)], full_matrices=False)
-    xy = x @ vt[:2].T
+    # at most 6000 points drawn (a random but fixed sample): the plot stays readable and small
+    show = np.sort(np.random.default_rng(0).permutation(len(x))[:6000])
+    xy = x[show] @ vt[:2].T
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5))
-    split = np.asarray(ds.split)
+    split = np.asarray(ds.split)[show]
+    tags = tags[show]
     for code, name in SPLIT_NAMES.items():
         sel = split == code
-        a1.scatter(xy[sel, 0], xy[sel, 1], s=2, alpha=0.5, label=f"{name} ({sel.sum()})")
+        a1.scatter(xy[sel, 0], xy[sel, 1], s=2, label=name)
     a1.legend(fontsize=7, markerscale=4)
-    a1.set_title("voices: PCA of pooled multi-note log-mel, by split")
+    a1.set_title(f"{len(show)} of {len(x)} voices: PCA of pooled multi-note log-mel, by split", fontsize=9)
     j = [lo for lo, _ in ds.tag_names].index("dark") if ("dark", "bright") in ds.tag_names else 0
-    sc = a2.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.5, c=tags[:, j], cmap="coolwarm")
+    sc = a2.scatter(xy[:, 0], xy[:, 1], s=2, c=tags[:, j], cmap="coolwarm")
     fig.colorbar(sc, ax=a2, label=f"{ds.tag_names[j][0]} (-1) / {ds.tag_names[j][1]} (+1)")
     a2.set_title(f"coloured by {ds.tag_names[j][0]}/{ds.tag_names[j][1]} tag")
     fig.tight_layout()
