@@ -30,6 +30,7 @@ COMMANDS = [
     "dxmacro.commands.flash",
     "dxmacro.commands.flash_service",
     "dxmacro.commands.hil",
+    "dxmacro.commands.dataset",
 ]
 
 
