@@ -22,6 +22,10 @@ COMMANDS = [
     "dxmacro.commands.voices",
     "dxmacro.commands.render",
     "dxmacro.commands.demo",
+    "dxmacro.commands.train",
+    "dxmacro.commands.evaluate",
+    "dxmacro.commands.match",
+    "dxmacro.commands.generate",
 ]
 
 
