@@ -22,6 +22,7 @@ COMMANDS = [
     "dxmacro.commands.voices",
     "dxmacro.commands.render",
     "dxmacro.commands.demo",
+    "dxmacro.commands.dataset",
     "dxmacro.commands.train",
     "dxmacro.commands.evaluate",
     "dxmacro.commands.match",

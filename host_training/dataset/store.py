@@ -176,13 +176,13 @@ def save_dataset(directory: str | os.PathLike[str], *, settings: dict[str, Any],
     manifest["tag_names"] = [list(t) for t in tag_names]
     manifest["category_names"] = list(category_names)
     manifest.update(extra or {})
-    for name in ARRAY_SPECS:
+    for name in list(ARRAY_SPECS) + sorted(set(arrays) - set(ARRAY_SPECS)):  # required, then added ones
         value = arrays[name]
         if isinstance(value, dict):
             manifest["arrays"][name] = value
         else:
-            dtype, ndim = ARRAY_SPECS[name]
             arr = np.asarray(value)
+            dtype, ndim = ARRAY_SPECS.get(name, (str(arr.dtype), arr.ndim))
             if arr.dtype != np.dtype(dtype) or arr.ndim != ndim:
                 raise DxmacroError(f"save_dataset: {name} must be {dtype} with {ndim} dimensions, "
                                    f"got {arr.dtype} {arr.shape}")
