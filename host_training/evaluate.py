@@ -258,7 +258,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     if len(test) == 0:
         raise DxmacroError(f"{data_dir}: the test split is empty")
     train = ds.indices("train")[: rinfo["config"]["train"].get("max_train") or None]
-    near = float(ds.manifest.get("settings", {}).get("near_copy_db", ecfg.get("near_copy_db", 3.0)))
+    # "novel": farther from every training voice than the data set's own near-copy threshold
+    near = float(ds.settings.get("group_db") or ecfg.get("near_copy_db", 2.0))
     novel = np.nan_to_num(np.asarray(ds.nearest_train_db)[test], nan=np.inf) > near
 
     # Out-of-domain voices: the synthetic generator, rendered like the data set.
