@@ -104,7 +104,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     mu, logvar = model.pooled_posterior(h, mask)
     z, log_q = model.sample(mu, logvar)
     recon = model.decoder(z)
-    xn = model.encoder.norm(x)
+    xn = model.recon_target(x)
     rec = 0.5 * (recon.float() - xn.float()).pow(2).flatten(1).sum(1)
     dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
     kl = kl_mc(z, log_q, replaced)

@@ -139,7 +139,10 @@ class FlowVAE(nn.Module):
         self.posterior = mlp(cfg.hidden, cfg.hidden, 2 * LATENT, layers=1)
         self.post_flow = realnvp(LATENT, cfg.post_flow_blocks, cfg.post_flow_hidden, seed=cfg.seed + 1,
                                  final_affine=False)
-        self.decoder = SpecDecoder(shape, cfg)
+        # The decoder rebuilds the spectrogram at the encoder's pooled resolution: the
+        # reconstruction organises the latent space; full resolution only costs time.
+        pooled = Shape(shape.notes, shape.mels // cfg.pool_mel, shape.frames // cfg.pool_time)
+        self.decoder = SpecDecoder(pooled, cfg)
         if cfg.head == "flow":
             self.reg_flow = realnvp(LATENT, cfg.reg_flow_blocks, cfg.reg_flow_hidden, cfg.reg_flow_layers,
                                     seed=cfg.seed + 2)
@@ -148,6 +151,12 @@ class FlowVAE(nn.Module):
             self.head = mlp(LATENT, cfg.reg_flow_hidden, VECTOR_SIZE, layers=cfg.reg_flow_layers)
         else:
             raise ValueError(f"unknown head {cfg.head!r}")
+
+    def recon_target(self, x: torch.Tensor) -> torch.Tensor:
+        """What the decoder reconstructs: the normalised input, pooled like the encoder's."""
+        b, k, m, f = x.shape
+        h = self.encoder.pool(self.encoder.norm(x.reshape(b * k, 1, m, f)))
+        return h.reshape(b, k, h.shape[-2], h.shape[-1])
 
     # -- encoding -----------------------------------------------------------------
     def note_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def test_model_shapes(kind):
     z = model.encode(x)
     assert z.shape == (2, LATENT)
     assert model.encode(x[:, :1]).shape == (2, LATENT)  # one note of any pitch
-    assert model.decoder(z).shape == (2, 3, 128, 24)
+    assert model.decoder(z).shape == model.recon_target(x).shape == (2, 3, 64, 24)
     v = model.to_vector(z)
     assert decode(v.detach().numpy()).shape == (2, 145)
     if kind != "vae_mlp":
