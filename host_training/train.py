@@ -208,7 +208,8 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
         gen = torch.Generator().manual_seed(seed * 7919 + epoch)
         perm = rng.permutation(data.train)
         perm = perm[rank::world]
-        n_batches = max(1, len(perm) // bs)
+        # the same number of batches on every rank (DDP all-reduces once per batch)
+        n_batches = max(1, (len(data.train) // world) // bs)
         beta = lcfg.beta * min(1.0, (epoch + 1) / max(lcfg.beta_warmup_epochs, 1e-9))
         module.train()
         sums: dict[str, float] = {}
