@@ -108,11 +108,12 @@ def summarize(rows: list[dict[str, float]], mask: np.ndarray) -> dict[str, Any]:
 
 
 # -- semantic knobs, generation, interpolation ------------------------------------------------
-def tag_scores_fn(settings: RenderSettings):
-    """Renders -> per-tag scores with the data set's own descriptor and tag definitions (the
-    knob's "own descriptor" is the score its tags were cut from)."""
+def descriptor_fn(settings: RenderSettings):
+    """Renders -> (K, D) descriptors with the data set's own definitions; tag scores are then
+    computed with the data set's ``tags.scores`` over all sweep voices at once (some scores
+    are percentile ranks, which need the whole population)."""
     try:
-        from host_training.dataset import descriptors, tags
+        from host_training.dataset import descriptors
     except ImportError:
         return None
     from host_training.features import N_FFT, power_spectrogram
@@ -125,8 +126,7 @@ def tag_scores_fn(settings: RenderSettings):
             desc.append(descriptors.describe(a, power, mel_db, settings.rate, N_FFT, settings.notes[k][0],
                                              int(voice.values[descriptors.TRANSPOSE_INDEX]), settings.hold,
                                              SILENCE_DB))
-        with np.errstate(all="ignore"):
-            return tags.scores(np.array(desc, dtype=np.float32)[None])[0]
+        return np.array(desc, dtype=np.float32)
 
     return fn
 
@@ -134,7 +134,7 @@ def tag_scores_fn(settings: RenderSettings):
 def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
-    fn = tag_scores_fn(pool.settings)
+    fn = descriptor_fn(pool.settings)
     if fn is None:
         return {"skipped": "the data set's descriptor code (host_training.dataset.descriptors) is not installed"}
     sems = info["semantic_dims"]
@@ -151,18 +151,23 @@ def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray
             jobs.append(params)
 
         def sweep(r: VoiceRenderer, params: np.ndarray):
-            scores, mels = [], []
+            descs, mels = [], []
             for p in params:
                 v = Voice.from_parameters(p, "KNOB")
                 audios = r.all_notes(v)
-                scores.append(fn(v, audios))
+                descs.append(fn(v, audios))
                 mels.append(features_of(audios[len(audios) // 2], r.s.rate)[0])
             jumps = [float(np.mean(np.abs(a - b))) for a, b in zip(mels[:-1], mels[1:])]
-            return np.array(scores), max(jumps) if jumps else 0.0
+            return np.array(descs), max(jumps) if jumps else 0.0
+
+        from host_training.dataset import tags as tag_defs
 
         res = pool.map(sweep, jobs)
+        with np.errstate(all="ignore"):
+            all_scores = tag_defs.scores(np.concatenate([d for d, _ in res]))  # (sweeps * steps, T)
         own, others, jumps = [], [], []
-        for scores, jump in res:
+        for j, (_, jump) in enumerate(res):
+            scores = all_scores[j * steps : (j + 1) * steps]
             jumps.append(jump)
             for t in range(scores.shape[1]):
                 col = scores[:, t]
