@@ -87,12 +87,13 @@ def tag_descriptors(tags: np.ndarray, descriptors: np.ndarray) -> list[int]:
     Found from the data rather than from names so that any tag set works."""
     from scipy.stats import spearmanr
 
-    d = np.asarray(descriptors, dtype=np.float64).mean(axis=1)
+    with np.errstate(all="ignore"):
+        d = np.nanmean(np.asarray(descriptors, dtype=np.float64), axis=1)  # silent notes are NaN
     best = []
     for t in range(tags.shape[1]):
-        m = tags[:, t] != 0
         scores = []
         for j in range(d.shape[1]):
+            m = (tags[:, t] != 0) & np.isfinite(d[:, j])
             if m.sum() < 3 or np.ptp(d[m, j]) == 0:
                 scores.append(0.0)
                 continue

@@ -160,3 +160,20 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("dxmacro: error:") == 3
+
+
+def test_shipped_default_model_decodes_and_generates(tmp_path):
+    """The stand-in default model in the package: the conversion contract and `generate`
+    without --run."""
+    pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
+    from dx7.files import read_voice_file
+    from host_training.export import load_decoder, representative_latents
+    from host_training.runs import default_model_dir
+
+    head, info = load_decoder(default_model_dir())
+    assert info["head"] == "flow" and len(info["semantic_dims"]) == 6
+    z = torch.from_numpy(representative_latents(default_model_dir(), 8))
+    assert head(z).shape == (8, 225)
+    out = tmp_path / "bank.syx"
+    assert main(["generate", "-n", "8", "--out", str(out)]) == 0
+    assert len(read_voice_file(out, strict=True).voices) == 32
