@@ -31,6 +31,10 @@ COMMANDS = [
     "dxmacro.commands.flash_service",
     "dxmacro.commands.hil",
     "dxmacro.commands.dataset",
+    "dxmacro.commands.train",
+    "dxmacro.commands.evaluate",
+    "dxmacro.commands.match",
+    "dxmacro.commands.generate",
 ]
 
 
