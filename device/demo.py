@@ -163,12 +163,14 @@ def max_bytes_per_second(times: list[float], sizes: list[int], window_s: float =
 
 
 def run_demo(out: str | Path, *, script: str | Path | None = None, render: bool = True, seed: int = 0,
-             echo=print) -> DemoResult:
+             bundle: str | Path | None = None, echo=print) -> DemoResult:
+    """The scripted performance on ``bundle`` (a model.dxm; default: the development decoder)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     perf: Performance = load_performance(script) if script else parse_performance(
         __import__("tomllib").loads(DEMO_PERFORMANCE), "demo performance")
-    cfg = parse_config({"device": {"random_seed": seed, "bank_file": "bank.syx"},
+    model = {"decoder": "bundle", "bundle": str(Path(bundle).resolve())} if bundle else {}
+    cfg = parse_config({"device": {"random_seed": seed, "bank_file": "bank.syx"}, "model": model,
                         "display": {"kind": "png", "png": "screen.png"},
                         "simulate": {"fail_rate": 0.02}}, out / "demo.toml")
     clock = SimClock()

@@ -151,14 +151,33 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
 
 
 def load_decoder(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """(module z (B, 225) -> layout vector (B, 225), info). For the flow head the module is
-    a MapModule over the RealNVP stack: Linear, LeakyReLU, tanh, exp, add/mul, slicing,
-    concat and constant index_select only."""
+    """(module z (B, 225) -> layout vector (B, 225), info for conversion.pipeline). For the flow
+    head the module is a MapModule over the RealNVP stack: Linear, LeakyReLU, tanh, exp,
+    add/mul, slicing, concat and constant index_select only."""
     info = read_info(run_dir)
     model = load_vae(run_dir, info.get("kind"))
     head = model.head
     head.eval()
-    return head, info
+    return head, conversion_info(info, run_dir)
+
+
+def conversion_info(info: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+    """The run's export/info.json in the form conversion.pipeline takes: knobs with their latent
+    dimension and useful range, anchors as voices, and the encoded training latents."""
+    from dx7 import Voice
+
+    knobs = [{"dim": int(d["index"]), "name": d["name"], "range": [float(d["low"]), float(d["high"])],
+              "descriptor": d.get("descriptor")} for d in info["semantic_dims"]]
+    anchors = [{"name": a["name"], "voice": Voice.from_unpacked(bytes.fromhex(a["voice_unpacked_hex"])),
+                "latent": a["latent"]} for a in info["anchors"]]
+    out = {"model_id": info["model_id"], "model_version": str(info.get("model_version", "1.0.0")),
+           "latent_size": int(info["latent_size"]), "dataset_manifest_hash": info["dataset_manifest_sha256"],
+           "knobs": knobs, "anchors": anchors, "head": info.get("head")}
+    try:
+        out["test_latents"] = representative_latents(run_dir, 256)
+    except DxmacroError:
+        pass
+    return out
 
 
 def representative_latents(run_dir: str | Path, n: int = 512) -> np.ndarray:

@@ -12,14 +12,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", action="store_true",
                    help="the device demo: simulated knobs play a scripted performance to an emulated DX7")
+    p.add_argument("--run", default=None,
+                   help="with --device: training run whose decoder is converted to the int8 bundle the device "
+                        "plays (default: the shipped default model)")
+    p.add_argument("--linear", action="store_true",
+                   help="with --device: use the development decoder instead of a converted model")
     p.set_defaults(func=run)
+
+
+def demo_bundle(out: Path, run_dir: str | None) -> Path:
+    """Convert a run's decoder (default: the shipped model) to a signed int8 bundle, signed
+    with a key made for this demo only."""
+    from importlib import resources
+
+    from conversion import keys, pipeline
+    from dx7.files import atomic_write
+    from host_training.export import load_decoder
+
+    run_path = run_dir or str(resources.files("host_training").joinpath("default_model"))
+    module, info = load_decoder(run_path)
+    private, _ = keys.generate(out / "demo-signing-key", overwrite=True)
+    data, report, _ = pipeline.convert(module, info, keys.load_private_key(private), audio_voices=0)
+    path = out / "model.dxm"
+    atomic_write(path, data)
+    print(f"converted {info['model_id']} to {path}: int8 model {report['size_bytes']} bytes, "
+          f"{report['values']['within_one_step']:.1%} of values within one DX7 step of fp32")
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
     if args.device:
         from device.demo import run_demo
 
-        run_demo(Path(args.out), seed=args.seed)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        bundle = None if args.linear else demo_bundle(out, args.run)
+        run_demo(out, seed=args.seed, bundle=bundle)
         return 0
     from dx7.files import atomic_write, encode_banks
     from host_training.features import rms_db
