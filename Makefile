@@ -18,7 +18,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/dxmacro demo --out demo-output
+	$(VENV)/bin/dxmacro demo --device --out demo-output
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -17,9 +17,9 @@ from dx7.params import BY_NAME, LEARNABLE_COUNT
 from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION
 from device.ports import BUTTON_EVENTS
 from device.profiles import PROFILES
-from device.sim import ADS1115_DATA_RATES
 from device.smoothing import SmoothingSettings
 from dxmacro.errors import DxmacroError
+from hardware.ads1x15 import ADDRESSES as ADC_ADDRESSES, PGA, Chip
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,24 @@ class Config:
     decoder_seed: int = 0
     watch_bundle: bool = True
     watch_interval_s: float = 2.0
+    store: Path | None = None  # the flash service's store: follow its `active` pointer
+    public_key: Path | None = None  # verify a bundle's signature when it is loaded from `bundle`
+    status_path: Path | None = None  # status.json for the flash service (docs/flashing.md)
     adc_channels: int = 4
     data_rate: int = 860
     adc_bus: int = 1
     adc_address: int = 0x48
+    adc_addresses: tuple[int, ...] = (0x48,)
+    adc_chip: str = "ADS1115"
+    adc_fsr: float = 4.096
+    adc_vref: float = 3.3
     smoothing: SmoothingSettings = SmoothingSettings()
     takeover: str = "pickup"
     knobs: tuple[KnobConfig, ...] = ()
     profile: str = "dx7"
     port: str = ""
+    midi_api: str = "alsa"
+    din_baudrate: int = 31250
     channel: int = 1  # 1..16 as on the synth's panel
     budget_fraction: float | None = None
     cc_map: dict[str, int] = field(default_factory=dict)
@@ -62,6 +71,7 @@ class Config:
     echo_port: str = ""
     reopen_interval_s: float = 0.25
     buttons: dict[str, int] = field(default_factory=dict)
+    leds: dict[str, int] = field(default_factory=dict)
     display: str = "none"  # "none", "ssd1306", "png"
     display_bus: int = 1
     display_address: int = 0x3C
@@ -116,7 +126,7 @@ class _Section:
                                f"(known: {', '.join(sorted(self.used))})")
 
 
-SECTIONS = ("device", "model", "adc", "smoothing", "knob", "midi", "buttons", "display", "simulate")
+SECTIONS = ("device", "model", "adc", "smoothing", "knob", "midi", "buttons", "leds", "display", "simulate")
 
 
 def load_config(path: str | Path) -> Config:
@@ -148,24 +158,50 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["log_level"] = s.get("log_level", str, "info", choices=("debug", "info", "warning", "error"))
     kw["bank_file"] = s.path("bank_file", base)
     kw["random_seed"] = s.get("random_seed", int)
+    kw["status_path"] = s.path("status_file", base)
     s.finish()
 
     s = _Section(where, "model", doc.get("model", {}))
     kw["decoder"] = s.get("decoder", str, "linear", choices=("linear", "bundle"))
     kw["bundle"] = s.path("bundle", base)
+    kw["store"] = s.path("store", base)
+    kw["public_key"] = s.path("public_key", base)
     kw["decoder_seed"] = s.get("seed", int, 0)
     kw["watch_bundle"] = s.get("watch", bool, True)
     kw["watch_interval_s"] = s.get("watch_interval_s", float, 2.0, lo=0.1, hi=3600.0)
     s.finish()
-    if kw["decoder"] == "bundle" and kw["bundle"] is None:
-        raise DxmacroError(f"{where}: [model] decoder = \"bundle\" needs bundle = \"path/to/model bundle\"")
+    if kw["decoder"] == "bundle" and kw["bundle"] is None and kw["store"] is None:
+        raise DxmacroError(f"{where}: [model] decoder = \"bundle\" needs bundle = \"path/to/model bundle\" "
+                           f"or store = \"/var/lib/dxmacro/store\"")
+    if kw["bundle"] is not None and kw["store"] is not None:
+        raise DxmacroError(f"{where}: [model] give either bundle (one file) or store (the flash service's), not both")
 
     s = _Section(where, "adc", doc.get("adc", {}))
-    kw["adc_channels"] = s.get("channels", int, 4, lo=1, hi=4)
-    kw["data_rate"] = s.get("data_rate", int, 860, choices=ADS1115_DATA_RATES)
+    chip = Chip(s.get("chip", str, "ADS1115", choices=tuple(c.value for c in Chip)))
+    kw["adc_chip"] = chip.value
     kw["adc_bus"] = s.get("i2c_bus", int, 1, lo=0, hi=255)
-    kw["adc_address"] = s.get("address", int, 0x48, choices=(0x48, 0x49, 0x4A, 0x4B))
+    address = s.get("address", int, None, choices=ADC_ADDRESSES)
+    addresses = s.get("addresses", list, None)
+    if address is not None and addresses is not None:
+        raise DxmacroError(f"{where}: [adc] give either address (one chip) or addresses (several), not both")
+    if addresses is not None:
+        if not addresses or not all(isinstance(a, int) and not isinstance(a, bool) and a in ADC_ADDRESSES
+                                    for a in addresses) or len(set(addresses)) != len(addresses):
+            raise DxmacroError(f"{where}: [adc] addresses must be different chip addresses from "
+                               f"{', '.join(f'0x{a:02X}' for a in ADC_ADDRESSES)}, got {addresses!r}")
+        kw["adc_addresses"] = tuple(addresses)
+    else:
+        kw["adc_addresses"] = (0x48 if address is None else address,)
+    kw["adc_address"] = kw["adc_addresses"][0]
+    kw["adc_channels"] = s.get("channels", int, 4, lo=1, hi=4 * len(kw["adc_addresses"]))
+    rates = tuple(sorted(set(chip.data_rates)))
+    kw["data_rate"] = s.get("data_rate", int, max(rates), choices=rates)
+    kw["adc_fsr"] = s.get("full_scale_v", float, 4.096, choices=tuple(sorted(PGA)))
+    kw["adc_vref"] = s.get("pot_supply_v", float, 3.3, lo=0.5, hi=5.5)
     s.finish()
+    if kw["adc_vref"] > kw["adc_fsr"] + 1e-9:
+        raise DxmacroError(f"{where}: [adc] full_scale_v {kw['adc_fsr']} is below the pots' supply "
+                           f"pot_supply_v {kw['adc_vref']}: the top of each knob's travel would clip")
 
     s = _Section(where, "smoothing", doc.get("smoothing", {}))
     d = SmoothingSettings()
@@ -197,7 +233,7 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
                                f"number, got {curve!r}")
         if isinstance(curve, float) and not 0.05 <= curve <= 20:
             raise DxmacroError(f"{where}: [knob {i + 1}] curve exponent must be in 0.05..20, got {curve}")
-        k = KnobConfig(channel=s.get("channel", int, i, lo=0, hi=3), knob=s.get("knob", int, None, lo=0, hi=255),
+        k = KnobConfig(channel=s.get("channel", int, i, lo=0, hi=15), knob=s.get("knob", int, None, lo=0, hi=255),
                        dim=s.get("dim", int, None, lo=0, hi=4095), name=s.get("name", str), range=rng,
                        curve=curve, invert=s.get("invert", bool, False))
         s.finish()
@@ -215,6 +251,8 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     s = _Section(where, "midi", doc.get("midi", {}))
     kw["profile"] = s.get("profile", str, "dx7", choices=PROFILES)
     kw["port"] = s.get("port", str, "")
+    kw["midi_api"] = s.get("api", str, "alsa", choices=("alsa", "jack", "din"))
+    kw["din_baudrate"] = s.get("baudrate", int, 31250, choices=(31250, 38400))
     kw["channel"] = s.get("channel", int, 1, lo=1, hi=16)
     default_fraction = MAX_DIN_FRACTION if kw["profile"] == "dx7" else None
     frac = s.get("budget_fraction", float, default_fraction, lo=0.01, hi=1.0)
@@ -251,6 +289,17 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     if len(set(pins.values())) != len(pins):
         raise DxmacroError(f"{where}: [buttons] two buttons share a GPIO pin")
     kw["buttons"] = pins
+
+    s = _Section(where, "leds", doc.get("leds", {}))
+    leds = {}
+    for name in ("link", "activity"):
+        pin = s.get(name, int, None, lo=0, hi=27)
+        if pin is not None:
+            leds[name] = pin
+    s.finish()
+    if set(leds.values()) & set(pins.values()) or len(set(leds.values())) != len(leds):
+        raise DxmacroError(f"{where}: [leds] an LED shares a GPIO pin with another LED or a button")
+    kw["leds"] = leds
 
     s = _Section(where, "display", doc.get("display", {}))
     kw["display"] = s.get("kind", str, "none", choices=("none", "ssd1306", "png"))

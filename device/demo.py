@@ -26,8 +26,8 @@ from device.config import parse_config
 from device.controls import VoiceBank
 from device.display import PngDisplay
 from device.performance import Performance, load_performance, parse_performance
-from device.runtime import build_loop, make_decoder
-from device.sim import EmulatedDX7, ScriptedButtons, SimClock, SimulatedADC
+from device.runtime import build_loop, make_decoder, simulated_knobs
+from device.sim import EmulatedDX7, ScriptedButtons, SimClock
 
 DEMO_PERFORMANCE = """
 duration_s = 40.0
@@ -173,8 +173,7 @@ def run_demo(out: str | Path, *, script: str | Path | None = None, render: bool 
                         "simulate": {"fail_rate": 0.02}}, out / "demo.toml")
     clock = SimClock()
     knob_script = perf.knob_script()
-    adc = SimulatedADC(clock, knob_script.position, cfg.adc_channels, cfg.data_rate, cfg.sim_noise_lsb,
-                       cfg.sim_fail_rate, seed=seed)
+    adc = simulated_knobs(cfg, clock, knob_script.position, seed=seed)
     synth = EmulatedDX7(clock, cfg.channel - 1)
     display = PngDisplay(out / "screen.png")
     bank = out / "bank.syx"

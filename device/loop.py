@@ -84,7 +84,9 @@ class ControlLoop:
         self._message = ""
         self._last_display = float("-inf")
         self._shown: DisplayState | None = None
-        self.healthy = True
+        self.healthy = True  # the decoder works (set per decode)
+        self.model_state = None  # device.model_follow.ModelState when following a model store
+        self.status = None  # device.status.StatusPublisher when status.json is configured
         self.sampler = PriorSampler(settings.random_seed)
         self._install(decoder)
         self.channels = [KnobChannel(settings.smoothing) for _ in self.mappings]
@@ -303,8 +305,15 @@ class ControlLoop:
         self._pump(now)
         self._pump_echo()
         self._update_display(now)
+        if self.status is not None:
+            self.status.tick(self)
         if self.notifier is not None:
-            self.notifier.watchdog(now, self.healthy)
+            self.notifier.watchdog(now, self.is_healthy())
+
+    def is_healthy(self) -> bool:
+        """What the systemd watchdog and status.json's ``healthy`` both say: the decoder works and
+        the model the store names could be run."""
+        return self.healthy and (self.model_state is None or self.model_state.ok)
 
     def display_state(self) -> DisplayState:
         knobs = tuple(KnobView(m.name, ch.position, ch.takeover.direction(ch.position), ch.takeover.target)

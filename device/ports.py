@@ -1,7 +1,9 @@
 """The small interfaces the control loop talks to, so it runs the same on the Pi
-(hardware/ drivers, conversion/ TFLite decoder) and in simulation (device/sim.py,
-device/linear_decoder.py). The lead binds the real classes to these at merge time;
-everything here is structural (``typing.Protocol``): no inheritance needed.
+(hardware/ drivers through device/knobs.py, device/midi_port.py, device/gpio_controls.py;
+conversion/ TFLite decoder) and in simulation (the same drivers over emulated chips,
+device/sim.py, device/linear_decoder.py). Everything here is structural
+(``typing.Protocol``): no inheritance needed. ``PortGone`` is hardware.errors' (the loop
+keeps running when it is raised, marks the link down and retries ``reopen()``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from dx7 import Voice
-from dxmacro.errors import DxmacroError
+from hardware.errors import PortGone  # one type for "the port vanished", raised by hardware.midi's ports
 
-
-class PortGone(DxmacroError):
-    """The MIDI output vanished (USB unplugged, JACK client gone). The loop keeps
-    running, marks the link down and retries ``reopen()``."""
+__all__ = ["Anchor", "BUTTON_EVENTS", "Buttons", "Clock", "Decoder", "Display", "KnobInfo", "KnobReader", "MidiOut",
+           "PortGone"]
 
 
 @runtime_checkable
@@ -98,8 +98,9 @@ class Display(Protocol):
 
 @runtime_checkable
 class Clock(Protocol):
-    """Time for the loop: real (perf_counter) on the device, virtual in simulation so
-    ten minutes of playing run in seconds."""
+    """Time for the loop: hardware.clock.RealClock (time.monotonic, the clock status.json's
+    last_tick is judged on) on the device, hardware.clock.SimClock in simulation so ten
+    minutes of playing run in seconds. The ADC driver waits on the same clock."""
 
     def now(self) -> float: ...
 

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +31,14 @@ from device.config import Config
 from device.controls import VoiceBank
 from device.display import OledDisplay, PngDisplay
 from device.loop import ControlLoop, LoopSettings
+from device.knobs import AdcKnobs, AdcLayout, emulated_board
 from device.mapping import KnobMapping
+from device.model_follow import Loader, ModelFollower, ModelState, load_active
 from device.notify import Notifier
 from device.ports import Decoder
 from device.profiles import EchoCC, make_profile
+from device.status import StatusPublisher
+from device.status_file import write_status
 from dxmacro.errors import DxmacroError
 
 log = logging.getLogger("dxmacro.device")
@@ -69,21 +73,17 @@ def make_decoder(cfg: Config) -> Decoder:
 
         return LinearDecoder(seed=cfg.decoder_seed)
     assert cfg.bundle is not None
-    return load_bundle_decoder(cfg.bundle)
+    return load_bundle_decoder(cfg.bundle, cfg.public_key)
 
 
-def load_bundle_decoder(bundle: Path) -> Decoder:
-    """The trained int8 decoder from a signed bundle (conversion.runtime). MERGE: the
-    lead binds conversion's loader here; until then this names what is missing."""
-    try:
-        from conversion import runtime as conv  # type: ignore[attr-defined]
-    except ImportError:
-        raise DxmacroError("this build has no model-bundle loader (conversion.runtime): use [model] "
-                           "decoder = \"linear\" for development") from None
-    loader = getattr(conv, "load_decoder", None)
-    if loader is None:
-        raise DxmacroError("conversion.runtime has no load_decoder(bundle) to load the model bundle")
-    return loader(bundle)
+def load_bundle_decoder(bundle: Path, public_key: Path | None = None) -> Decoder:
+    """The trained int8 decoder from a model bundle (conversion.runtime, LiteRT). With
+    ``public_key`` the signature is verified on load; bundles taken from the model store were
+    verified when the flash service installed them, and the store never modifies them."""
+    from conversion import keys, runtime
+
+    key = keys.load_public_key(public_key) if public_key is not None else None
+    return runtime.load_decoder(bundle, key)
 
 
 @dataclass(frozen=True)
@@ -206,59 +206,191 @@ class BundleWatcher(threading.Thread):
             log.info("new bundle loaded", extra={"event": "bundle_loaded", "anchors": result.anchors})
 
 
+def adc_layout(cfg: Config) -> AdcLayout:
+    return AdcLayout(cfg.adc_chip, cfg.adc_addresses, cfg.adc_channels, cfg.data_rate, cfg.adc_fsr, cfg.adc_vref)
+
+
+def simulated_knobs(cfg: Config, clock, positions, *, seed: int = 0, record: bool = False) -> AdcKnobs:
+    """The knobs of --simulate, the demo and the bench: hardware's register-level ADS1x15
+    emulation (datasheet noise, conversion time, ``[simulate] noise_lsb`` of board noise on top,
+    ``fail_rate`` of failed I2C transfers) on a FakeI2CBus, read by the same driver as on the Pi.
+    ``positions(channel, t)`` is each pot's travel 0..1 at clock time t. The board is ``.board``."""
+    layout = adc_layout(cfg)
+    board = emulated_board(layout, clock, positions, fault_rate=cfg.sim_fail_rate,
+                           extra_noise_lsb=cfg.sim_noise_lsb, seed=seed, record=record)
+    knobs = AdcKnobs(board.bus, layout, clock)
+    knobs.board = board  # type: ignore[attr-defined]
+    return knobs
+
+
 def simulated_parts(cfg: Config, clock, duration_s: float):
-    """Knobs, buttons and a DX7 for --simulate (until the hardware branch's twins are bound)."""
+    """Knobs (emulated ADC board, scripted pots), scripted buttons and an emulated DX7 for --simulate."""
     from device.performance import load_performance, wander
-    from device.sim import EmulatedDX7, ScriptedButtons, SimulatedADC
+    from device.sim import EmulatedDX7, ScriptedButtons
 
     perf = load_performance(cfg.sim_script, cfg.adc_channels) if cfg.sim_script else wander(cfg.adc_channels,
                                                                                               duration_s)
     t0 = clock.now()
     script = perf.knob_script()
-    adc = SimulatedADC(clock, lambda ch, t: script.position(ch, t - t0), cfg.adc_channels, cfg.data_rate,
-                       cfg.sim_noise_lsb, cfg.sim_fail_rate, seed=0)
+    knobs = simulated_knobs(cfg, clock, lambda ch, t: script.position(ch, t - t0))
     buttons = ScriptedButtons(clock, [(t0 + t, b) for t, b in perf.presses])
     synth = EmulatedDX7(clock, cfg.channel - 1)
-    return adc, buttons, synth, perf
+    return knobs, buttons, synth, perf
 
 
-def hardware_parts(cfg: Config):
-    """MERGE: bind hardware/ here (ADS1115 on cfg.adc_bus/adc_address at cfg.data_rate, GPIO buttons on
-    cfg.buttons, the MIDI port named cfg.port or the UART DIN out)."""
-    raise DxmacroError("real knobs, buttons and MIDI ports come from the hardware package, which this build "
-                       "does not bind yet: run with --simulate")
+@dataclass
+class Parts:
+    """What the loop runs on, and what must be closed when it stops."""
+
+    knobs: object
+    buttons: object | None
+    port: object
+    echo_port: object | None = None
+    leds: object | None = None
+    closers: list = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - shutting down: report, go on closing the rest
+                log.warning("close failed", extra={"event": "close_error", "reason": repr(exc)})
 
 
-def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, out=sys.stdout) -> int:
+def hardware_parts(cfg: Config, clock, *, bus=None, gpio=None) -> Parts:
+    """The real parts from the config: the ADS1x15 chips on ``/dev/i2c-<[adc] i2c_bus>`` (smbus2),
+    buttons and LEDs through RPi.GPIO (rpi-lgpio), the synth's MIDI port (rtmidi over ALSA or
+    JACK, or the UART's DIN out). ``bus``/``gpio`` replace the real ones (tests: a FakeI2CBus with
+    emulated chips, FakeGPIO); the MIDI port is always real."""
+    from device.gpio_controls import GpioButtons, LedIndicators
+    from device.midi_port import MidiPort, PortSpec
+    from hardware.errors import HardwareError
+    from hardware.gpio import BCM, real_gpio
+    from hardware.i2c import open_smbus
+
+    parts = Parts(None, None, None)
+    try:
+        if bus is None:
+            bus = open_smbus(cfg.adc_bus)
+            parts.closers.append(bus.close)
+        parts.knobs = AdcKnobs(bus, adc_layout(cfg), clock)
+        if cfg.buttons or cfg.leds:
+            gpio = gpio if gpio is not None else real_gpio()
+            gpio.setmode(BCM)  # the config names BCM pins (real_gpio sets it too; an injected one may not)
+            parts.closers.append(gpio.cleanup)
+            if cfg.buttons:
+                parts.buttons = GpioButtons(gpio, cfg.buttons)
+            if cfg.leds:
+                parts.leds = LedIndicators(gpio, cfg.leds)
+        spec = PortSpec(cfg.midi_api, cfg.port, baudrate=cfg.din_baudrate)
+        parts.port = MidiPort(spec)
+        parts.closers.append(parts.port.close)
+        if not parts.port.out.connected:
+            log.warning("MIDI port absent at start; retrying", extra={"event": "port_gone",
+                                                                        "reason": parts.port.last_error})
+        if cfg.echo_port:
+            parts.echo_port = MidiPort(PortSpec(cfg.midi_api, cfg.echo_port, client_name="dxmacro-echo",
+                                                baudrate=cfg.din_baudrate))
+            parts.closers.append(parts.echo_port.close)
+    except HardwareError as exc:
+        parts.close()
+        raise DxmacroError(f"{exc} (or run with --simulate for the simulated twins)") from None
+    return parts
+
+
+def mapping_fits(cfg: Config):
+    """Raises DxmacroError when this controller's knobs cannot play ``decoder`` (the check
+    ControlLoop makes before a swap, made before the swap is offered)."""
+    build = mapping_factory(cfg)
+
+    def fits(decoder: Decoder) -> None:
+        for m in build(decoder):
+            if not 0 <= m.dim < decoder.latent_size:
+                raise DxmacroError(f"knob {m.name!r} moves latent dimension {m.dim}, but the model has "
+                                   f"{decoder.latent_size} latent dimensions")
+
+    return fits
+
+
+def _publish_failure(cfg: Config, state: ModelState) -> None:
+    """The loop cannot start on the active model: say so at once, so the flash service rolls back."""
+    if cfg.status_path is not None:
+        try:
+            write_status(cfg.status_path, {"last_tick": time.monotonic(), "healthy": False,
+                                           "model": state.as_json(), "knobs": [], "anchor": None,
+                                           "midi": {"port": cfg.port, "state": "disconnected"},
+                                           "errors": [{"time": time.time(), "message": state.reason}]})
+        except OSError:
+            pass
+
+
+def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, out=sys.stdout,
+               model_loader: Loader | None = None, stop: threading.Event | None = None) -> int:
+    """Assemble and run until ``duration_s`` passes, SIGTERM/SIGINT (main thread) or ``stop``.
+    ``model_loader`` turns a store's model file into a decoder (default: conversion's bundle
+    loader, ``load_bundle_decoder``)."""
     from device.sim import RealClock
 
     setup_logging(cfg.log_level)
-    decoder = make_decoder(cfg)
+    model_state: ModelState | None = None
+    watcher = None
+    loader = model_loader or load_bundle_decoder
+    if cfg.store is not None:
+        model_state = ModelState()
+        try:
+            watcher, decoder = load_active(cfg.store, loader, mapping_fits(cfg), model_state)
+        except DxmacroError:
+            _publish_failure(cfg, model_state)
+            raise
+    else:
+        decoder = make_decoder(cfg)
     result = self_test(decoder)
     log.info("decoder self-test passed", extra={"event": "self_test", "anchors": result.anchors,
                                                 "exact_anchors": result.exact_anchors,
-                                                "decode_us": round(result.decode_us, 1)})
+                                                "decode_us": round(result.decode_us, 1),
+                                                "model": model_state.file if model_state else cfg.decoder})
     clock = RealClock()
     synth = None
     if simulate:
         knobs, buttons, synth, _ = simulated_parts(cfg, clock, duration_s or 60.0)
-        port = synth
+        parts = Parts(knobs, buttons, synth)
     else:
-        knobs, buttons, port = hardware_parts(cfg)
+        parts = hardware_parts(cfg, clock)
     notifier = Notifier()
-    loop = build_loop(cfg, decoder=decoder, knobs=knobs, port=port, clock=clock, buttons=buttons,
-                      display=make_display(cfg), notifier=notifier)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    if cfg.decoder == "bundle" and cfg.watch_bundle:
-        BundleWatcher(cfg, loop, stop).start()
-    notifier.ready(f"{len(loop.mappings)} knobs, profile {cfg.profile}")
-    log.info("running", extra={"event": "start", "simulate": simulate, "profile": cfg.profile,
-                               "scan_period_ms": round(knobs.scan_period_s * 1e3, 3)})
-    until = clock.now() + duration_s if duration_s else None
-    loop.run(until=until, stop=stop)
-    notifier.stopping()
+    display = make_display(cfg)
+    if parts.leds is not None:
+        from device.gpio_controls import Displays
+
+        display = Displays([d for d in (display, parts.leds) if d is not None])
+    stop = stop or threading.Event()
+    try:
+        loop = build_loop(cfg, decoder=decoder, knobs=parts.knobs, port=parts.port, clock=clock,
+                          buttons=parts.buttons, display=display, notifier=notifier, echo_port=parts.echo_port)
+        loop.model_state = model_state
+        if cfg.status_path is not None:
+            port_name = (lambda: getattr(parts.port, "name", cfg.port)) if not simulate else \
+                (lambda: "emulated DX7 (simulated)")
+            loop.status = StatusPublisher(cfg.status_path, model_state or ModelState(file=cfg.decoder), port_name)
+            parts.closers.append(loop.status.close)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stop.set())
+        if watcher is not None and model_state is not None:
+            ModelFollower(watcher, loader, mapping_fits(cfg), loop.swap_decoder, model_state, stop,
+                          min(cfg.watch_interval_s, 0.2)).start()
+        elif cfg.decoder == "bundle" and cfg.watch_bundle:
+            BundleWatcher(cfg, loop, stop).start()
+        notifier.ready(f"{len(loop.mappings)} knobs, profile {cfg.profile}")
+        log.info("running", extra={"event": "start", "simulate": simulate, "profile": cfg.profile,
+                                   "scan_period_ms": round(parts.knobs.scan_period_s * 1e3, 3)})
+        until = clock.now() + duration_s if duration_s else None
+        loop.run(until=until, stop=stop)
+        stop.set()
+        notifier.stopping()
+        if loop.status is not None:
+            loop.status.publish(loop)
+    finally:
+        parts.close()
     if isinstance(loop.display, PngDisplay) and loop.display.path and loop.display.state:
         loop.display.save()
     s = loop.stats

@@ -1,66 +1,28 @@
-"""Simulated twins of what this machine cannot have: the knob ADC, the buttons, a
-hardware DX7 on the MIDI cable, and time itself.
+"""Simulated twins of what this machine cannot have: the buttons, a hardware DX7 on the
+MIDI cable, scripted knob motion, and time itself.
 
-They work at the level of the real protocol: the ADC returns quantised 16-bit codes
-with the chip's noise after one conversion time per channel; the emulated DX7 receives
-raw MIDI bytes and applies them with the same parser the rest of the project trusts
-(dx7.sysex). Until the hardware branch lands, the ADC twin stands in for its
-register-level ADS1115 emulation; the lead swaps it in.
+The knob ADC is not simulated here: ``device.knobs.emulated_board`` puts hardware's
+register-level ADS1x15 emulation on a FakeI2CBus and the real driver reads it, with
+``KnobScript`` below giving each pot's position as a function of time. The emulated DX7
+receives raw MIDI bytes and applies them with the same parser the rest of the project
+trusts (dx7.sysex). Clocks are hardware.clock's (one clock drives the ADC emulation, the
+driver's waits and the loop's schedule).
 """
 
 from __future__ import annotations
 
 import bisect
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from dx7 import Voice
 from dx7.errors import DX7Error
 from dx7.params import PARAM_COUNT
 from dx7.sysex import OP_SWITCH_PARAM, ParameterChange, SingleVoice, parse_message
 from device.ports import PortGone
+from hardware.clock import RealClock, SimClock
 
-# ADS1115 at its default gain (+-2.048 V full scale): 62.5 uV per LSB; the datasheet's
-# noise at that gain is a few LSB rms depending on the data rate.
-ADS1115_FULL_SCALE = 32767
-ADS1115_NOISE_LSB = 3.0
-ADS1115_DATA_RATES = (8, 16, 32, 64, 128, 250, 475, 860)
-
-
-class RealClock:
-    """perf_counter time; sleeps with time.sleep (the real drivers do the same)."""
-
-    def now(self) -> float:
-        return time.perf_counter()
-
-    def sleep_until(self, t: float, spin_s: float = 0.0) -> None:
-        """Sleep; with ``spin_s``, wake that much early and poll (as a driver polls the
-        ADS1115's conversion-ready bit) so the wake-up is not late by the scheduler's slack."""
-        dt = t - time.perf_counter() - spin_s
-        if dt > 0:
-            time.sleep(dt)
-        while spin_s and time.perf_counter() < t:
-            pass
-
-
-class SimClock:
-    """Virtual time: sleeping jumps ahead, so long performances run in seconds."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.t = float(start)
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep_until(self, t: float, spin_s: float = 0.0) -> None:
-        if t > self.t:
-            self.t = float(t)
-
-    def advance(self, dt: float) -> None:
-        self.t += max(0.0, dt)
+__all__ = ["EmulatedDX7", "KnobScript", "RealClock", "Received", "ScriptedButtons", "SimClock"]
 
 
 class KnobScript:
@@ -99,58 +61,6 @@ class KnobScript:
 
     def end_time(self) -> float:
         return max(ts[-1] for ts in self._t)
-
-
-@dataclass
-class ScanRecord:
-    sample_times: list[float]
-    end: float
-
-
-class SimulatedADC:
-    """Knob positions as an ADS1115 delivers them: one conversion of ``1/data_rate``
-    per channel (single-shot, mux switched per channel), the result quantised to a
-    16-bit code with Gaussian noise of ``noise_lsb`` rms, and a failed I2C transfer
-    (``None``) with probability ``fail_rate``."""
-
-    def __init__(self, clock: RealClock | SimClock, positions: Callable[[int, float], float], channels: int = 4,
-                 data_rate: int = 860, noise_lsb: float = ADS1115_NOISE_LSB, fail_rate: float = 0.0,
-                 seed: int = 0, record: bool = False) -> None:
-        if data_rate not in ADS1115_DATA_RATES:
-            raise ValueError(f"ADS1115 data rate must be one of {ADS1115_DATA_RATES}, got {data_rate}")
-        if not 1 <= channels <= 4:
-            raise ValueError(f"ADS1115 has 4 single-ended inputs, got {channels} channels")
-        self.clock = clock
-        self.positions = positions
-        self.channels = channels
-        self.conversion_s = 1.0 / data_rate
-        self.scan_period_s = channels * self.conversion_s
-        self.poll_s = 0.00015  # the last 150 us of a conversion are polled, not slept
-        self.noise_lsb = noise_lsb
-        self.fail_rate = fail_rate
-        self.rng = np.random.default_rng(seed)
-        self.record = record
-        self.scans: list[ScanRecord] = []
-        self.reads = 0
-        self.failures = 0
-
-    def read(self) -> list[float | None]:
-        out: list[float | None] = []
-        times = []
-        for ch in range(self.channels):
-            self.clock.sleep_until(self.clock.now() + self.conversion_s, spin_s=self.poll_s)
-            t = self.clock.now()
-            times.append(t)
-            self.reads += 1
-            if self.fail_rate and self.rng.random() < self.fail_rate:
-                self.failures += 1
-                out.append(None)
-                continue
-            code = round(self.positions(ch, t) * ADS1115_FULL_SCALE + self.rng.normal(0.0, self.noise_lsb))
-            out.append(min(ADS1115_FULL_SCALE, max(0, code)) / ADS1115_FULL_SCALE)
-        if self.record:
-            self.scans.append(ScanRecord(times, self.clock.now()))
-        return out
 
 
 @dataclass

@@ -88,17 +88,20 @@ def _add_bank(result: VoiceFile, dump: BulkDump, strict: bool) -> None:
 
 
 # -- writing ---------------------------------------------------------------------------
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over."""
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> None:
+    """Write, fsync, rename over, fsync the folder: after a crash ``path`` is the old or the new
+    content, whole, never a mix. ``mode`` defaults to 0666 less the umask."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise DX7Error(f"folder {directory} does not exist", source=str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is for secrets, not voice files
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # mkstemp's 0600 is for secrets, not voice files
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -107,6 +110,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(directory)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename/unlink in ``path`` durable (POSIX: the directory entry lives in the folder)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def encode_banks(voices: list[Voice], channel: int = 0) -> bytes:

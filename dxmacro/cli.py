@@ -24,7 +24,17 @@ COMMANDS = [
     "dxmacro.commands.demo",
     "dxmacro.commands.device",
     "dxmacro.commands.bench",
+    "dxmacro.commands.convert",
+    "dxmacro.commands.keys",
+    "dxmacro.commands.bundle",
+    "dxmacro.commands.flash",
+    "dxmacro.commands.flash_service",
+    "dxmacro.commands.hil",
     "dxmacro.commands.dataset",
+    "dxmacro.commands.train",
+    "dxmacro.commands.evaluate",
+    "dxmacro.commands.match",
+    "dxmacro.commands.generate",
 ]
 
 

@@ -31,3 +31,13 @@ def corpus_files(shared_dx7: Path) -> list[Path]:
     if not files:
         pytest.skip(f"no .syx files in {shared_dx7 / 'corpus'}")
     return files
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """HIL suite against a real synth instead of the emulated DX7 (tests/hil/test_device_hil.py)."""
+    group = parser.getgroup("hil", "hardware-in-the-loop against a real synth")
+    group.addoption("--hil-port", default=None, help="the synth's MIDI input port (default: the emulated DX7)")
+    group.addoption("--hil-reply-port", default=None, help="the synth's MIDI output (dump-request replies)")
+    group.addoption("--hil-loopback", default=None, help="an input port that sees what the synth receives")
+    group.addoption("--hil-api", default="alsa", choices=("alsa", "jack"), help="MIDI API of --hil-port")
+    group.addoption("--hil-channel", type=int, default=1, help="the synth's receive channel 1..16")

@@ -1,13 +1,15 @@
-"""Shared builders for the device tests: a loop on a simulated clock."""
+"""Shared builders for the device tests: a loop on a simulated clock, its knobs read by the real
+ADS1x15 driver from hardware's register-level emulation on a FakeI2CBus."""
 
 from __future__ import annotations
 
 from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, ByteBudget
+from device.knobs import AdcKnobs, AdcLayout, emulated_board
 from device.linear_decoder import LinearDecoder
 from device.loop import ControlLoop, LoopSettings
 from device.mapping import KnobMapping
 from device.profiles import make_profile
-from device.sim import EmulatedDX7, KnobScript, SimClock, SimulatedADC
+from device.sim import EmulatedDX7, KnobScript, SimClock
 
 
 def knob_maps(decoder):
@@ -16,8 +18,12 @@ def knob_maps(decoder):
 
 def make_loop(script: KnobScript, *, profile="dx7", data_rate=860, noise_lsb=3.0, fail_rate=0.0, seed=0,
               takeover="pickup", buttons=None, bank=None, decoder=None, notifier=None, settings=None):
+    """``noise_lsb``: board noise on top of the chip's datasheet noise; ``fail_rate``: the fraction
+    of I2C transfers that fail (FakeI2CBus fault injection, reads and writes)."""
     clock = SimClock()
-    adc = SimulatedADC(clock, script.position, script.channels, data_rate, noise_lsb, fail_rate, seed=seed)
+    layout = AdcLayout(channels=script.channels, data_rate=data_rate)
+    board = emulated_board(layout, clock, script.position, fault_rate=fail_rate, extra_noise_lsb=noise_lsb, seed=seed)
+    adc = AdcKnobs(board.bus, layout, clock)
     synth = EmulatedDX7(clock)
     budget = ByteBudget(MAX_DIN_FRACTION * DIN_BYTES_PER_S) if profile == "dx7" else None
     loop = ControlLoop(knobs=adc, port=synth, decoder=decoder or LinearDecoder(), mappings=knob_maps,

@@ -23,6 +23,7 @@ def test_the_example_config_loads():
     assert cfg.knobs[1].curve == "centre" and cfg.knobs[2].invert and cfg.knobs[3].range == (-2.0, 2.0)
     assert cfg.bank_file == EXAMPLE.parent / "voices.syx"
     assert cfg.buttons == {"next": 5, "previous": 6, "random": 13, "store": 19, "panic": 26}
+    assert cfg.leds == {"link": 17, "activity": 27} and cfg.adc_addresses == (0x48,) and cfg.midi_api == "alsa"
 
 
 @pytest.mark.parametrize("text,words", [
@@ -43,6 +44,14 @@ def test_the_example_config_loads():
     ("[midi\nprofile = 1", "not valid TOML"),
     ("[midii]", "unknown section [midii]"),
     ("[display]\nkind = 'png'", "needs png"),
+    ("[adc]\naddresses = [0x48, 0x48]", "addresses must be different chip addresses"),
+    ("[adc]\naddress = 0x48\naddresses = [0x49]", "either address"),
+    ("[adc]\nchannels = 5", "[adc] channels must be in 1..4"),
+    ("[adc]\nfull_scale_v = 2.048", "below the pots' supply"),
+    ("[adc]\nchip = 'ADS1015'\ndata_rate = 860", "data_rate must be one of 128, 250"),
+    ("[midi]\napi = 'coreaudio'", "[midi] api must be one of alsa, jack, din"),
+    ("[leds]\nlink = 5\n[buttons]\nnext = 5", "shares a GPIO pin"),
+    ("[model]\nbundle = 'a.dxm'\nstore = 'st'", "either bundle"),
 ])
 def test_bad_configs_are_refused_with_a_clear_message(tmp_path, text, words):
     path = tmp_path / "bad.toml"
@@ -76,7 +85,8 @@ def test_cli_simulated_run_as_a_process_logs_json_and_exits_0(tmp_path):
     perf.write_text("duration_s = 2\n[[move]]\nt = 0.1\nknob = 0\nto = 0.0\nover = 0.3\n[[move]]\nt = 0.5\n"
                     "knob = 0\nto = 1.0\nover = 0.5\n[[press]]\nt = 1.2\nbutton = 'store'\n")
     cfg = tmp_path / "dev.toml"
-    cfg.write_text("[device]\nbank_file = 'bank.syx'\n[display]\nkind = 'png'\npng = 'screen.png'\n"
+    cfg.write_text("[device]\nbank_file = 'bank.syx'\nstatus_file = 'status.json'\n"
+                   "[display]\nkind = 'png'\npng = 'screen.png'\n"
                    "[midi]\nprofile = 'dexed'\n[simulate]\nscript = 'perf.toml'\n")
     proc = subprocess.run([sys.executable, "-m", "dxmacro", "device", "run", "--config", str(cfg), "--simulate",
                            "--duration", "2"], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -85,6 +95,10 @@ def test_cli_simulated_run_as_a_process_logs_json_and_exits_0(tmp_path):
     assert events[0] == "self_test" and "start" in events and "store" in events and events[-1] == "stop"
     assert "MIDI messages" in proc.stdout
     assert (tmp_path / "screen.png").stat().st_size > 100 and (tmp_path / "bank.syx").stat().st_size == 4104
+    status = json.loads((tmp_path / "status.json").read_text())  # the flash service's view (docs/flashing.md)
+    assert status["healthy"] is True and status["model"]["file"] == "linear" and status["midi"]["state"] == "connected"
+    assert [k["name"] for k in status["knobs"]] == ["bright", "attack", "motion", "body"]
+    assert 0 <= status["knobs"][0]["value"] <= 1 and status["last_tick"] <= status["monotonic"]
 
 
 def test_bad_performance_script_is_a_clear_error(tmp_path, capsys):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from device.mapping import KnobMapping, latent_from
-from device.sim import ADS1115_FULL_SCALE
 from device.smoothing import KnobChannel, SmoothingSettings, SoftTakeover
+
+ADS1115_FULL_SCALE = 32767  # codes of a 16-bit two's-complement ADC, positive half
 
 
 def test_resting_knob_with_adc_noise_never_moves_after_the_first_reading():

@@ -21,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_device_bench(args: argparse.Namespace) -> int:
     from device.bench import run_bench
-    from device.sim import ADS1115_DATA_RATES
     from dxmacro.errors import DxmacroError
+    from hardware.ads1x15 import Chip
+
+    ADS1115_DATA_RATES = Chip.ADS1115.data_rates
 
     if args.data_rate not in ADS1115_DATA_RATES:
         raise DxmacroError(f"--data-rate must be one of {ADS1115_DATA_RATES}, got {args.data_rate}")

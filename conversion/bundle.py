@@ -1,0 +1,199 @@
+"""The model bundle ``model.dxm``: one self-describing, signed file the device can trust.
+
+Layout (all integers big-endian)::
+
+    b"DXMB"  u16 format_version  u32 manifest_length  manifest (UTF-8 JSON)  64-byte signature
+    member bytes, concatenated in the order the manifest lists them, nothing after
+
+The Ed25519 signature covers the magic, the format version and the manifest; the manifest
+lists every member with its size and SHA-256. So every byte of a bundle is covered: a
+changed byte breaks the framing, the signature or a member's hash, and reading fails with a
+message naming which. Why not zip: a zip has bytes (timestamps, extra fields, comments)
+that no checksum covers, and members with path names; here member names are only keys in
+memory, checked against a fixed set, and nothing is ever extracted to disk.
+
+Device side: this module imports only the standard library, numpy and cryptography.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from dx7.files import atomic_write
+from dxmacro.errors import DxmacroError
+
+MAGIC = b"DXMB"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+_HEADER = struct.Struct(">4sHI")
+SIGNATURE_SIZE = 64
+MAX_BUNDLE_BYTES = 8 * 1024 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+MEMBERS = ("model.tflite", "anchors.json", "golden.json")  # all required, in this order
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class BundleError(DxmacroError):
+    """A bundle that is not genuine, complete and of a known format; the message says why."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    manifest: dict[str, Any]
+    members: Mapping[str, bytes] = field(repr=False)
+    signed_by: str | None  # key id that verified it; None when read without a key (inspection only)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest["model_id"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def tflite(self) -> bytes:
+        return self.members["model.tflite"]
+
+    @property
+    def anchors(self) -> list[dict[str, Any]]:
+        """[{name, voice (155 unpacked bytes, hex), latent [floats]}]"""
+        return json.loads(self.members["anchors.json"])
+
+    @property
+    def golden(self) -> dict[str, np.ndarray]:
+        """Golden vectors for the on-device self-test: latents and the int8 codes/values the
+        converter's own TFLite run produced."""
+        raw = json.loads(self.members["golden.json"])
+        return {
+            "latents": np.asarray(raw["latents"], dtype=np.float32),
+            "int8_codes": np.asarray(raw["int8_codes"], dtype=np.int8),
+            "int8_values": np.asarray(raw["int8_values"], dtype=np.uint8),
+        }
+
+
+def _signed_part(version: int, manifest: bytes) -> bytes:
+    return MAGIC + struct.pack(">H", version) + manifest
+
+
+def encode(manifest: Mapping[str, Any], members: Mapping[str, bytes], key: Ed25519PrivateKey) -> bytes:
+    """The bundle's bytes: ``manifest`` gains format_version, key_id and the member table."""
+    from conversion.keys import key_id
+
+    if set(members) != set(MEMBERS):
+        raise BundleError(f"a bundle holds exactly {', '.join(MEMBERS)}; got {', '.join(sorted(members))}")
+    for required in ("model_id", "version", "latent_size"):
+        if required not in manifest:
+            raise BundleError(f"manifest needs {required!r}")
+    doc = dict(manifest)
+    doc["format"] = "dxmacro-bundle"
+    doc["format_version"] = FORMAT_VERSION
+    doc["key_id"] = key_id(key.public_key())
+    doc["members"] = [{"name": n, "size": len(members[n]), "sha256": hashlib.sha256(members[n]).hexdigest()}
+                      for n in MEMBERS]
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    signature = key.sign(_signed_part(FORMAT_VERSION, text))
+    data = _HEADER.pack(MAGIC, FORMAT_VERSION, len(text)) + text + signature + b"".join(members[n] for n in MEMBERS)
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"bundle would be {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
+    return data
+
+
+def write(path: str | os.PathLike[str], manifest: Mapping[str, Any], members: Mapping[str, bytes],
+          key: Ed25519PrivateKey) -> bytes:
+    data = encode(manifest, members, key)
+    atomic_write(path, data)
+    return data
+
+
+def decode(data: bytes, public_key: Ed25519PublicKey | None, *, source: str = "bundle") -> Bundle:
+    """Parse and verify. With ``public_key=None`` the signature is not checked (inspection only:
+    never install such a bundle); everything else is."""
+    from conversion.keys import key_id
+
+    def fail(why: str) -> BundleError:
+        return BundleError(f"{source}: {why}")
+
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise fail(f"{len(data)} bytes is over the {MAX_BUNDLE_BYTES}-byte limit")
+    if len(data) < _HEADER.size or data[:4] != MAGIC:
+        raise fail("not a dxmacro model bundle (bad magic)")
+    _, version, mlen = _HEADER.unpack_from(data)
+    if version not in SUPPORTED_VERSIONS:
+        raise fail(f"unknown bundle format version {version} (this dxmacro reads {SUPPORTED_VERSIONS})")
+    if mlen > MAX_MANIFEST_BYTES or _HEADER.size + mlen + SIGNATURE_SIZE > len(data):
+        raise fail("truncated or corrupt header (manifest length beyond the file)")
+    text = data[_HEADER.size : _HEADER.size + mlen]
+    signature = data[_HEADER.size + mlen : _HEADER.size + mlen + SIGNATURE_SIZE]
+    body = data[_HEADER.size + mlen + SIGNATURE_SIZE :]
+    signed_by = None
+    if public_key is not None:
+        try:
+            public_key.verify(signature, _signed_part(version, text))
+        except InvalidSignature:
+            raise fail(f"signature does not verify with key {key_id(public_key)} (wrong key, or the manifest "
+                       "was altered)") from None
+        signed_by = key_id(public_key)
+    try:
+        manifest = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise fail("manifest is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "dxmacro-bundle":
+        raise fail("manifest is not a dxmacro bundle manifest")
+    if manifest.get("format_version") != version:
+        raise fail("manifest and header disagree on the format version")
+    members = _split_members(manifest.get("members"), body, fail)
+    return Bundle(manifest, members, signed_by)
+
+
+def _split_members(table: Any, body: bytes, fail) -> dict[str, bytes]:
+    if not isinstance(table, list):
+        raise fail("manifest has no member table")
+    out: dict[str, bytes] = {}
+    pos = 0
+    for entry in table:
+        if not isinstance(entry, dict):
+            raise fail("malformed member table")
+        name, size, digest = entry.get("name"), entry.get("size"), entry.get("sha256")
+        if not isinstance(name, str) or not _NAME.match(name) or name not in MEMBERS:
+            raise fail(f"unexpected member name {name!r}")
+        if name in out:
+            raise fail(f"member {name} appears twice")
+        if not isinstance(size, int) or size < 0 or pos + size > len(body):
+            raise fail(f"member {name} is truncated")
+        chunk = body[pos : pos + size]
+        if hashlib.sha256(chunk).hexdigest() != digest:
+            raise fail(f"member {name} does not match its SHA-256 (tampered or corrupt)")
+        out[name] = chunk
+        pos += size
+    missing = [n for n in MEMBERS if n not in out]
+    if missing:
+        raise fail(f"missing member(s): {', '.join(missing)}")
+    if pos != len(body):
+        raise fail(f"{len(body) - pos} unexpected bytes after the last member")
+    return out
+
+
+def read(path: str | os.PathLike[str], public_key: Ed25519PublicKey | None) -> Bundle:
+    """Read and verify a bundle file (see :func:`decode`)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > MAX_BUNDLE_BYTES:
+            raise BundleError(f"{p}: {size} bytes is over the {MAX_BUNDLE_BYTES}-byte limit")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {p}: {exc.strerror or exc}") from None
+    return decode(data, public_key, source=str(p))

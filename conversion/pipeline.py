@@ -1,0 +1,151 @@
+"""From a decoder (torch module + info) to a signed ``model.dxm`` and its parity report. Host side.
+
+``info`` is what ``host_training.export.load_decoder(run_dir)`` returns beside the module:
+``model_id``, ``model_version``, ``latent_size``, ``dataset_manifest_hash``, ``knobs`` (a list of
+``{"dim", "name", "range": [lo, hi]}``), ``anchors`` (``{"name", "voice": dx7.Voice | 155 unpacked
+bytes, "latent"}``) and optionally ``test_latents`` (encoded test-split voices) for the report.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from conversion import bundle, export, parity
+from dx7 import Voice, layout
+from dx7.params import PARAMS
+from dxmacro import __version__
+from dxmacro.errors import DxmacroError
+
+GOLDEN_COUNT = 16
+
+
+def bundle_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _anchor_voice(a: dict[str, Any]) -> Voice:
+    v = a.get("voice")
+    if isinstance(v, Voice):
+        return v
+    if isinstance(v, (bytes, bytearray)) and len(v) == 155:
+        return Voice.from_unpacked(bytes(v))
+    raise DxmacroError(f"anchor {a.get('name')!r}: voice must be a dx7.Voice or 155 unpacked bytes")
+
+
+def check_info(info: dict[str, Any]) -> None:
+    need = ("model_id", "model_version", "latent_size", "dataset_manifest_hash", "knobs", "anchors")
+    missing = [k for k in need if k not in info]
+    if missing:
+        raise DxmacroError(f"decoder info lacks {', '.join(missing)}")
+    n = int(info["latent_size"])
+    for k in info["knobs"]:
+        if not (0 <= int(k["dim"]) < n) or len(k["range"]) != 2 or not k["range"][0] < k["range"][1]:
+            raise DxmacroError(f"knob {k.get('name')!r}: dim or range invalid")
+    if not info["anchors"]:
+        raise DxmacroError("decoder info has no anchors")
+
+
+def evaluation_latents(info: dict[str, Any], sweep_steps: int = 11, seed: int = 1) -> tuple[np.ndarray, dict[str, int]]:
+    """Latents the parity report judges on: the test split's encoded voices (or the anchors when
+    the run gave none) and sweeps of every knob across its range from some of them."""
+    n = int(info["latent_size"])
+    base = np.asarray(info.get("test_latents") if info.get("test_latents") is not None
+                      else [a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
+    rng = np.random.default_rng(seed)
+    start = base[rng.choice(len(base), min(16, len(base)), replace=False)]
+    sweeps = []
+    for k in info["knobs"]:
+        for v in np.linspace(k["range"][0], k["range"][1], sweep_steps, dtype=np.float32):
+            s = start.copy()
+            s[:, int(k["dim"])] = v
+            sweeps.append(s)
+    parts = {"test_split" if info.get("test_latents") is not None else "anchors": len(base),
+             "knob_sweeps": sum(len(s) for s in sweeps)}
+    return np.concatenate([base] + sweeps).astype(np.float32), parts
+
+
+def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -> dict[str, Any]:
+    slots = [{"param": s.param, "name": PARAMS[s.param].name, "start": s.start, "width": s.width,
+              "kind": "categorical" if s.categorical else "scaled", "high": PARAMS[s.param].high}
+             for s in layout.SLOTS]
+    (isc, izp), (osc, ozp) = model.input_quant, model.output_quant
+    from conversion.runtime import SELF_TEST_CODE_TOLERANCE, SELF_TEST_VALUE_TOLERANCE
+
+    return {
+        "model_id": str(info["model_id"]), "version": str(info["model_version"]),
+        "kind": str(info.get("kind", "unknown")),
+        "dxmacro_version": __version__,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "dataset_manifest_sha256": str(info["dataset_manifest_hash"]),
+        "latent_size": int(info["latent_size"]),
+        "knobs": [{"index": i, "dim": int(k["dim"]), "name": str(k["name"]), "low": float(k["range"][0]),
+                   "high": float(k["range"][1])} for i, k in enumerate(info["knobs"])],
+        "layout": {
+            "vector_size": layout.VECTOR_SIZE, "parameters": len(layout.SLOTS), "slots": slots,
+            "decode": "output = (int8 - zero_point) * scale, a vector in [0, 1]; scaled slot -> "
+                      "clip(rint(x * high), 0, high); categorical group -> argmax (dx7.layout.decode)",
+        },
+        "quantization": {"input": {"dtype": "int8", "scale": float(isc), "zero_point": int(izp)},
+                         "output": {"dtype": "int8", "scale": float(osc), "zero_point": int(ozp)},
+                         "calibration": calibration.parts},
+        "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE, "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
+    }
+
+
+def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 16, prior: int = 512,
+            seed: int = 0) -> tuple[bytes, dict[str, Any], bytes]:
+    """Returns (bundle bytes, parity report, fp32 tflite bytes)."""
+    from conversion.runtime import TFLiteModel
+
+    check_info(info)
+    n = int(info["latent_size"])
+    anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
+    knobs = info["knobs"]
+    cal = export.calibration_set(n, anchors=anchors_latent, knob_dims=[k["dim"] for k in knobs],
+                                 knob_ranges=[tuple(k["range"]) for k in knobs], prior=prior, seed=seed)
+    fp32_bytes = export.to_tflite(module, None, n)
+    int8_bytes = export.to_tflite(module, cal.latents, n)
+    fp32, int8 = TFLiteModel(fp32_bytes), TFLiteModel(int8_bytes)
+
+    evl, sources = evaluation_latents(info, seed=seed + 1)
+    ref = export.reference(module, evl)
+    v_fp32 = fp32(evl)
+    v_int8 = int8(evl)
+    ref_values, int8_values = layout.decode(ref), layout.decode(v_int8)
+    report: dict[str, Any] = {
+        "model_id": info["model_id"], "sources": sources,
+        "tflite_fp32_max_abs": float(np.max(np.abs(v_fp32 - ref))),
+        "values": parity.value_agreement(ref_values, int8_values),
+        "size_bytes": len(int8_bytes), "fp32_size_bytes": len(fp32_bytes),
+        "invoke_us": int8.invoke_time_us(),
+    }
+    if audio_voices:
+        report["audio"] = parity.audio_difference(ref_values, int8_values, count=audio_voices, seed=seed)
+    report["gates"] = parity.gates(report)
+    report["passed"] = all(report["gates"].values())
+
+    rng = np.random.default_rng(seed + 2)
+    k = GOLDEN_COUNT // 3
+    golden_lat = np.concatenate([anchors_latent[:k], evl[len(evl) - k :],
+                                 rng.standard_normal((GOLDEN_COUNT - 2 * min(k, len(anchors_latent)), n))
+                                 .astype(np.float32)])[:GOLDEN_COUNT]
+    codes = int8.raw(golden_lat)
+    golden = {"latents": golden_lat.tolist(), "fp32_vectors": export.reference(module, golden_lat).tolist(),
+              "int8_codes": codes.astype(int).tolist(),
+              "int8_values": layout.decode(int8.dequantize(codes)).astype(int).tolist()}
+    anchors = [{"name": str(a["name"]), "voice": _anchor_voice(a).to_unpacked().hex(),
+                "latent": np.asarray(a["latent"], np.float32).reshape(n).tolist()} for a in info["anchors"]]
+    manifest = manifest_for(info, int8, cal)
+    manifest["parity"] = {"within_one_step": report["values"]["within_one_step"],
+                          "categorical_agreement": report["values"]["categorical_agreement"],
+                          "log_mel_median_db": report.get("audio", {}).get("median_db"),
+                          "passed": report["passed"]}
+    members = {"model.tflite": int8_bytes, "anchors.json": bundle_json(anchors), "golden.json": bundle_json(golden)}
+    data = bundle.encode(manifest, members, private_key)
+    report["bundle_bytes"] = len(data)
+    return data, report, fp32_bytes
+

@@ -1,0 +1,177 @@
+"""Device side: run the bundled int8 decoder. Imports numpy, dx7 and a TFLite interpreter only.
+
+The interpreter comes from ``ai_edge_litert`` (the maintained LiteRT wheel, aarch64 cp311 builds
+exist) or, where that is absent, from ``tflite_runtime`` (numpy < 2 systems). Never torch or
+tensorflow: a test imports this module in a fresh interpreter and checks sys.modules.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dx7 import layout
+from dx7.params import LEARNABLE_COUNT
+from dxmacro.errors import DxmacroError
+
+if TYPE_CHECKING:
+    from conversion.bundle import Bundle
+
+# Self-test tolerance, documented in docs/conversion.md: the device must reproduce the golden
+# int8 output codes exactly or within this many quantization steps (LiteRT builds may differ in
+# rounding of a few kernels across CPUs), and the decoded DX7 values within one DX7 step.
+SELF_TEST_CODE_TOLERANCE = 2
+SELF_TEST_VALUE_TOLERANCE = 1
+
+
+def interpreter_class():
+    """The LiteRT interpreter class: ai_edge_litert first, tflite_runtime as the fallback."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise DxmacroError("no TFLite runtime: install ai-edge-litert (or tflite-runtime where numpy < 2)") \
+                from None
+    return Interpreter
+
+
+class TFLiteModel:
+    """One .tflite flatbuffer, loaded from bytes (never from a path taken from a bundle)."""
+
+    def __init__(self, content: bytes, num_threads: int = 1) -> None:
+        try:
+            self.interpreter = interpreter_class()(model_content=bytes(content), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise DxmacroError(f"cannot load the TFLite model: {exc}") from None
+        self._in = self.interpreter.get_input_details()[0]
+        self._out = self.interpreter.get_output_details()[0]
+        self.input_dtype = np.dtype(self._in["dtype"])
+        self.output_dtype = np.dtype(self._out["dtype"])
+        self.input_quant = tuple(self._in["quantization"])  # (scale, zero_point); (0.0, 0) when float
+        self.output_quant = tuple(self._out["quantization"])
+        self.input_size = int(self._in["shape"][-1])
+        self.output_size = int(self._out["shape"][-1])
+
+    @property
+    def quantized(self) -> bool:
+        return self.input_dtype == np.int8
+
+    def quantize(self, latents: np.ndarray) -> np.ndarray:
+        if not self.quantized:
+            return np.asarray(latents, np.float32)
+        scale, zero = self.input_quant
+        q = np.rint(np.asarray(latents, np.float32) / scale) + zero
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def dequantize(self, codes: np.ndarray) -> np.ndarray:
+        if not self.quantized:
+            return np.asarray(codes, np.float32)
+        scale, zero = self.output_quant
+        return ((codes.astype(np.float32) - zero) * scale).astype(np.float32)
+
+    def invoke_raw(self, inp: np.ndarray) -> np.ndarray:
+        """One latent, already in the input dtype -> the raw output row (codes for int8)."""
+        self.interpreter.set_tensor(self._in["index"], inp.reshape(1, self.input_size))
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self._out["index"])[0].copy()
+
+    def raw(self, latents: np.ndarray) -> np.ndarray:
+        """(n, latent) real latents -> (n, out) raw outputs, one invoke per row (batch 1 model)."""
+        q = self.quantize(np.atleast_2d(latents))
+        return np.stack([self.invoke_raw(row) for row in q])
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        """(n, latent) -> (n, out) float32 layout vectors."""
+        return self.dequantize(self.raw(latents))
+
+    def invoke_time_us(self, repeats: int = 200) -> float:
+        """Median wall time of one invoke, microseconds."""
+        row = self.quantize(np.zeros((1, self.input_size), np.float32))[0]
+        self.invoke_raw(row)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            self.invoke_raw(row)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times) * 1e6)
+
+
+class TFLiteDecoder:
+    """A bundle's decoder: latent -> 145 DX7 values, plus the on-device self-test. Satisfies
+    device.ports.Decoder (latent_size, knobs, anchors, decode)."""
+
+    def __init__(self, bundle: "Bundle", num_threads: int = 1) -> None:
+        self.bundle = bundle
+        self.model = TFLiteModel(bundle.tflite, num_threads)
+        m = bundle.manifest
+        self.latent_size = int(m["latent_size"])
+        if self.model.input_size != self.latent_size or self.model.output_size != layout.VECTOR_SIZE:
+            raise DxmacroError(f"model shape {self.model.input_size}->{self.model.output_size} does not match the "
+                               f"manifest ({self.latent_size}->{layout.VECTOR_SIZE})")
+        q = m.get("quantization", {})
+        if self.model.quantized:
+            try:
+                same = (np.isclose(self.model.input_quant[0], q["input"]["scale"])
+                        and self.model.input_quant[1] == q["input"]["zero_point"]
+                        and np.isclose(self.model.output_quant[0], q["output"]["scale"])
+                        and self.model.output_quant[1] == q["output"]["zero_point"])
+            except (KeyError, TypeError):
+                same = False
+            if not same:
+                raise DxmacroError("the model's quantization parameters disagree with the manifest")
+        self._knobs = m.get("knobs", [])
+        self._anchors = bundle.anchors
+
+    @property
+    def knobs(self) -> tuple:
+        from device.ports import KnobInfo
+
+        return tuple(KnobInfo(int(k["dim"]), str(k["name"]), float(k["low"]), float(k["high"])) for k in self._knobs)
+
+    @property
+    def anchors(self) -> tuple:
+        from device.ports import Anchor
+        from dx7 import Voice
+
+        return tuple(Anchor(str(a["name"]), Voice.from_unpacked(bytes.fromhex(a["voice"])),
+                            np.asarray(a["latent"], np.float32)) for a in self._anchors)
+
+    def vector(self, latent: np.ndarray) -> np.ndarray:
+        return self.model(np.asarray(latent, np.float32).reshape(1, -1))[0]
+
+    def decode(self, latent: np.ndarray) -> np.ndarray:
+        """(latent_size,) -> (145,) uint8 DX7 values."""
+        return layout.decode(self.vector(latent))
+
+    def self_test(self) -> dict[str, int]:
+        """Run the golden vectors stored at conversion time; raise DxmacroError when this device
+        disagrees by more than the documented tolerance (SELF_TEST_* above)."""
+        g = self.bundle.golden
+        if g["latents"].ndim != 2 or g["latents"].shape[1] != self.latent_size or not len(g["latents"]):
+            raise DxmacroError("self-test: the golden latents do not fit the model")
+        codes = self.model.raw(g["latents"])
+        if codes.shape != g["int8_codes"].shape or g["int8_values"].shape != (len(codes), LEARNABLE_COUNT):
+            raise DxmacroError("self-test: the golden vectors do not fit the model's output")
+        dev = int(np.max(np.abs(codes.astype(np.int16) - g["int8_codes"].astype(np.int16))))
+        values = layout.decode(self.model.dequantize(codes)).astype(np.int16)
+        scaled = np.setdiff1d(np.arange(LEARNABLE_COUNT), [s.param for s in layout.categorical_groups()])
+        value_dev = int(np.max(np.abs(values[:, scaled] - g["int8_values"][:, scaled].astype(np.int16))))
+        if dev > SELF_TEST_CODE_TOLERANCE or value_dev > SELF_TEST_VALUE_TOLERANCE:
+            raise DxmacroError(f"self-test failed: outputs differ from the golden vectors by {dev} int8 steps and "
+                               f"{value_dev} DX7 steps (tolerance {SELF_TEST_CODE_TOLERANCE} and "
+                               f"{SELF_TEST_VALUE_TOLERANCE})")
+        return {"vectors": int(len(codes)), "max_code_diff": dev, "max_value_diff": value_dev}
+
+
+def load_decoder(path, public_key=None) -> TFLiteDecoder:
+    """The decoder in a bundle file (device.runtime's loader). The signature is checked when a
+    public key is given; the model store already verified installed bundles, which it never
+    modifies."""
+    from conversion import bundle
+
+    return TFLiteDecoder(bundle.read(path, public_key))

@@ -1,0 +1,68 @@
+"""``dxmacro convert``: a training run's decoder -> signed ``model.dxm`` + parity report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from dxmacro.errors import DxmacroError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert a trained decoder to a signed int8 TFLite bundle (model.dxm)")
+    p.add_argument("--run", required=True, help="training run folder (host_training's output)")
+    p.add_argument("--out", required=True, help="bundle to write, e.g. model.dxm")
+    p.add_argument("--key", help="Ed25519 private key (default: $DXMACRO_SIGNING_KEY); see `dxmacro keys generate`")
+    p.add_argument("--report", help="parity report folder (default: beside --out, NAME.parity/)")
+    p.add_argument("--audio-voices", type=int, default=16, help="voices rendered for the log-mel parity (0: none)")
+    p.set_defaults(func=run)
+
+
+def load_run(run_dir: str):
+    """(module, info) from host_training.export.load_decoder, imported only here (torch)."""
+    if not Path(run_dir).is_dir():
+        raise DxmacroError(f"run folder {run_dir} does not exist")
+    try:
+        from host_training.export import load_decoder
+    except ImportError as exc:
+        raise DxmacroError(f"cannot load runs: host_training.export is unavailable ({exc})") from None
+    try:
+        return load_decoder(run_dir)
+    except (FileNotFoundError, KeyError) as exc:
+        raise DxmacroError(f"run folder {run_dir} is incomplete: {exc}") from None
+
+
+def write_outputs(data: bytes, report: dict, out: str, report_dir: str | None) -> Path:
+    from conversion import parity
+    from dx7.files import atomic_write
+
+    folder = Path(report_dir) if report_dir else Path(out).with_suffix(".parity")
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "parity.json", json.dumps(report, indent=1).encode())
+    atomic_write(folder / "parity.md", parity.to_markdown(report).encode())
+    atomic_write(out, data)
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    key_path = args.key or os.environ.get("DXMACRO_SIGNING_KEY")
+    if not key_path:
+        raise DxmacroError("no signing key: pass --key KEY or set DXMACRO_SIGNING_KEY (create one with "
+                           "`dxmacro keys generate`)")
+    from conversion import keys
+
+    private = keys.load_private_key(key_path)  # fail on a bad key before the slow part
+    module, info = load_run(args.run)
+    from conversion import pipeline
+
+    data, report, _ = pipeline.convert(module, info, private, audio_voices=args.audio_voices)
+    folder = write_outputs(data, report, args.out, args.report)
+    v = report["values"]
+    audio = f", log-mel median {report['audio']['median_db']:.2f} dB" if "audio" in report else ""
+    print(f"wrote {args.out} ({len(data)} bytes; int8 model {report['size_bytes']} bytes, "
+          f"{report['invoke_us']:.0f} us/invoke)")
+    print(f"parity: {v['within_one_step']:.2%} within one DX7 step, {v['categorical_agreement']:.2%} categorical"
+          f"{audio} -> {'PASSED' if report['passed'] else 'FAILED'}; report in {folder}")
+    return 0

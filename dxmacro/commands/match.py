@@ -1,0 +1,30 @@
+"""``dxmacro match``: a recording (any pitch) -> the DX7 voice that sounds closest."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("match", help="sound matching: a WAV recording -> a DX7 voice (.syx)")
+    p.add_argument("audio", help="WAV file: one note of the sound to match")
+    p.add_argument("--run", default=None, help="run folder (default: the shipped default model)")
+    p.add_argument("--data", default=None, help="data set for retrieval (default: the run's, when present)")
+    p.add_argument("--out", required=True, help="output .syx (single-voice dump)")
+    p.add_argument("--name", default="MATCH", help="voice name (default MATCH)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dx7.files import atomic_write, encode_singles
+    from host_training.match import matcher_for_run, prepare
+    from host_training.render import read_wav
+    from host_training.runs import resolve_run
+
+    run_dir = resolve_run(args.run)
+    audio, rate = read_wav(args.audio)
+    matcher = matcher_for_run(run_dir, args.data)
+    result = matcher.match(prepare(audio, rate, matcher.s), name=args.name[:10])
+    atomic_write(args.out, encode_singles([result.voice]))
+    print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")
+    return 0

@@ -1,0 +1,114 @@
+"""Baselines on the same split (Esling et al.'s comparison): networks that predict the
+parameter vector straight from the spectrogram (MLP, CNN, ResNet; notes as input
+channels), and nearest-neighbour retrieval (the training voice whose features are
+closest). The "same VAE with an MLP head" baseline is model.FlowVAE with head="mlp".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from dx7.layout import VECTOR_SIZE
+from host_training.model import Normalized, Shape, mlp
+
+
+class DirectMLP(nn.Module):
+    def __init__(self, shape: Shape, hidden: int = 512, pool: tuple[int, int] = (4, 4)) -> None:
+        super().__init__()
+        self.front = Normalized(shape, pool)
+        n_in = shape.notes * (shape.mels // pool[0]) * (shape.frames // pool[1])
+        self.net = mlp(n_in, hidden, VECTOR_SIZE, layers=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.front(x).flatten(1))
+
+
+class DirectCNN(nn.Module):
+    """A plain stack of strided convolutions (the seed's CNN), notes as channels."""
+
+    def __init__(self, shape: Shape, channels: list[int], hidden: int = 512, pool: tuple[int, int] = (2, 1)) -> None:
+        super().__init__()
+        self.front = Normalized(shape, pool)
+        chans = [shape.notes] + list(channels)
+        layers: list[nn.Module] = []
+        for a, b in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.LeakyReLU(0.1)]
+        self.convs = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((4, 4)))
+        self.head = mlp(chans[-1] * 16, hidden, VECTOR_SIZE, layers=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(self.front(x)).flatten(1))
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.BatchNorm2d(c_out), nn.ReLU(),
+                                  nn.Conv2d(c_out, c_out, 3, 1, 1), nn.BatchNorm2d(c_out))
+        self.skip = (nn.Identity() if c_in == c_out and stride == 1
+                     else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride), nn.BatchNorm2d(c_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class DirectResNet(nn.Module):
+    def __init__(self, shape: Shape, channels: list[int], hidden: int = 512, pool: tuple[int, int] = (2, 1)) -> None:
+        super().__init__()
+        self.front = Normalized(shape, pool)
+        chans = [channels[0]] + list(channels)
+        self.stem = nn.Sequential(nn.Conv2d(shape.notes, channels[0], 3, 1, 1), nn.BatchNorm2d(channels[0]), nn.ReLU())
+        self.blocks = nn.Sequential(*[ResBlock(a, b, 2) for a, b in zip(chans[:-1], chans[1:])],
+                                    nn.AdaptiveAvgPool2d((4, 4)))
+        self.head = mlp(chans[-1] * 16, hidden, VECTOR_SIZE, layers=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(self.front(x))).flatten(1))
+
+
+def build(kind: str, shape: Shape, cfg: dict) -> nn.Module:
+    channels = list(cfg.get("baseline_channels", [16, 32, 64, 128]))
+    hidden = int(cfg.get("baseline_hidden", 512))
+    if kind == "mlp":
+        return DirectMLP(shape, hidden)
+    if kind == "cnn":
+        return DirectCNN(shape, channels, hidden)
+    if kind == "resnet":
+        return DirectResNet(shape, channels, hidden)
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+# -- nearest-neighbour retrieval --------------------------------------------------------
+def retrieval_features(features: np.ndarray, pool: int = 4) -> np.ndarray:
+    """(N, K, M, F) dB -> (N, K, d) float32: log-mel averaged over pool x pool cells (so the
+    search is cheap and not fooled by one-frame offsets)."""
+    x = np.asarray(features, dtype=np.float32)
+    n, k, m, f = x.shape
+    m2, f2 = m // pool, f // pool
+    x = x[:, :, : m2 * pool, : f2 * pool].reshape(n, k, m2, pool, f2, pool).mean(axis=(3, 5))
+    return x.reshape(n, k, -1)
+
+
+class Retrieval:
+    """The training voice whose pooled log-mel is closest (L2 over the given notes); with
+    one note of unknown pitch, the closest (voice, note) pair over all notes."""
+
+    def __init__(self, train_features: np.ndarray, train_params: np.ndarray, pool: int = 4) -> None:
+        self.pool = pool
+        self.db = torch.from_numpy(retrieval_features(train_features, pool))  # (N, K, d)
+        self.params = np.asarray(train_params)
+
+    def query(self, features: np.ndarray) -> np.ndarray:
+        """(B, K, M, F) all notes -> (B,) index of the nearest training voice."""
+        q = torch.from_numpy(retrieval_features(features, self.pool)).flatten(1)
+        return torch.cdist(q, self.db.flatten(1)).argmin(1).numpy()
+
+    def query_single(self, note_features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, M, F) one note each -> (index, note slot, distance) of the nearest (voice, note)."""
+        q = torch.from_numpy(retrieval_features(np.asarray(note_features)[:, None], self.pool))[:, 0]
+        n, k, d = self.db.shape
+        dist = torch.cdist(q, self.db.reshape(n * k, d))
+        best = dist.argmin(1)
+        return (best // k).numpy(), (best % k).numpy(), dist.gather(1, best[:, None])[:, 0].numpy()

@@ -1,0 +1,389 @@
+"""``dxmacro evaluate``: every model and baseline of a run side by side on the test split.
+
+Inferred voices are re-rendered at every note of the data set and compared with renders of
+the true voices: numeric parameter MAE (DX7 units), categorical accuracy, spectral
+convergence, log-mel MAE (dB), MFCC-13/40 MAE. Strata: all test voices, "novel" ones
+(nearest training voice farther than the near-copy threshold) and out-of-domain voices
+(the synthetic generator's). Then the semantic knobs, generation, interpolation and the
+contrastive ratio. Writes report.json, report.md and plots/.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dx7 import Voice, layout
+from dxmacro.errors import DxmacroError
+from host_training.model import LATENT, VAE_KINDS, FlowVAE
+from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_of, level_db,
+                                 param_measures)
+
+AUDIO_METRICS = ("logmel_mae_db", "spectral_convergence", "mfcc13_mae", "mfcc40_mae")
+PARAM_METRICS = ("param_mae", "categorical_acc")
+
+
+class Pool:
+    """Threads that render (dexed-py releases the GIL), one renderer per thread."""
+
+    def __init__(self, settings: RenderSettings, threads: int) -> None:
+        self.settings, self.local = settings, threading.local()
+        self.ex = ThreadPoolExecutor(max(1, threads))
+
+    def renderer(self) -> VoiceRenderer:
+        if not hasattr(self.local, "r"):
+            self.local.r = VoiceRenderer(self.settings)
+        return self.local.r
+
+    def map(self, fn: Callable, items: list) -> list:
+        return list(self.ex.map(lambda it: fn(self.renderer(), it), items))
+
+
+# -- predictions -----------------------------------------------------------------------------
+@torch.no_grad()
+def predict_vectors(model, kind: str, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    out = []
+    for b in range(0, len(x), batch):
+        xb = torch.from_numpy(np.asarray(x[b : b + batch], dtype=np.float32))
+        out.append((model.to_vector(model.encode(xb)) if kind in VAE_KINDS else model(xb)).numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def single_note_latents(model: FlowVAE, x: np.ndarray, batch: int = 32) -> np.ndarray:
+    """(N, K, M, F) -> (N, K, L): each note encoded alone."""
+    out = []
+    for b in range(0, len(x), batch):
+        xb = torch.from_numpy(np.asarray(x[b : b + batch], dtype=np.float32))
+        n, k = xb.shape[:2]
+        z = model.encode(xb.reshape(n * k, 1, *xb.shape[2:]))
+        out.append(z.reshape(n, k, -1).numpy())
+    return np.concatenate(out)
+
+
+def contrastive_ratio(lat: np.ndarray) -> dict[str, float]:
+    """Mean distance between different voices' single-note latents over the mean distance
+    between one voice's notes (higher = pitch-independent timbre)."""
+    n, k, _ = lat.shape
+    within = np.mean([np.linalg.norm(lat[i, a] - lat[i, b]) for i in range(n) for a in range(k) for b in range(a + 1, k)])
+    flat = lat.reshape(n * k, -1)
+    voice = np.repeat(np.arange(n), k)
+    d = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
+    between = float(d[voice[:, None] != voice[None, :]].mean())
+    return {"within": float(within), "between": between, "ratio": between / max(float(within), 1e-12)}
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def score_voices(pool: Pool, pred_params: np.ndarray, true_params: np.ndarray,
+                 refs: list[list[np.ndarray]]) -> list[dict[str, float]]:
+    def one(r: VoiceRenderer, i: int) -> dict[str, float]:
+        v = Voice.from_parameters(pred_params[i], "EVAL")
+        per_note = [compare(r.audio(v, k), refs[i][k], r.s.rate) for k in range(len(r.s.notes))]
+        with np.errstate(all="ignore"):
+            m = {key: float(np.nanmean([p[key] for p in per_note])) if any(np.isfinite(p[key]) for p in per_note)
+                 else float("nan") for key in AUDIO_METRICS}
+        m.update(param_measures(pred_params[i], true_params[i]))
+        return m
+
+    return pool.map(one, list(range(len(pred_params))))
+
+
+def summarize(rows: list[dict[str, float]], mask: np.ndarray) -> dict[str, Any]:
+    sel = [r for r, m in zip(rows, mask) if m]
+    if not sel:
+        return {"n": 0}
+    out: dict[str, Any] = {"n": len(sel)}
+    for key in PARAM_METRICS + AUDIO_METRICS:
+        vals = np.array([r[key] for r in sel])
+        vals = vals[np.isfinite(vals)]  # spectral convergence of a silent reference is undefined
+        out[key] = ({"mean": float(vals.mean()), "median": float(np.median(vals))} if len(vals)
+                    else {"mean": float("nan"), "median": float("nan")})
+    return out
+
+
+# -- semantic knobs, generation, interpolation ------------------------------------------------
+def descriptor_fn(settings: RenderSettings):
+    """Renders -> (K, D) descriptors with the data set's own definitions; tag scores are then
+    computed with the data set's ``tags.scores`` over all sweep voices at once (some scores
+    are percentile ranks, which need the whole population)."""
+    try:
+        from host_training.dataset import descriptors
+    except ImportError:
+        return None
+    from host_training.features import N_FFT, power_spectrogram
+
+    def fn(voice: Voice, audios: list[np.ndarray]) -> np.ndarray:
+        desc = []
+        for k, a in enumerate(audios):
+            mel_db, _ = features_of(a, settings.rate)
+            power = power_spectrogram(a, N_FFT)
+            desc.append(descriptors.describe(a, power, mel_db, settings.rate, N_FFT, settings.notes[k][0],
+                                             int(voice.values[descriptors.TRANSPOSE_INDEX]), settings.hold,
+                                             SILENCE_DB))
+        return np.array(desc, dtype=np.float32)
+
+    return fn
+
+
+def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    fn = descriptor_fn(pool.settings)
+    if fn is None:
+        return {"skipped": "the data set's descriptor code (host_training.dataset.descriptors) is not installed"}
+    sems = info["semantic_dims"]
+    result: dict[str, Any] = {"dims": []}
+    for sd in sems:
+        d = sd["index"]
+        pos = np.linspace(sd["low"], sd["high"], steps)
+        jobs = []
+        for z in z0:
+            zz = np.repeat(z[None], steps, 0)
+            zz[:, d] = pos
+            with torch.no_grad():
+                params = layout.decode(model.to_vector(torch.from_numpy(zz.astype(np.float32))).numpy())
+            jobs.append(params)
+
+        def sweep(r: VoiceRenderer, params: np.ndarray):
+            descs, mels = [], []
+            for p in params:
+                v = Voice.from_parameters(p, "KNOB")
+                audios = r.all_notes(v)
+                descs.append(fn(v, audios))
+                mels.append(features_of(audios[len(audios) // 2], r.s.rate)[0])
+            jumps = [float(np.mean(np.abs(a - b))) for a, b in zip(mels[:-1], mels[1:])]
+            return np.array(descs), max(jumps) if jumps else 0.0
+
+        from host_training.dataset import tags as tag_defs
+
+        res = pool.map(sweep, jobs)
+        with np.errstate(all="ignore"):
+            all_scores = tag_defs.scores(np.concatenate([d for d, _ in res]))  # (sweeps * steps, T)
+        own, others, jumps = [], [], []
+        for j, (_, jump) in enumerate(res):
+            scores = all_scores[j * steps : (j + 1) * steps]
+            jumps.append(jump)
+            for t in range(scores.shape[1]):
+                col = scores[:, t]
+                ok = np.isfinite(col)
+                if ok.sum() < 3 or np.ptp(col[ok]) == 0:
+                    r = 0.0
+                else:
+                    r = float(spearmanr(pos[ok], col[ok]).statistic)
+                (own if t == d else others).append(r)
+        result["dims"].append({"index": d, "name": sd["name"], "spearman_own_median": float(np.median(own)),
+                               "abs_corr_others_median": float(np.median(np.abs(others))) if others else None,
+                               "max_step_change_db_median": float(np.median(jumps))})
+    if result["dims"]:
+        result["spearman_own_median"] = float(np.median([x["spearman_own_median"] for x in result["dims"]]))
+        result["abs_corr_others_median"] = float(np.median([x["abs_corr_others_median"] or 0 for x in result["dims"]]))
+    return result
+
+
+def generation_stats(pool: Pool, model: FlowVAE, n: int, keys: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Raw prior samples (no re-drawing): validity, uniqueness, silence, training copies."""
+    from dx7.sysex import SingleVoice, parse_message
+    from host_training.export import is_training_copy
+
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        vec = model.to_vector(torch.from_numpy(rng.normal(size=(n, LATENT)).astype(np.float32))).numpy()
+    params = layout.decode(vec)
+    valid = 0
+    voices = []
+    for i, p in enumerate(params):
+        try:
+            v = Voice.from_parameters(p, f"GEN{i}")
+            # valid = survives a strict sysex round trip (every field in the DX7's range)
+            back = parse_message(SingleVoice(v.to_unpacked()).encode()).voice(strict=True)
+            if back.values == v.values:
+                valid += 1
+            voices.append(v)
+        except Exception:  # noqa: BLE001 - counting invalid voices is the point
+            pass
+    mid = len(pool.settings.notes) // 2
+    levels = pool.map(lambda r, v: level_db(r.audio(v, mid)), voices)
+    unique = len({v.content_key() for v in voices})
+    return {"n": n, "valid": valid / n, "unique": unique / n, "silent": float(np.mean(np.array(levels) < SILENCE_DB)),
+            "training_copies": int(is_training_copy(params, keys).sum())}, params
+
+
+def interpolation(pool: Pool, model: FlowVAE, za: np.ndarray, zb: np.ndarray, pa: np.ndarray, pb: np.ndarray,
+                  steps: int) -> dict[str, Any]:
+    """Step-to-step log-mel change along latent vs parameter-space interpolations; smoothness
+    = largest step / mean step (1.0 = perfectly even)."""
+    t = np.linspace(0, 1, steps)[:, None]
+    jobs = []
+    for a, b, qa, qb in zip(za, zb, pa, pb):
+        with torch.no_grad():
+            lat = layout.decode(model.to_vector(torch.from_numpy(((1 - t) * a + t * b).astype(np.float32))).numpy())
+        par = layout.decode((1 - t) * layout.encode(qa) + t * layout.encode(qb))
+        jobs += [lat, par]
+
+    def path(r: VoiceRenderer, params: np.ndarray):
+        mid = len(r.s.notes) // 2
+        mels = [features_of(r.audio(Voice.from_parameters(p, "INTERP"), mid), r.s.rate)[0] for p in params]
+        steps_db = np.array([np.mean(np.abs(x - y)) for x, y in zip(mels[:-1], mels[1:])])
+        return float(steps_db.max() / max(steps_db.mean(), 1e-9)), float(steps_db.mean())
+
+    res = pool.map(path, jobs)
+    lat, par = res[0::2], res[1::2]
+    return {"latent": {"smoothness_median": float(np.median([r[0] for r in lat])),
+                       "mean_step_db_median": float(np.median([r[1] for r in lat]))},
+            "parameter_space": {"smoothness_median": float(np.median([r[0] for r in par])),
+                                "mean_step_db_median": float(np.median([r[1] for r in par]))}}
+
+
+# -- the whole report ----------------------------------------------------------------------------
+def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+    from host_training.baselines import Retrieval
+    from host_training.dataset import open_dataset
+    from host_training.export import load_vae, main_kind, read_info, read_run
+    from host_training.match import Matcher
+    from host_training.synth_voices import generate as synth_generate
+    from host_training.train import load_model, manifest_sha256
+
+    run, out = Path(run_dir), Path(out_dir)
+    rinfo = read_run(run)
+    info = read_info(run)
+    ecfg = rinfo["config"].get("evaluate", {})
+    ds = open_dataset(data_dir)
+    if manifest_sha256(data_dir) != rinfo["dataset_manifest_sha256"]:
+        raise DxmacroError(f"{data_dir}: not the data set run {run} was trained on (manifest sha256 differs)")
+    settings = RenderSettings.from_manifest(ds.settings)
+    pool = Pool(settings, int(ecfg.get("threads", 2)))
+    log = print if progress else (lambda *a, **k: None)
+    test = ds.indices("test")[: int(ecfg.get("max_test", 200))]
+    if len(test) == 0:
+        raise DxmacroError(f"{data_dir}: the test split is empty")
+    train = ds.indices("train")[: rinfo["config"]["train"].get("max_train") or None]
+    # "novel": farther from every training voice than the data set's own near-copy threshold
+    near = float(ds.settings.get("group_db") or ecfg.get("near_copy_db", 2.0))
+    novel = np.nan_to_num(np.asarray(ds.nearest_train_db)[test], nan=np.inf) > near
+
+    # Out-of-domain voices: the synthetic generator, rendered like the data set.
+    ood_voices = synth_generate(int(ecfg.get("n_ood", 60)), int(ecfg.get("ood_seed", 12345)))
+    log(f"rendering {len(test)} test and {len(ood_voices)} out-of-domain references")
+    test_voices = [ds.voice(int(i)) for i in test]
+    refs = pool.map(lambda r, v: r.all_notes(v), test_voices + ood_voices)
+    ood_feats = np.stack([[features_of(a, settings.rate)[0] for a in aud] for aud in refs[len(test):]])
+    x = np.concatenate([np.asarray(ds.features[test], dtype=np.float32), ood_feats.astype(np.float32)])
+    true = np.concatenate([np.asarray(ds.params[test]), np.stack([v.parameters for v in ood_voices])])
+    strata = {"all": np.r_[np.ones(len(test), bool), np.zeros(len(ood_voices), bool)],
+              "novel": np.r_[novel, np.zeros(len(ood_voices), bool)],
+              "ood": np.r_[np.zeros(len(test), bool), np.ones(len(ood_voices), bool)]}
+
+    preds: dict[str, np.ndarray] = {}
+    for kind in rinfo["models"]:
+        _, model, _ = load_model(run / "models" / kind / "model.pt")
+        preds[kind] = layout.decode(predict_vectors(model, kind, x))
+    train_feats = np.asarray(ds.features[train], dtype=np.float32)
+    retrieval = Retrieval(train_feats, np.asarray(ds.params[train]))
+    preds["nn"] = np.asarray(ds.params[train])[retrieval.query(x)]
+    # One note only (the middle one), as `dxmacro match` sees a recording.
+    main = main_kind(run)
+    vae = load_vae(run, main)
+    mid = len(settings.notes) // 2
+    xs = x[:, mid]
+    idx, _, _ = retrieval.query_single(xs)
+    preds["nn_1note"] = np.asarray(ds.params[train])[idx]
+    matcher = Matcher(vae, settings, retrieval, np.asarray(ds.params[train]), train_feats,
+                      int(ecfg.get("match_candidates", 12)))
+    preds[f"{main}_1note"] = np.stack([m.parameters for m in pool.map(lambda r, f: matcher.model_only(f), list(xs))])
+    log("matching (retrieve, then refine in the latent space)")
+    preds["match_1note"] = np.stack([matcher.match(f, note_slot=None).voice.parameters for f in xs])
+
+    results: dict[str, Any] = {}
+    for name, p in preds.items():
+        log(f"scoring {name}")
+        rows = score_voices(pool, p, true, refs)
+        results[name] = {s: summarize(rows, m) for s, m in strata.items()}
+
+    report: dict[str, Any] = {"run": str(run), "data": str(Path(data_dir).resolve()), "main_model": main,
+                              "near_copy_db": near, "strata_sizes": {s: int(m.sum()) for s, m in strata.items()},
+                              "methods": results}
+    # Pitch-independent timbre: between/within ratio of single-note latents (test voices).
+    ratios = {}
+    for kind in rinfo["models"]:
+        if kind in VAE_KINDS:
+            m = load_vae(run, kind)
+            ratios[kind] = contrastive_ratio(single_note_latents(m, x[: len(test)][:100]))
+    report["contrastive"] = ratios
+    log("semantic knobs")
+    z_test = vae.encode(torch.from_numpy(x[: len(test)])).numpy()
+    kv = min(int(ecfg.get("knob_voices", 24)), len(test))
+    report["knobs"] = knob_sweeps(pool, vae, info, z_test[:kv], int(ecfg.get("knob_steps", 9)))
+    log("generation")
+    keys_path = run / "export" / "train_keys.npy"
+    keys = np.load(keys_path) if keys_path.exists() else np.zeros(0, np.uint64)
+    gen, gen_params = generation_stats(pool, vae, int(ecfg.get("generate_n", 256)), keys)
+    report["generation"] = gen
+    log("interpolation")
+    n_pairs = min(int(ecfg.get("interp_pairs", 12)), len(test) // 2)
+    if n_pairs:
+        report["interpolation"] = interpolation(pool, vae, z_test[:n_pairs], z_test[n_pairs : 2 * n_pairs],
+                                                true[:n_pairs], true[n_pairs : 2 * n_pairs],
+                                                int(ecfg.get("interp_steps", 9)))
+    out.mkdir(parents=True, exist_ok=True)
+    from host_training import plots
+
+    plots.training_curves(run, out / "plots")
+    plots.traversals(vae, info, z_test[0], settings, out / "plots")
+    plots.latent_map(np.asarray(ds.params[train]), gen_params, out / "plots")
+    from host_training.train import _write_json
+
+    _write_json(out / "report.json", report)
+    from dx7.files import atomic_write
+
+    atomic_write(out / "report.md", markdown(report).encode())
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Evaluation of {report['run']}", "", f"Data: {report['data']}; main model: {report['main_model']}; "
+             f"near-copy threshold {report['near_copy_db']} dB; strata sizes {report['strata_sizes']}.", ""]
+    labels = {"logmel_mae_db": "log-mel MAE dB", "spectral_convergence": "spectral conv.", "mfcc13_mae": "MFCC-13 MAE",
+              "mfcc40_mae": "MFCC-40 MAE", "param_mae": "param MAE", "categorical_acc": "cat. acc."}
+    for stratum in ("all", "novel", "ood"):
+        lines += [f"## Stratum: {stratum} (median; mean in brackets)", "",
+                  "| method | n | " + " | ".join(labels[k] for k in AUDIO_METRICS + PARAM_METRICS) + " |",
+                  "|---|---|" + "---|" * len(labels)]
+        for name, res in report["methods"].items():
+            s = res[stratum]
+            if not s.get("n"):
+                continue
+            cells = [f"{s[k]['median']:.3f} ({s[k]['mean']:.3f})" for k in AUDIO_METRICS + PARAM_METRICS]
+            lines.append(f"| {name} | {s['n']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Pitch-independent timbre (between / within-voice distance of single-note latents)", "",
+              "| model | within | between | ratio |", "|---|---|---|---|"]
+    for k, r in report.get("contrastive", {}).items():
+        lines.append(f"| {k} | {r['within']:.3f} | {r['between']:.3f} | {r['ratio']:.2f} |")
+    knobs = report.get("knobs", {})
+    lines += ["", "## Semantic knobs", ""]
+    if "skipped" in knobs:
+        lines.append(f"Skipped: {knobs['skipped']}")
+    else:
+        lines += ["| dim | name | Spearman own (median) | abs corr others (median) | largest step dB (median) |",
+                  "|---|---|---|---|---|"]
+        for d in knobs.get("dims", []):
+            lines.append(f"| {d['index']} | {d['name']} | {d['spearman_own_median']:.2f} | "
+                         f"{d['abs_corr_others_median'] or 0:.2f} | {d['max_step_change_db_median']:.2f} |")
+    g = report.get("generation", {})
+    lines += ["", "## Generation (raw prior samples, no re-drawing)", "",
+              f"n {g.get('n')}, valid {g.get('valid', 0):.1%}, unique {g.get('unique', 0):.1%}, "
+              f"silent {g.get('silent', 0):.1%}, exact training copies {g.get('training_copies')}"]
+    it = report.get("interpolation")
+    if it:
+        lines += ["", "## Interpolation (largest step / mean step, 1.0 = even; median over pairs)", "",
+                  f"latent: {it['latent']['smoothness_median']:.2f} (mean step {it['latent']['mean_step_db_median']:.2f} dB); "
+                  f"parameter space: {it['parameter_space']['smoothness_median']:.2f} "
+                  f"(mean step {it['parameter_space']['mean_step_db_median']:.2f} dB)"]
+    lines += ["", "Plots: plots/training_curves.png, plots/traversal_*.png, plots/latent_map.png", ""]
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""Small composable invertible transforms (RealNVP style), each with forward, inverse and
+log-determinant.
+
+Why our own and not zuko/nflows: the regression flow's z -> parameters direction must
+convert to a full-integer TFLite model, so it may use only nn.Linear, elementwise
+activations, exp, add/mul, slicing/concat along the feature axis and constant
+permutations. zuko's couplings build their transforms from generic ``Transform`` objects
+and masks at call time (hard to trace to that op set) and nflows is unmaintained; the
+three transforms below are ~100 lines and export as plain ops. Every transform has
+``map(x)`` (the forward direction without the log-determinant: what conversion traces).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Transform(nn.Module):
+    """y = f(x). ``forward`` returns (y, log|det df/dx|) per row; ``inverse`` returns
+    (x, log|det df^-1/dy|) per row."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)[0]
+
+
+class Permutation(Transform):
+    """A fixed permutation of the features (index_select with a constant index)."""
+
+    def __init__(self, dim: int, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(dim, generator=g)
+        self.register_buffer("perm", perm)
+        self.register_buffer("inv", torch.argsort(perm))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.index_select(1, self.perm), x.new_zeros(x.shape[0])
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return y.index_select(1, self.inv), y.new_zeros(y.shape[0])
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.perm)
+
+
+class ElementwiseAffine(Transform):
+    """y = x * exp(log_scale) + shift with learned per-feature parameters (ActNorm-like)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(dim))
+        self.shift = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = x * torch.exp(self.log_scale) + self.shift
+        return y, self.log_scale.sum().expand(x.shape[0])
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (y - self.shift) * torch.exp(-self.log_scale)
+        return x, (-self.log_scale.sum()).expand(y.shape[0])
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.exp(self.log_scale) + self.shift
+
+
+class AffineCoupling(Transform):
+    """RealNVP affine coupling: the first ``split`` features pass unchanged and condition an
+    MLP that gives a scale and shift for the rest. The log-scale is bounded with
+    ``clamp * tanh(s / clamp)`` so an int8 export never sees huge exponents."""
+
+    def __init__(self, dim: int, hidden: int, layers: int = 2, clamp: float = 3.0) -> None:
+        super().__init__()
+        self.split = dim // 2
+        self.rest = dim - self.split
+        self.clamp = clamp
+        mods: list[nn.Module] = []
+        width = self.split
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.LeakyReLU(0.1)]
+            width = hidden
+        last = nn.Linear(width, 2 * self.rest)
+        nn.init.zeros_(last.weight)  # start as the identity
+        nn.init.zeros_(last.bias)
+        mods.append(last)
+        self.net = nn.Sequential(*mods)
+
+    def _params(self, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net(x1)
+        s = self.clamp * torch.tanh(h[:, : self.rest] * (1.0 / self.clamp))
+        return s, h[:, self.rest :]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x1, x2 = x[:, : self.split], x[:, self.split :]
+        s, t = self._params(x1)
+        return torch.cat([x1, x2 * torch.exp(s) + t], dim=1), s.sum(dim=1)
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y1, y2 = y[:, : self.split], y[:, self.split :]
+        s, t = self._params(y1)
+        return torch.cat([y1, (y2 - t) * torch.exp(-s)], dim=1), -s.sum(dim=1)
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x[:, : self.split], x[:, self.split :]
+        s, t = self._params(x1)
+        return torch.cat([x1, x2 * torch.exp(s) + t], dim=1)
+
+
+class Compose(Transform):
+    """Transforms applied in order; log-determinants add."""
+
+    def __init__(self, *transforms: Transform) -> None:
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        total = x.new_zeros(x.shape[0])
+        for t in self.transforms:
+            x, ld = t(x)
+            total = total + ld
+        return x, total
+
+    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        total = y.new_zeros(y.shape[0])
+        for t in reversed(self.transforms):
+            y, ld = t.inverse(y)
+            total = total + ld
+        return y, total
+
+    def map(self, x: torch.Tensor) -> torch.Tensor:
+        for t in self.transforms:
+            x = t.map(x)
+        return x
+
+
+def realnvp(dim: int, blocks: int, hidden: int, layers: int = 2, seed: int = 0, final_affine: bool = True) -> Compose:
+    """A RealNVP stack: (permutation, coupling) x blocks, then an elementwise affine."""
+    parts: list[Transform] = []
+    for b in range(blocks):
+        parts += [Permutation(dim, seed * 1000 + b), AffineCoupling(dim, hidden, layers)]
+    if final_affine:
+        parts.append(ElementwiseAffine(dim))
+    return Compose(*parts)
+
+
+class MapModule(nn.Module):
+    """A transform's forward direction as a plain module (z -> y, no log-det): what the
+    conversion stage traces."""
+
+    def __init__(self, transform: Transform) -> None:
+        super().__init__()
+        self.transform = transform
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.transform.map(z)

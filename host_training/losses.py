@@ -1,0 +1,127 @@
+"""Training objectives: the parameter loss (MSE on scaled slots, cross-entropy on one-hot
+groups), the ELBO with a flow posterior, the seed's disentangling objective on the
+semantic dimensions, and Tanaka et al.'s weakly supervised contrastive loss."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dx7.layout import categorical_groups, scaled_slots
+
+_SCALED = torch.as_tensor(scaled_slots(), dtype=torch.long)
+_GROUPS = [(s.start, s.width) for s in categorical_groups()]
+LOG2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class LossConfig:
+    beta: float = 1.0
+    beta_warmup_epochs: float = 5.0
+    recon_weight: float = 1.0
+    reg_weight: float = 20.0
+    dis_weight: float = 10.0
+    dis_mu: float = 2.0
+    dis_sigma: float = 0.5
+    contrastive_weight: float = 0.0
+    temperature: float = 0.1
+    single_note_prob: float = 0.3
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LossConfig:
+        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def param_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per voice: (total, squared error summed over scaled slots, cross-entropy summed over
+    the one-hot groups). The groups' slots are logits (layout.decode takes their argmax)."""
+    idx = _SCALED.to(pred.device)
+    mse = (pred.index_select(1, idx) - target.index_select(1, idx)).pow(2).sum(1)
+    ce = pred.new_zeros(pred.shape[0])
+    for start, width in _GROUPS:
+        logits = pred[:, start : start + width]
+        ce = ce + F.cross_entropy(logits.float(), target[:, start : start + width].argmax(1), reduction="none")
+    return mse + ce, mse, ce
+
+
+def disentangle(z: torch.Tensor, tags: torch.Tensor, mu: float, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed's Flow_dis objective on the first T latent dimensions: a voice tagged -1/+1
+    for tag t is pulled to N(-mu, sigma^2)/N(+mu, sigma^2) on dimension t; untagged entries
+    are left to the standard-normal prior. Returns (per-voice negative log-likelihood of the
+    tagged entries, mask of the entries it replaced in the prior)."""
+    t = tags.shape[1]
+    tagged = tags != 0
+    zs = z[:, :t]
+    nll = 0.5 * ((zs - tags * mu) / sigma).pow(2) + math.log(sigma) + 0.5 * LOG2PI
+    return (nll * tagged).sum(1), tagged
+
+
+def kl_mc(z: torch.Tensor, log_q: torch.Tensor, replaced: torch.Tensor | None) -> torch.Tensor:
+    """log q(z) - log p(z), one sample, p standard normal on every entry not replaced by a
+    disentangling target."""
+    log_p = -0.5 * z.pow(2) - 0.5 * LOG2PI
+    if replaced is not None:
+        log_p = log_p.clone()
+        log_p[:, : replaced.shape[1]] = log_p[:, : replaced.shape[1]].masked_fill(replaced, 0.0)
+    return log_q - log_p.sum(1)
+
+
+def supervised_contrastive(emb: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Tanaka et al.'s weakly supervised contrastive loss on single-note encodings.
+    ``emb`` is (B, K, L): the same voice at another note is a positive, every other voice a
+    negative (SupCon form, cosine similarity over ``temperature``)."""
+    b, k, _ = emb.shape
+    if k < 2 or b < 2:
+        return emb.new_zeros(())
+    e = F.normalize(emb.reshape(b * k, -1).float(), dim=1)
+    sim = e @ e.t() / temperature
+    voice = torch.arange(b, device=emb.device).repeat_interleave(k)
+    self_mask = torch.eye(b * k, dtype=torch.bool, device=emb.device)
+    pos = (voice[:, None] == voice[None, :]) & ~self_mask
+    sim = sim.masked_fill(self_mask, -1e9)
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    return -(log_prob * pos).sum(1).div(pos.sum(1)).mean()
+
+
+def note_mask(b: int, k: int, single_prob: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Which notes the encoder sees: all of them, or (with ``single_prob``) one random note,
+    so that one recording at one pitch encodes like the whole set."""
+    mask = torch.ones(b, k, dtype=torch.bool)
+    single = torch.rand(b, generator=generator) < single_prob
+    pick = torch.randint(0, k, (b,), generator=generator)
+    one = torch.zeros(b, k, dtype=torch.bool)
+    one[torch.arange(b), pick] = True
+    return torch.where(single[:, None], one, mask)
+
+
+def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, cfg: LossConfig, beta: float,
+             mask: torch.Tensor | None, contrastive: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """The whole VAE objective for one batch; returns (loss, figures for the logs)."""
+    h = model.note_features(x)
+    mu, logvar = model.pooled_posterior(h, mask)
+    z, log_q = model.sample(mu, logvar)
+    recon = model.decoder(z)
+    xn = model.recon_target(x)
+    rec = 0.5 * (recon.float() - xn.float()).pow(2).flatten(1).sum(1)
+    dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
+    kl = kl_mc(z, log_q, replaced)
+    reg, mse, ce = param_loss(model.to_vector(z), target)
+    loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
+    con = x.new_zeros(())
+    if contrastive and cfg.contrastive_weight > 0:
+        con = supervised_contrastive(model.per_note_mu(h), cfg.temperature)
+        loss = loss + cfg.contrastive_weight * con
+    figures = {"loss": loss.item(), "recon": rec.mean().item(), "kl": kl.mean().item(), "dis": dis.mean().item(),
+               "param": reg.mean().item(), "param_mse": mse.mean().item(), "param_ce": ce.mean().item(),
+               "contrastive": con.item()}
+    return loss, figures
+
+
+def direct_loss(model, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    reg, mse, ce = param_loss(model(x), target)
+    loss = reg.mean()
+    return loss, {"loss": loss.item(), "param": loss.item(), "param_mse": mse.mean().item(),
+                  "param_ce": ce.mean().item()}

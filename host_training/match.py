@@ -1,0 +1,123 @@
+"""Sound matching: a recording at any pitch -> a DX7 voice.
+
+Three steps, each measured in docs/results.md:
+1. the model: the single-note encoding (the encoder is note-agnostic, trained with
+   single-note inputs and the contrastive loss) decoded by the head;
+2. retrieval: the nearest (training voice, note) pair of pooled log-mel, which also
+   estimates the note played (when the run's data set is at hand);
+3. refinement in the latent space: candidates between the model's latent and the
+   retrieved voice's latent, plus small perturbations, are rendered at the estimated note
+   and the one closest to the recording (log-mel MAE) wins. The retrieved voice itself is
+   a candidate, so the result is never farther from the recording than retrieval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dx7 import Voice, layout
+from dxmacro.errors import DxmacroError
+from host_training.sound import RenderSettings, VoiceRenderer, features_of
+
+
+@dataclass
+class MatchResult:
+    voice: Voice
+    source: str  # "model", "retrieval", "refined"
+    distance_db: float
+    note: int
+
+
+def vector_to_voice(vec: np.ndarray, name: str) -> Voice:
+    return Voice.from_parameters(layout.decode(vec), name)
+
+
+def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> np.ndarray:
+    """A recording -> (n_mels, frames) features on the data set's grid (resampled, cut or
+    padded to the data set's duration)."""
+    from scipy.signal import resample_poly
+
+    a = np.asarray(audio, dtype=np.float64)
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise DxmacroError("the recording is empty or holds non-finite samples")
+    if rate != settings.rate:
+        g = np.gcd(int(rate), settings.rate)
+        a = resample_poly(a, settings.rate // g, int(rate) // g)
+    n = int(round(settings.duration * settings.rate))
+    a = np.pad(a[:n], (0, max(0, n - len(a))))
+    return features_of(a.astype(np.float32), settings.rate)[0].astype(np.float32)
+
+
+class Matcher:
+    def __init__(self, model, settings: RenderSettings, retrieval=None, train_params: np.ndarray | None = None,
+                 train_features=None, candidates: int = 12, seed: int = 0) -> None:
+        self.model, self.s, self.retrieval = model, settings, retrieval
+        self.train_params, self.train_features = train_params, train_features
+        self.candidates = candidates
+        self.renderer = VoiceRenderer(settings)
+        self.rng = np.random.default_rng(seed)
+
+    @torch.no_grad()
+    def model_latent(self, feat: np.ndarray) -> np.ndarray:
+        return self.model.encode(torch.from_numpy(feat[None, None].astype(np.float32)))[0].numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self.model.to_vector(torch.from_numpy(np.atleast_2d(z).astype(np.float32))).numpy()
+
+    def distance(self, voice: Voice, feat: np.ndarray, k: int) -> float:
+        f = features_of(self.renderer.audio(voice, k), self.s.rate)[0]
+        t = min(f.shape[1], feat.shape[1])
+        return float(np.mean(np.abs(f[:, :t] - feat[:, :t])))
+
+    def model_only(self, feat: np.ndarray) -> Voice:
+        return vector_to_voice(self.decode(self.model_latent(feat))[0], "MATCH")
+
+    def match(self, feat: np.ndarray, note_slot: int | None = None, name: str = "MATCH") -> MatchResult:
+        z_m = self.model_latent(feat)
+        cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
+        k = note_slot
+        zs = []
+        if self.retrieval is not None:
+            idx, slot, _ = self.retrieval.query_single(feat[None])
+            r = int(idx[0])
+            k = int(slot[0]) if k is None else k
+            cands.append(("retrieval", Voice.from_parameters(self.train_params[r], name)))
+            feats_r = np.asarray(self.train_features[r], dtype=np.float32)[None]
+            z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
+            zs += [z_r + a * (z_m - z_r) for a in (0.0, 0.25, 0.5, 0.75)]
+        if k is None:
+            k = len(self.s.notes) // 2
+        while len(zs) + len(cands) < self.candidates:
+            zs.append(z_m + self.rng.normal(0, 0.3, size=z_m.shape).astype(np.float32))
+        if zs:
+            for v in self.decode(np.stack(zs)):
+                cands.append(("refined", vector_to_voice(v, name)))
+        scored = [(self.distance(v, feat, k), i) for i, (_, v) in enumerate(cands)]
+        d, i = min(scored)
+        return MatchResult(cands[i][1], cands[i][0], d, self.s.notes[k][0])
+
+
+def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, candidates: int = 12) -> Matcher:
+    """The run's main model, plus retrieval over its training split when the data set is at
+    hand (``data_dir``, else the folder named in run.json if it still exists)."""
+    from host_training.baselines import Retrieval
+    from host_training.export import load_vae, read_run
+
+    info = read_run(run_dir)
+    settings = RenderSettings.from_manifest(info["dataset_settings"])
+    model = load_vae(run_dir)
+    folder = Path(data_dir) if data_dir else Path(info.get("dataset_dir", ""))
+    if data_dir is None and not (folder / "manifest.json").is_file():
+        return Matcher(model, settings, candidates=candidates)
+    from host_training.dataset import open_dataset
+
+    ds = open_dataset(folder)
+    train = ds.indices("train")
+    feats = ds.features
+    retrieval = Retrieval(np.asarray(feats[train], dtype=np.float32), np.asarray(ds.params[train]))
+    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), feats[train], candidates)

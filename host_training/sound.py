@@ -1,0 +1,95 @@
+"""Rendering voices the way the data set did, and the audio measures evaluation reports.
+
+Features follow the data set's convention (host_training.dataset.analysis): log-mel in dB
+re mel power 1.0 with an absolute floor, so a model sees renders and recordings on the
+scale it was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dx7 import Voice
+from host_training.features import HOP, N_FFT, mel_filterbank, power_spectrogram
+from host_training.render import DexedRenderer, Note
+
+FLOOR_DB = -80.0
+SILENCE_DB = -60.0
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    notes: tuple[tuple[int, int], ...]
+    rate: int
+    hold: float
+    duration: float
+
+    @classmethod
+    def from_manifest(cls, settings: dict[str, Any]) -> RenderSettings:
+        notes = tuple((int(n), int(v)) for n, v in settings["notes"])
+        return cls(notes, int(settings["rate"]), float(settings["hold"]), float(settings["duration"]))
+
+    def note(self, k: int) -> Note:
+        n, v = self.notes[k]
+        return Note(n, v, self.hold, self.duration)
+
+
+def features_of(audio: np.ndarray, rate: int, n_mels: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel (n_mels, frames) dB with the absolute floor, power spectrogram (frames, bins))."""
+    power = power_spectrogram(audio, N_FFT, HOP)
+    mel = mel_filterbank(rate, N_FFT, n_mels) @ power.T
+    return 10.0 * np.log10(np.maximum(mel, 10 ** (FLOOR_DB / 10))), power
+
+
+def level_db(audio: np.ndarray) -> float:
+    a = np.asarray(audio, dtype=np.float64)
+    return float(10 * np.log10(max(float(np.mean(a * a)), 1e-24)))
+
+
+class VoiceRenderer:
+    """Renders a voice at the data set's notes, caching nothing (one per thread)."""
+
+    def __init__(self, settings: RenderSettings) -> None:
+        self.s = settings
+        self.r = DexedRenderer(settings.rate)
+
+    def audio(self, voice: Voice, k: int) -> np.ndarray:
+        return self.r.render(voice, self.s.note(k))
+
+    def all_notes(self, voice: Voice) -> list[np.ndarray]:
+        return [self.audio(voice, k) for k in range(len(self.s.notes))]
+
+
+def mfcc(mel_db: np.ndarray, n: int) -> np.ndarray:
+    """(n, frames) MFCCs: orthonormal DCT-II of the dB log-mel over the mel axis."""
+    from scipy.fft import dct
+
+    return dct(mel_db, type=2, norm="ortho", axis=0)[:n]
+
+
+def compare(candidate: np.ndarray, reference: np.ndarray, rate: int) -> dict[str, float]:
+    """Audio measures of one render against its reference (same note)."""
+    mc, pc = features_of(candidate, rate)
+    mr, pr = features_of(reference, rate)
+    f = min(mc.shape[1], mr.shape[1])
+    mc, mr, pc, pr = mc[:, :f], mr[:, :f], pc[:f], pr[:f]
+    mag_c, mag_r = np.sqrt(pc), np.sqrt(pr)
+    # undefined for a silent reference (division by ~0): NaN, left out of the summaries
+    sc = (float(np.linalg.norm(mag_r - mag_c) / np.linalg.norm(mag_r)) if level_db(reference) >= SILENCE_DB
+          else float("nan"))
+    return {"spectral_convergence": sc, "logmel_mae_db": float(np.mean(np.abs(mc - mr))),
+            "mfcc13_mae": float(np.mean(np.abs(mfcc(mc, 13) - mfcc(mr, 13)))),
+            "mfcc40_mae": float(np.mean(np.abs(mfcc(mc, 40) - mfcc(mr, 40))))}
+
+
+def param_measures(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Numeric parameter MAE in DX7 units and categorical accuracy of one voice."""
+    from dx7.layout import categorical_groups
+
+    cat = np.array([s.param for s in categorical_groups()])
+    num = np.setdiff1d(np.arange(len(true)), cat)
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    return {"param_mae": float(np.mean(np.abs(p[num] - t[num]))), "categorical_acc": float(np.mean(p[cat] == t[cat]))}

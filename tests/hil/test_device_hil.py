@@ -1,0 +1,108 @@
+"""Issue 8, parts 3-4: the device's real control loop against a synth on a real MIDI port.
+
+By default the synth is the emulated DX7 (its own process, its own JACK ports); with
+``--hil-port NAME`` (and ``--hil-reply-port``, ``--hil-loopback``, ``--hil-api``, ``--hil-channel``)
+the same checks (device/hil.py, also ``dxmacro hil``) run against a real one."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from device import hil
+
+pytestmark = [pytest.mark.hil]
+
+
+@pytest.fixture
+def target(request) -> hil.Target:
+    opt = request.config.getoption
+    if opt("--hil-port"):
+        return hil.Target(opt("--hil-port"), opt("--hil-channel"), opt("--hil-api"),
+                          reply_port=opt("--hil-reply-port"), loopback=opt("--hil-loopback"))
+    make = request.getfixturevalue("emulator_factory")
+    return hil.Target.of_emulator(make(channel=3))
+
+
+def verdict(res: hil.CheckResult) -> hil.CheckResult:
+    print(f"\n{res.name}: {res.status} {res.detail} {res.figures} ({res.seconds} s)")
+    if res.status == hil.SKIP:
+        pytest.skip(res.detail)
+    assert res.status == hil.PASS, res.detail
+    return res
+
+
+@pytest.mark.timeout(30)
+def test_a_voice_dump_arrives_and_reads_back_identical(target):
+    verdict(hil.check_voice_dump(target, seed=4))
+
+
+@pytest.mark.timeout(120)
+def test_a_60_second_performance_leaves_the_synth_holding_the_intended_voice(target):
+    """Real time, dx7 profile, over the real port: byte-for-byte identical voice at the end, every
+    message received as sent and valid, the sender within the 2500 B/s budget and the receiver
+    under DIN's 3125 B/s in every 1-s window."""
+    res = verdict(hil.check_performance(target, duration_s=60.0))
+    assert res.figures["messages"] > 100 and res.figures["sender_busiest_second_bytes"] <= 2500
+
+
+@pytest.mark.timeout(60)
+def test_knob_to_receiver_latency_and_jitter(target):
+    res = verdict(hil.check_latency(target))
+    lat = res.figures["knob_to_receiver_ms"]
+    # one ADC scan (4.8 ms) + the loop + one JACK period (21.3 ms at 1024 frames / 48 kHz), with slack
+    assert lat["p50"] < 40 and res.figures["answered"] >= 18
+
+
+@pytest.mark.timeout(60)
+def test_the_device_recovers_when_the_port_vanishes_and_returns(target):
+    verdict(hil.check_recovery(target))
+
+
+@pytest.mark.timeout(120)
+def test_audio_from_the_synths_voice_equals_the_intended_voices(target, tmp_path):
+    verdict(hil.check_audio(target, workdir=tmp_path))
+
+
+@pytest.mark.timeout(60)
+def test_killing_jack_mid_check_fails_loudly_and_does_not_hang(request, jack, emulator_factory):
+    if request.config.getoption("--hil-port"):
+        pytest.skip("kills the private JACK server: emulation only")
+    target = hil.Target.of_emulator(emulator_factory(channel=1))
+    results: list[hil.CheckResult] = []
+    worker = threading.Thread(target=lambda: results.append(hil.check_performance(target, duration_s=4.0)))
+    t0 = time.monotonic()
+    worker.start()
+    time.sleep(1.5)
+    jack.expected_death = True
+    jack.kill()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the check hung after jackd died"
+    (res,) = results
+    assert res.status == hil.FAIL and ("JACK" in res.detail or "gone" in res.detail), res.detail
+    assert time.monotonic() - t0 < 4.0 + 0.3 + 10
+
+
+@pytest.mark.timeout(60)
+def test_dxmacro_hil_writes_a_report(request, emulator_factory, tmp_path, capsys):
+    import json
+
+    from dxmacro.cli import main
+
+    if request.config.getoption("--hil-port"):
+        pytest.skip("runs against the emulated DX7")
+    emu = emulator_factory(channel=2)
+    report = tmp_path / "hil.json"
+    code = main(["hil", "--port", emu.input_port, "--reply-port", emu.output_port, "--api", "jack", "--channel", "2",
+                 "--duration", "5", "--only", "voice_dump", "--only", "performance", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    doc = json.loads(report.read_text())
+    assert doc["passed"] and [c["name"] for c in doc["checks"]] == ["voice_dump", "performance"]
+    assert all(c["status"] == "pass" for c in doc["checks"]) and "PASS" in out
+    # a port that is not there: every check fails with the reason, exit 1, no traceback
+    code = main(["hil", "--port", "no-such-synth", "--api", "jack", "--only", "voice_dump", "--report", str(report)])
+    assert code == 1 and "no MIDI port 'no-such-synth'" in json.loads(report.read_text())["checks"][0]["detail"]
+    assert main(["hil"]) == 1 and "either --port" in capsys.readouterr().err

@@ -1,0 +1,219 @@
+"""torch decoder -> TFLite fp32 / int8 -> signed bundle -> device runtime, on fixture decoders.
+
+The fixture decoders (conversion.testing_models) are fitted for a few steps on synthetic voices so
+their outputs sit where a trained decoder's do. Converted once per session: TensorFlow is slow to
+import and convert.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="conversion needs torch (host extra)")
+pytest.importorskip("tensorflow", reason="conversion needs tensorflow-cpu (host extra)")
+pytest.importorskip("ai_edge_litert", reason="the device runtime is ai-edge-litert (device extra)")
+
+from conversion import bundle, export, keys, parity, pipeline  # noqa: E402
+from conversion.runtime import TFLiteDecoder, TFLiteModel, load_decoder  # noqa: E402
+from conversion.testing_models import fixture_run  # noqa: E402
+from dx7 import layout  # noqa: E402
+from dxmacro.errors import DxmacroError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIT_STEPS = 120
+
+
+@pytest.fixture(scope="session")
+def signing(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    priv, pub = keys.generate(folder / "signing")
+    return keys.load_private_key(priv), keys.load_public_key(pub), priv, pub
+
+
+@pytest.fixture(scope="session")
+def mlp_run():
+    return fixture_run("mlp", steps=FIT_STEPS)
+
+
+@pytest.fixture(scope="session")
+def mlp_converted(mlp_run, signing):
+    module, info = mlp_run
+    data, report, fp32 = pipeline.convert(module, info, signing[0], audio_voices=4, prior=256)
+    return data, report, fp32
+
+
+@pytest.fixture(scope="session")
+def flow_models():
+    module, info = fixture_run("flow", steps=FIT_STEPS)
+    latents = info["test_latents"]
+    cal = export.calibration_set(info["latent_size"], anchors=np.asarray([a["latent"] for a in info["anchors"]]),
+                                 knob_dims=[k["dim"] for k in info["knobs"]],
+                                 knob_ranges=[k["range"] for k in info["knobs"]], prior=256)
+    return module, latents, export.to_tflite(module, None, 225), export.to_tflite(module, cal.latents, 225)
+
+
+def _agreement(ref_vec, cand_vec):
+    return parity.value_agreement(layout.decode(ref_vec), layout.decode(cand_vec))
+
+
+def test_golden_vectors_mlp_torch_vs_tflite_fp32_vs_int8(mlp_run, mlp_converted):
+    module, info = mlp_run
+    _, report, fp32 = mlp_converted
+    z = info["test_latents"]
+    ref = export.reference(module, z)
+    f32 = TFLiteModel(fp32)
+    assert not f32.quantized
+    assert np.max(np.abs(f32(z) - ref)) < 1e-4  # the rebuild is the same function
+    b = bundle.decode(mlp_converted[0], None)
+    i8 = TFLiteModel(b.tflite)
+    assert i8.quantized and i8.input_dtype == np.int8 and i8.output_dtype == np.int8
+    a = _agreement(ref, i8(z))
+    assert a["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
+    assert a["categorical_agreement"] >= 0.98
+    # and the report judged the same thing on test latents plus knob sweeps
+    assert report["values"]["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
+    assert report["values"]["samples"] == len(z) + 16 * 11 * len(info["knobs"])
+
+
+@pytest.mark.xfail(reason="measured below the issue's gates on the MLP fixture (docs/conversion.md): "
+                          "categorical ~98.7 % (< 99 %), rendered log-mel median ~1.2 dB (> 0.5 dB)", strict=False)
+def test_mlp_meets_all_issue_gates(mlp_converted):
+    assert mlp_converted[1]["passed"], mlp_converted[1]["gates"]
+
+
+def test_golden_vectors_flow_torch_vs_tflite_fp32_vs_int8(flow_models):
+    module, z, fp32, int8 = flow_models
+    ref = export.reference(module, z)
+    assert np.max(np.abs(TFLiteModel(fp32)(z) - ref)) < 1e-4
+    a = _agreement(ref, TFLiteModel(int8)(z))
+    # int8 must at least be the same function, coarsely; the issue's gate is the xfail below
+    assert a["scaled_within_one_step"] >= 0.6 and a["categorical_agreement"] >= 0.9
+
+
+@pytest.mark.xfail(reason="int8 coupling flows lose precision: TFLite ties the one int8 scale of the 225-wide "
+                          "state across slice/concat/gather, see docs/conversion.md", strict=False)
+def test_flow_int8_meets_value_gate(flow_models):
+    module, z, _, int8 = flow_models
+    a = _agreement(export.reference(module, z), TFLiteModel(int8)(z))
+    assert a["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
+
+
+def test_model_size_and_decode_head(mlp_converted):
+    data, report, _ = mlp_converted
+    b = bundle.decode(data, None)
+    assert len(b.tflite) <= 1_000_000 and report["size_bytes"] == len(b.tflite)
+    m = TFLiteModel(b.tflite)
+    # the head makes the output a [0, 1] vector: one int8 step is 1/255
+    assert m.output_quant[0] == pytest.approx(1 / 255, rel=0.02)
+    assert b.manifest["quantization"]["output"]["scale"] == pytest.approx(m.output_quant[0])
+
+
+def test_bundle_verifies_self_tests_and_decodes(mlp_run, mlp_converted, signing, tmp_path):
+    module, info = mlp_run
+    data, _, _ = mlp_converted
+    path = tmp_path / "model.dxm"
+    path.write_bytes(data)
+    dec = load_decoder(path, signing[1])
+    assert dec.bundle.signed_by == keys.key_id(signing[1])
+    assert dec.self_test()["max_code_diff"] == 0
+    m = dec.bundle.manifest
+    assert m["latent_size"] == 225 and m["model_id"] == "fixture-mlp" and len(m["layout"]["slots"]) == 145
+    assert [k.name for k in dec.knobs] == [k["name"] for k in info["knobs"]]
+    a = dec.anchors[0]
+    assert a.voice.content_key() == info["anchors"][0]["voice"].content_key()
+    out = dec.decode(a.latent)
+    assert out.shape == (145,) and out.dtype == np.uint8
+    ref = layout.decode(export.reference(module, a.latent[None]))[0]
+    assert np.mean(np.abs(out.astype(int) - ref) <= 1) >= 0.9
+
+
+def test_self_test_refuses_wrong_golden_codes(mlp_converted, signing):
+    b = bundle.decode(mlp_converted[0], signing[1])
+    golden = json.loads(b.members["golden.json"])
+    golden["int8_codes"][0] = [int(c) + 5 if c < 100 else int(c) - 5 for c in golden["int8_codes"][0]]
+    members = dict(b.members, **{"golden.json": json.dumps(golden).encode()})
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
+    bad = bundle.decode(bundle.encode(manifest, members, signing[0]), signing[1])  # genuinely signed, wrong codes
+    with pytest.raises(DxmacroError, match="self-test failed"):
+        TFLiteDecoder(bad).self_test()
+
+
+def test_unsupported_op_is_named():
+    import torch
+
+    class Odd(torch.nn.Module):
+        def forward(self, z):
+            return torch.cumsum(z, dim=-1)
+
+    with pytest.raises(DxmacroError, match="cumsum"):
+        export.to_tflite(Odd(), None, 225)
+
+
+def test_device_import_path_stays_light(mlp_converted, signing, tmp_path):
+    """The device imports bundle + runtime + dx7, loads and runs the model: never torch/tensorflow."""
+    path = tmp_path / "model.dxm"
+    path.write_bytes(mlp_converted[0])
+    code = textwrap.dedent(f"""
+        import sys
+        import conversion.bundle, conversion.runtime, dx7, dx7.layout
+        from conversion import keys
+        d = conversion.runtime.load_decoder({str(path)!r}, keys.load_public_key({str(signing[3])!r}))
+        d.self_test()
+        assert d.decode(d.anchors[0].latent).shape == (145,)
+        heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow', 'keras', 'tf_keras'))
+        print('HEAVY', heavy)
+        sys.exit(1 if heavy else 0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "HEAVY []" in proc.stdout
+
+
+def test_convert_cli(mlp_run, signing, tmp_path, monkeypatch, capsys):
+    from dxmacro.cli import main
+    from dxmacro.commands import convert
+
+    run_dir = tmp_path / "run"
+    assert main(["convert", "--run", str(run_dir), "--out", str(tmp_path / "m.dxm"), "--key", str(signing[2])]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    run_dir.mkdir()
+    monkeypatch.delenv("DXMACRO_SIGNING_KEY", raising=False)
+    assert main(["convert", "--run", str(run_dir), "--out", str(tmp_path / "m.dxm")]) == 1
+    assert "no signing key" in capsys.readouterr().err
+    # the run loader is the model branch's host_training.export; here it hands over the fixture
+    monkeypatch.setattr(convert, "load_run", lambda _: mlp_run)
+    out = tmp_path / "m.dxm"
+    assert main(["convert", "--run", str(run_dir), "--out", str(out), "--key", str(signing[2]),
+                 "--audio-voices", "0"]) == 0
+    assert "parity:" in capsys.readouterr().out
+    report = json.loads((tmp_path / "m.parity" / "parity.json").read_text())
+    assert report["values"]["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
+    assert (tmp_path / "m.parity" / "parity.md").read_text().startswith("# Parity")
+    assert main(["bundle", "verify", str(out), "--pubkey", str(signing[3])]) == 0
+
+
+def test_device_runs_on_the_bundle_and_refuses_a_wrong_key(mlp_converted, signing, tmp_path):
+    """The control loop, simulated, on the int8 bundle through the config; a wrong public key is
+    one clear line and exit 1."""
+    data, _, _ = mlp_converted
+    (tmp_path / "model.dxm").write_bytes(data)
+    other = keys.generate(tmp_path / "other")[1]
+    for pub, code in ((signing[3], 0), (other, 1)):
+        cfg = tmp_path / "device.toml"
+        cfg.write_text(f'[model]\ndecoder = "bundle"\nbundle = "model.dxm"\npublic_key = "{pub}"\n'
+                       '[midi]\nprofile = "dx7"\n')
+        proc = subprocess.run([sys.executable, "-m", "dxmacro", "device", "run", "--config", str(cfg), "--simulate",
+                               "--duration", "2"], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == code, proc.stderr[-2000:]
+        if code == 0:
+            assert "decoder self-test passed" in proc.stderr and "emulated DX7 holds" in proc.stdout
+        else:
+            err = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+            assert len(err) == 1 and "does not verify with key" in err[0]

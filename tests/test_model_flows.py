@@ -1,0 +1,118 @@
+"""The flow library and the model shapes: invertibility, log-determinants against autograd
+Jacobians, and the op set of the decoder the Pi runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dx7.layout import VECTOR_SIZE, decode, encode
+from host_training.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, realnvp
+from host_training.model import LATENT, Shape, build
+
+
+def _randomize(t: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+@pytest.mark.parametrize("make", [lambda: AffineCoupling(7, 16), lambda: Permutation(7, 3),
+                                  lambda: ElementwiseAffine(7), lambda: realnvp(7, 3, 16, seed=1)])
+def test_inverse_and_logdet_match_autograd(make):
+    torch.manual_seed(0)
+    t = make().double()
+    _randomize(t)
+    x = torch.randn(5, 7, dtype=torch.float64)
+    y, ld = t(x)
+    back, ld_inv = t.inverse(y)
+    assert torch.allclose(back, x, atol=1e-10)
+    assert torch.allclose(ld_inv, -ld, atol=1e-10)
+    assert torch.allclose(t.map(x), y)
+    for i in range(len(x)):
+        jac = torch.autograd.functional.jacobian(lambda v: t(v[None])[0][0], x[i])
+        assert torch.allclose(torch.linalg.slogdet(jac)[1], ld[i], atol=1e-8)
+
+
+def test_identity_at_initialisation_and_not_after():
+    t = realnvp(10, 2, 8)
+    x = torch.randn(4, 10)
+    perm_only = Compose(*[m for m in t.transforms if isinstance(m, Permutation)])
+    assert torch.allclose(t.map(x), perm_only.map(x))
+    _randomize(t)
+    assert not torch.allclose(t.map(x), perm_only.map(x))
+
+
+ALLOWED = {"getitem", "index_select", "mul", "add", "sub", "exp", "tanh", "cat", "truediv"}
+
+
+def test_decoder_uses_only_exportable_ops():
+    """The z -> parameters direction: Linear, elementwise activations, exp, add/mul,
+    slicing/concat and constant index_select only (what int8 TFLite conversion needs)."""
+    import torch.fx
+
+    shape = Shape(3, 128, 24)
+    model = build("flow", shape, {"enc_channels": [4, 8], "hidden": 16, "post_flow_blocks": 1,
+                                  "post_flow_hidden": 16, "reg_flow_blocks": 2, "reg_flow_hidden": 16,
+                                  "dec_channels": [8, 4]})
+    assert isinstance(model.head, MapModule)
+    gm = torch.fx.symbolic_trace(model.head)
+    seen = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            seen.add(type(gm.get_submodule(node.target)).__name__)
+        elif node.op in ("call_function", "call_method"):
+            seen.add(getattr(node.target, "__name__", str(node.target)))
+    assert seen <= ALLOWED | {"Linear", "LeakyReLU"}, seen
+    z = torch.randn(4, LATENT)
+    assert torch.allclose(gm(z), model.head(z))
+
+
+@pytest.mark.parametrize("kind", ["flow", "flow_nocontrastive", "vae_mlp", "mlp", "cnn", "resnet"])
+def test_model_shapes(kind):
+    shape = Shape(3, 128, 24, mean=-40.0, std=20.0)
+    cfg = {"enc_channels": [4, 8], "hidden": 16, "post_flow_blocks": 1, "post_flow_hidden": 16,
+           "reg_flow_blocks": 1, "reg_flow_hidden": 16, "dec_channels": [8, 4], "baseline_channels": [4, 8],
+           "baseline_hidden": 16}
+    model = build(kind, shape, cfg).eval()
+    x = torch.randn(2, 3, 128, 24) * 20 - 40
+    if kind in ("mlp", "cnn", "resnet"):
+        assert model(x).shape == (2, VECTOR_SIZE)
+        return
+    z = model.encode(x)
+    assert z.shape == (2, LATENT)
+    assert model.encode(x[:, :1]).shape == (2, LATENT)  # one note of any pitch
+    assert model.decoder(z).shape == model.recon_target(x).shape == (2, 3, 64, 24)
+    v = model.to_vector(z)
+    assert decode(v.detach().numpy()).shape == (2, 145)
+    if kind != "vae_mlp":
+        assert torch.allclose(model.from_vector(v), z, atol=1e-4)
+
+
+def test_parameter_loss_prefers_the_truth():
+    import numpy as np
+
+    from host_training.losses import param_loss
+    from host_training.synth_voices import generate
+
+    target = torch.from_numpy(encode(np.stack([v.parameters for v in generate(4, 0)])))
+    from dx7.layout import categorical_groups
+
+    logits = target.clone()
+    for g in categorical_groups():  # one-hot groups as confident, right logits
+        logits[:, g.start : g.start + g.width] = target[:, g.start : g.start + g.width] * 20 - 10
+    good = param_loss(logits, target)[0]
+    bad = param_loss(torch.roll(logits, 1, 0), target)[0]
+    assert (good < bad).all()
+    assert (decode(logits.numpy()) == decode(target.numpy())).all()
+
+
+def test_contrastive_loss_rewards_same_voice_agreement():
+    from host_training.losses import supervised_contrastive
+
+    torch.manual_seed(0)
+    centres = torch.randn(8, 1, 16)
+    aligned = centres + 0.01 * torch.randn(8, 3, 16)
+    scrambled = torch.randn(8, 3, 16)
+    assert supervised_contrastive(aligned, 0.1) < supervised_contrastive(scrambled, 0.1)

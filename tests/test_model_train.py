@@ -1,0 +1,179 @@
+"""End to end on a tiny real data set (Dexed renders): training, resume, export, generate,
+match, evaluate, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dxmacro.cli import main
+
+SMOKE = """
+[run]
+models = {models}
+[train]
+seed = 3
+epochs = 2
+batch_size = 8
+threads = 2
+[model]
+semantic_dims = 2
+enc_channels = [4, 8]
+hidden = 32
+post_flow_blocks = 1
+post_flow_hidden = 32
+reg_flow_blocks = 2
+reg_flow_hidden = 32
+dec_channels = [8, 4]
+baseline_channels = [4, 8]
+baseline_hidden = 32
+[loss]
+contrastive_weight = 1.0
+beta_warmup_epochs = 1
+[evaluate]
+max_test = 4
+n_ood = 3
+knob_voices = 2
+knob_steps = 3
+generate_n = 12
+interp_pairs = 1
+interp_steps = 3
+match_candidates = 4
+threads = 2
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
+    from model_data import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("ds") / "data", n=56)
+
+
+def _config(tmp: Path, models: list[str]) -> Path:
+    p = tmp / "smoke.toml"
+    p.write_text(SMOKE.format(models=json.dumps(models)))
+    return p
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = _config(tmp, ["flow", "vae_mlp", "cnn"])
+    assert main(["train", "--data", str(data), "--out", str(tmp / "run"), "--config", str(cfg), "--quiet"]) == 0
+    return tmp / "run"
+
+
+def test_training_writes_weights_logs_and_export(run):
+    for kind in ("flow", "vae_mlp", "cnn"):
+        assert (run / "models" / kind / "model.pt").is_file()
+        rows = [json.loads(x) for x in (run / "models" / kind / "log.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [1, 2]
+        assert all(np.isfinite(v) for r in rows for v in r["train"].values())
+    assert list((run / "tb" / "flow").glob("events.*")), "TensorBoard events missing"
+    from host_training.export import load_decoder, representative_latents
+
+    head, info = load_decoder(run)
+    assert info["latent_size"] == 225 and info["head"] == "flow"
+    assert [d["name"] for d in info["semantic_dims"]] == ["bright/dark", "aggressive/soft"]
+    for d in info["semantic_dims"]:
+        assert d["low"] < d["high"]
+    z = torch.from_numpy(representative_latents(run, 16))
+    assert z.shape == (16, 225)
+    assert head(z).shape == (16, 225)
+    a = info["anchors"][0]
+    assert len(bytes.fromhex(a["voice_unpacked_hex"])) == 155 and len(a["latent"]) == 225
+
+
+def test_resume_gives_the_same_weights(data, tmp_path):
+    cfg = _config(tmp_path, ["flow"])
+    from host_training.train import train_run
+
+    train_run(data, tmp_path / "a", str(cfg), progress=False)
+    train_run(data, tmp_path / "b", str(cfg), stop_after=1, progress=False)
+    assert not (tmp_path / "b" / "models" / "flow" / "model.pt").exists()
+    train_run(data, tmp_path / "b", str(cfg), progress=False)  # resumes at epoch 2
+    sa = torch.load(tmp_path / "a" / "models" / "flow" / "model.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b" / "models" / "flow" / "model.pt", weights_only=True)["state_dict"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    other = tmp_path / "other.toml"
+    other.write_text(cfg.read_text().replace("seed = 3", "seed = 4"))
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "b"), "--config", str(other)]) == 1
+
+
+def test_generate_writes_a_valid_bank(run, tmp_path):
+    from dx7.files import read_voice_file
+
+    out = tmp_path / "bank.syx"
+    assert main(["generate", "--run", str(run), "-n", "40", "--out", str(out)]) == 0
+    voices = [lv.voice for lv in read_voice_file(out, strict=True).voices]
+    assert len(voices) == 64  # two banks, the second padded
+    assert len({v.content_key() for v in voices[:40]}) == 40
+
+
+def test_match_on_a_rendered_wav(run, data, tmp_path):
+    from dx7.files import read_voice_file
+    from host_training.dataset import open_dataset
+    from host_training.render import DexedRenderer, Note, write_wav
+
+    ds = open_dataset(data)
+    voice = ds.voice(int(ds.indices("train")[0]))
+    wav = tmp_path / "in.wav"
+    write_wav(str(wav), DexedRenderer(22050).render(voice, Note(66, 100, 0.5, 0.75)), 22050)  # off-grid pitch and rate
+    out = tmp_path / "m.syx"
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
+    assert len(read_voice_file(out, strict=True).voices) == 1
+
+
+def test_evaluate_writes_its_report(run, data, tmp_path):
+    out = tmp_path / "report"
+    assert main(["evaluate", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["methods"]) >= {"flow", "vae_mlp", "cnn", "nn", "nn_1note", "flow_1note", "match_1note"}
+    from host_training.dataset import open_dataset
+
+    n_test = min(4, len(open_dataset(data).indices("test")))
+    assert rep["methods"]["nn"]["all"]["n"] == n_test > 0 and rep["methods"]["flow"]["ood"]["n"] == 3
+    knobs = rep["knobs"]
+    assert "skipped" not in knobs and len(knobs["dims"]) == 2
+    assert all(-1 <= d["spearman_own_median"] <= 1 for d in knobs["dims"])
+    g = rep["generation"]
+    assert g["valid"] == 1.0 and g["n"] == 12
+    assert "| flow |" in (out / "report.md").read_text()
+    for name in ("training_curves.png", "latent_map.png", "traversal_0.png"):
+        assert (out / "plots" / name).stat().st_size > 1000
+
+
+def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nepochs = 0\nbatch_size = 4\n[run]\nmodels = ['flow']\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
+    bad.write_text("[trian]\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
+    assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("dxmacro: error:") == 3
+
+
+def test_shipped_default_model_decodes_and_generates(tmp_path):
+    """The stand-in default model in the package: the conversion contract and `generate`
+    without --run."""
+    pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
+    from dx7.files import read_voice_file
+    from host_training.export import load_decoder, representative_latents
+    from host_training.runs import default_model_dir
+
+    head, info = load_decoder(default_model_dir())
+    assert info["head"] == "flow" and len(info["semantic_dims"]) == 6
+    z = torch.from_numpy(representative_latents(default_model_dir(), 8))
+    assert head(z).shape == (8, 225)
+    out = tmp_path / "bank.syx"
+    assert main(["generate", "-n", "8", "--out", str(out)]) == 0
+    assert len(read_voice_file(out, strict=True).voices) == 32
