@@ -1,6 +1,7 @@
 """Throughput of the data set builder against the raw work it wraps.
 
-raw       : render + log-mel + descriptors of the voices in one loop, one process, no I/O
+raw       : render + log-mel + descriptors of the voices in one loop, one process, one BLAS
+            thread (multi-threaded BLAS burns a second core for ~5 %: not a fair baseline), no I/O
 pipeline 1: build_dataset with 1 worker (chunks saved to disk, resumable, then stored)
 pipeline N: the same with N worker processes
 Targets (issue 3): pipeline 1 >= 70 % of raw; pipeline 2 >= 1.7 x pipeline 1.
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from dx7 import Voice
 from host_training.dataset.analysis import analyse
-from host_training.dataset.build import BuildSettings, build_dataset
+from host_training.dataset.build import BuildSettings, build_dataset, single_threaded_blas
 
 
 def _cpu() -> float:
@@ -33,12 +34,13 @@ def bench(voices: list[Voice], settings: BuildSettings, workers: list[int],
 
     a = settings.analysis()
     renderer = DexedRenderer(settings.rate)
-    t, c = time.perf_counter(), _cpu()
-    for v in voices:
-        analyse(renderer, v, a)
-    raw = len(voices) / (time.perf_counter() - t)
-    raw_cpu = (_cpu() - c) / len(voices)
-    say(f"raw (1 process, no I/O): {raw:7.2f} voices/s   {raw_cpu * 1000:6.1f} CPU ms/voice")
+    with single_threaded_blas():  # one process on one core: the baseline the workers multiply
+        t, c = time.perf_counter(), _cpu()
+        for v in voices:
+            analyse(renderer, v, a)
+        raw = len(voices) / (time.perf_counter() - t)
+        raw_cpu = (_cpu() - c) / len(voices)
+    say(f"raw (1 process, 1 thread, no I/O): {raw:7.2f} voices/s   {raw_cpu * 1000:6.1f} CPU ms/voice")
     out = {"raw": raw, "raw_cpu_ms": raw_cpu * 1000}
     for w in workers:
         with tempfile.TemporaryDirectory(prefix="dxmacro-bench-") as d:
