@@ -80,14 +80,18 @@ def test_training_writes_weights_logs_and_export(run):
 
     head, info = load_decoder(run)
     assert info["latent_size"] == 225 and info["head"] == "flow"
-    assert [d["name"] for d in info["semantic_dims"]] == ["bright/dark", "aggressive/soft"]
-    for d in info["semantic_dims"]:
-        assert d["low"] < d["high"]
+    assert [k["name"] for k in info["knobs"]] == ["bright/dark", "aggressive/soft"]
+    assert [k["dim"] for k in info["knobs"]] == [0, 1]
+    for k in info["knobs"]:
+        assert k["range"][0] < k["range"][1]
     z = torch.from_numpy(representative_latents(run, 16))
     assert z.shape == (16, 225)
     assert head(z).shape == (16, 225)
     a = info["anchors"][0]
-    assert len(bytes.fromhex(a["voice_unpacked_hex"])) == 155 and len(a["latent"]) == 225
+    assert a["voice"].to_unpacked() and len(a["latent"]) == 225
+    from conversion.pipeline import check_info
+
+    check_info(info)  # what `dxmacro convert` requires of a run
 
 
 def test_resume_gives_the_same_weights(data, tmp_path):
@@ -171,9 +175,26 @@ def test_shipped_default_model_decodes_and_generates(tmp_path):
     from host_training.runs import default_model_dir
 
     head, info = load_decoder(default_model_dir())
-    assert info["head"] == "flow" and len(info["semantic_dims"]) == 6
+    assert info["head"] == "flow" and len(info["knobs"]) == 6
     z = torch.from_numpy(representative_latents(default_model_dir(), 8))
     assert head(z).shape == (8, 225)
     out = tmp_path / "bank.syx"
     assert main(["generate", "-n", "8", "--out", str(out)]) == 0
     assert len(read_voice_file(out, strict=True).voices) == 32
+
+
+def test_convert_a_trained_run_to_a_verified_bundle(run, tmp_path, capsys):
+    """host_training -> conversion end to end: the run's regression flow becomes a signed int8
+    bundle that verifies and self-tests on the device runtime."""
+    pytest.importorskip("tensorflow", reason="tensorflow-cpu (the int8 converter) is not installed")
+    from conversion import keys
+    from conversion.runtime import load_decoder as load_bundle
+
+    private, public = keys.generate(tmp_path / "key")
+    out = tmp_path / "model.dxm"
+    assert main(["convert", "--run", str(run), "--out", str(out), "--key", str(private), "--audio-voices", "2"]) == 0
+    assert "parity:" in capsys.readouterr().out
+    decoder = load_bundle(out, keys.load_public_key(public))
+    assert decoder.self_test()["vectors"] > 0
+    assert [k.name for k in decoder.knobs] == ["bright/dark", "aggressive/soft"]
+    assert decoder.decode(decoder.anchors[0].latent).shape == (145,)
