@@ -35,7 +35,8 @@ class MeasuredClock(RealClock):
     """The real clock, keeping account of the driver's sleeps: asked for vs actually slept.
     The difference is the scheduler's lateness in waking us (the machine's load, not our code)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spin_s: float = 0.0) -> None:
+        super().__init__(spin_s)
         self.asked = 0.0
         self.slept = 0.0
         self.sleeps = 0
@@ -44,7 +45,7 @@ class MeasuredClock(RealClock):
         if seconds <= 0:
             return
         t0 = time.monotonic()
-        time.sleep(seconds)
+        super().sleep(seconds)
         self.slept += time.monotonic() - t0
         self.asked += seconds
         self.sleeps += 1
@@ -146,9 +147,9 @@ class BenchResult:
 
 
 def run_bench(*, duration_s: float = 40.0, profile: str = "dexed", data_rate: int = 860, channels: int = 4,
-              seed: int = 0, gap_s: float = 0.5) -> BenchResult:
+              seed: int = 0, gap_s: float = 0.5, spin_s: float = 0.0) -> BenchResult:
     rng = np.random.default_rng(seed)
-    clock = MeasuredClock()
+    clock = MeasuredClock(spin_s)
     decoder = LinearDecoder()
     script = KnobScript(channels, [0.5] * channels)
     start = clock.now() + 0.5  # let the first dump and the filters settle

@@ -50,6 +50,7 @@ class Config:
     status_path: Path | None = None  # status.json for the flash service (docs/flashing.md)
     adc_channels: int = 4
     data_rate: int = 860
+    adc_spin_us: float = 300.0  # end of each conversion wait spent polling the clock (hardware.clock.RealClock)
     adc_bus: int = 1
     adc_address: int = 0x48
     adc_addresses: tuple[int, ...] = (0x48,)
@@ -198,6 +199,7 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["data_rate"] = s.get("data_rate", int, max(rates), choices=rates)
     kw["adc_fsr"] = s.get("full_scale_v", float, 4.096, choices=tuple(sorted(PGA)))
     kw["adc_vref"] = s.get("pot_supply_v", float, 3.3, lo=0.5, hi=5.5)
+    kw["adc_spin_us"] = s.get("spin_us", float, 300.0, lo=0.0, hi=2000.0)
     s.finish()
     if kw["adc_vref"] > kw["adc_fsr"] + 1e-9:
         raise DxmacroError(f"{where}: [adc] full_scale_v {kw['adc_fsr']} is below the pots' supply "

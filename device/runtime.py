@@ -349,7 +349,7 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
                                                 "exact_anchors": result.exact_anchors,
                                                 "decode_us": round(result.decode_us, 1),
                                                 "model": model_state.file if model_state else cfg.decoder})
-    clock = RealClock()
+    clock = RealClock(spin_s=cfg.adc_spin_us * 1e-6)
     synth = None
     if simulate:
         knobs, buttons, synth, _ = simulated_parts(cfg, clock, duration_s or 60.0)

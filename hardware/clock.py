@@ -28,14 +28,27 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """``time.monotonic``: system-wide on Linux, so two processes can compare stamps."""
+    """``time.monotonic``: system-wide on Linux, so two processes can compare stamps.
+
+    ``spin_s`` trades CPU for punctuality: the last ``spin_s`` of every sleep is spent
+    polling the clock instead of in the kernel, whose wake-ups come late by 50-100 us on a
+    busy machine. The ADC scan waits for a conversion several times a scan, so those late
+    wake-ups add up to a tenth of the chip's rate; spinning the last 0.3 ms wins it back."""
+
+    def __init__(self, spin_s: float = 0.0) -> None:
+        self.spin_s = float(spin_s)
 
     def now(self) -> float:
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds)
+        if seconds <= 0:
+            return
+        deadline = time.monotonic() + seconds
+        if seconds > self.spin_s:
+            time.sleep(seconds - self.spin_s)
+        while time.monotonic() < deadline:
+            pass
 
     def sleep_until(self, t: float) -> None:
         self.sleep(t - time.monotonic())

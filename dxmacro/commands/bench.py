@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--data-rate", type=int, default=860, help="ADS1115 data rate in SPS (default 860)")
     d.add_argument("--channels", type=int, default=4, help="knobs / ADC channels 1..4 (default 4)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--spin-us", type=float, default=300.0,
+                   help="microseconds at the end of each wait spent polling the clock instead of sleeping "
+                        "(as the device does; 0 = plain sleeps)")
     d.set_defaults(func=run_device_bench)
 
 
@@ -32,7 +35,7 @@ def run_device_bench(args: argparse.Namespace) -> int:
         raise DxmacroError(f"--channels must be 1..4, got {args.channels}")
     if not 2.0 <= args.duration <= 3600:
         raise DxmacroError(f"--duration must be 2..3600 seconds, got {args.duration}")
-    result = run_bench(duration_s=args.duration, profile=args.profile, data_rate=args.data_rate,
+    result = run_bench(spin_s=args.spin_us * 1e-6, duration_s=args.duration, profile=args.profile, data_rate=args.data_rate,
                        channels=args.channels, seed=args.seed)
     for line in result.lines():
         print(line)
