@@ -217,3 +217,38 @@ def test_device_runs_on_the_bundle_and_refuses_a_wrong_key(mlp_converted, signin
         else:
             err = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
             assert len(err) == 1 and "does not verify with key" in err[0]
+
+
+def test_flashing_a_real_bundle(mlp_converted, signing, tmp_path):
+    """The flash path on real .dxm bundles: verify with the real reader, self-test in a separate
+    process on LiteRT, install and activate; a tampered bundle and a genuinely signed bundle whose
+    self-test fails are refused and leave the active model alone."""
+    from device.bundle_check import BundleRejected, CachingVerifier
+    from device.flasher import FlashConfig, Flasher
+    from device.store import ModelStore
+
+    good = tmp_path / "good.dxm"
+    good.write_bytes(mlp_converted[0])
+    store = ModelStore.open(tmp_path / "store", CachingVerifier(signing[1]))
+    flasher = Flasher(store, signing[3], FlashConfig())  # the real self-test subprocess
+    result = flasher.flash_path(good)
+    assert result["self_test"]["vectors"] == 16 and result["self_test"]["max_code_diff"] == 0
+    active = store.active_name()
+    assert active and active.startswith("fixture-mlp-")
+
+    tampered = bytearray(mlp_converted[0])
+    tampered[len(tampered) // 2] ^= 0x01  # inside the .tflite member
+    (tmp_path / "tampered.dxm").write_bytes(bytes(tampered))
+    with pytest.raises(BundleRejected, match="SHA-256"):
+        flasher.flash_path(tmp_path / "tampered.dxm")
+
+    b = bundle.decode(mlp_converted[0], signing[1])
+    golden = json.loads(b.members["golden.json"])
+    golden["int8_codes"][0] = [int(c) + 5 if c < 100 else int(c) - 5 for c in golden["int8_codes"][0]]
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
+    manifest["version"] = "9.9.9"  # an upgrade, so only the self-test can refuse it
+    wrong = bundle.encode(manifest, dict(b.members, **{"golden.json": json.dumps(golden).encode()}), signing[0])
+    (tmp_path / "wrong_golden.dxm").write_bytes(wrong)
+    with pytest.raises(BundleRejected, match="self-test"):
+        flasher.flash_path(tmp_path / "wrong_golden.dxm")
+    assert store.active_name() == active
