@@ -22,7 +22,10 @@ CERT=${PIP_CERT:-$(python3 -m pip config get global.cert 2>/dev/null || echo /et
 
 # Our own package as a wheel (pure Python), built here; everything else comes from PyPI.
 rm -rf "$ROOT/opt/dxmacro" && mkdir -p "$ROOT/opt/dxmacro/wheels"
-python3 -m pip wheel --quiet --no-deps --wheel-dir "$ROOT/opt/dxmacro/wheels" "$REPO"
+SRC=$(mktemp -d)
+git -C "$REPO" archive HEAD | tar -x -C "$SRC"  # the committed tree, no stale build folders
+python3 -m pip wheel --quiet --no-deps --wheel-dir "$ROOT/opt/dxmacro/wheels" "$SRC"
+rm -rf "$SRC"
 cp "$REPO/scripts/arm64_smoke.py" "$ROOT/opt/dxmacro/"
 [ -n "${BUNDLE:-}" ] && cp "$BUNDLE" "$ROOT/opt/dxmacro/model.dxm"
 PIP_CERT_ENV=()
@@ -37,6 +40,7 @@ chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root "${PIP_CERT_ENV[@]}
     echo "machine: $(uname -m), $(python3 --version), $(. /etc/os-release; echo $PRETTY_NAME)"
     if command -v gcc cc >/dev/null 2>&1; then echo "a compiler is present: the check would not prove anything"; exit 1; fi
     [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv
+    /opt/venv/bin/pip uninstall --quiet --yes dxmacro 2>/dev/null || true  # same version number, new code
     /opt/venv/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: \
         "$(ls /opt/dxmacro/wheels/dxmacro-*.whl)[device]"
     /opt/venv/bin/pip list --disable-pip-version-check 2>/dev/null | grep -iE "numpy|litert|tflite|rtmidi|lgpio|luma|smbus|crypto|torch|tensorflow" || true
