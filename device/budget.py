@@ -52,3 +52,16 @@ class ByteBudget:
     def in_window(self, now: float) -> int:
         self._refill(now)
         return self._in_window
+
+
+def busiest_window(times: list[float], sizes: list[int], window_s: float = 1.0) -> int:
+    """The most bytes sent inside any ``window_s``-second span (spans start at each message):
+    how a byte budget is checked after the fact, from a log of (time, size)."""
+    best, j, acc = 0, 0, 0
+    for i in range(len(times)):
+        acc += sizes[i]
+        while times[i] - times[j] >= window_s:
+            acc -= sizes[j]
+            j += 1
+        best = max(best, acc)
+    return best

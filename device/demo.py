@@ -21,7 +21,7 @@ import numpy as np
 
 from dx7.files import atomic_write, voices_to_json
 from dx7.sysex import SingleVoice, parse_message
-from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION
+from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, busiest_window
 from device.config import parse_config
 from device.controls import VoiceBank
 from device.display import PngDisplay
@@ -150,17 +150,6 @@ class DemoResult:
     files: list[Path]
 
 
-def max_bytes_per_second(times: list[float], sizes: list[int], window_s: float = 1.0) -> int:
-    """The most bytes inside any window of ``window_s`` (windows start at each send)."""
-    best, j, acc = 0, 0, 0
-    for i in range(len(times)):
-        acc += sizes[i]
-        while times[i] - times[j] >= window_s:
-            acc -= sizes[j]
-            j += 1
-        best = max(best, acc)
-    return best
-
 
 def run_demo(out: str | Path, *, script: str | Path | None = None, render: bool = True, seed: int = 0,
              bundle: str | Path | None = None, echo=print) -> DemoResult:
@@ -213,7 +202,7 @@ def run_demo(out: str | Path, *, script: str | Path | None = None, render: bool 
     files.append(_plot(out / "knobs.png", times, physical, deliberate, synth, loop, perf))
     if render:
         files.append(_render(out / "performance.wav", note_voices, perf.duration_s))
-    window = max_bytes_per_second([r.t for r in synth.log], [len(r.data) for r in synth.log])
+    window = busiest_window([r.t for r in synth.log], [len(r.data) for r in synth.log])
     result = DemoResult(len(synth.log), synth.bytes_sent(), window, len(synth.errors), synth.voice == loop.voice,
                         files)
     echo(f"performance of {perf.duration_s:.0f} s: {result.messages} MIDI messages, {result.bytes} bytes to the "

@@ -31,7 +31,7 @@ import numpy as np
 from dx7 import PARAMS, Voice
 from dx7.errors import DX7Error
 from dx7.sysex import DumpRequest, SingleVoice, parse_message
-from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION
+from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, busiest_window
 from device.config import parse_config
 from device.midi_port import MidiPort, PortSpec
 from device.sim import KnobScript, RealClock
@@ -206,17 +206,6 @@ def make_rig(target: Target, script: KnobScript, t0: float, *, profile: str = "d
     return Rig(loop, port, knobs, scan_ends, clock)
 
 
-def window_max(times: list[float], sizes: list[int], window: float = 1.0) -> int:
-    """The most bytes inside any ``window``-second span (windows start at each message)."""
-    best, j, acc = 0, 0, 0
-    for i in range(len(times)):
-        acc += sizes[i]
-        while times[i] - times[j] >= window:
-            acc -= sizes[j]
-            j += 1
-        best = max(best, acc)
-    return best
-
 
 def scripted_performance(channels: int, duration: float, seed: int) -> KnobScript:
     """Turns of every speed (jumps, flicks, slow sweeps) on every knob, as a performer plays."""
@@ -293,7 +282,7 @@ def check_performance(target: Target, duration_s: float = 60.0, seed: int = 7) -
         budget = MAX_DIN_FRACTION * DIN_BYTES_PER_S
         # 5 ms shorter than the budget's window: our stamps are taken a few microseconds (more when the
         # thread is preempted) after the loop's own clock reading that the budget accounted the bytes at.
-        figures["sender_busiest_second_bytes"] = window_max([t for t, _ in rig.port.sent],
+        figures["sender_busiest_second_bytes"] = busiest_window([t for t, _ in rig.port.sent],
                                                             [len(d) for _, d in rig.port.sent], 0.995)
         problems = []
         if rig.loop.stats.port_gone:
@@ -301,7 +290,7 @@ def check_performance(target: Target, duration_s: float = 60.0, seed: int = 7) -
         if receiver is not None:
             arr = receiver.arrivals()
             figures["received_messages"] = len(arr)
-            busiest = window_max([a.time for a in arr], [len(a.data) for a in arr])
+            busiest = busiest_window([a.time for a in arr], [len(a.data) for a in arr])
             figures["receiver_busiest_second_bytes"] = busiest
             if [a.data for a in arr] != [d for _, d in rig.port.sent]:
                 problems.append(f"the synth received {len(arr)} messages, {len(rig.port.sent)} were sent "
@@ -313,7 +302,7 @@ def check_performance(target: Target, duration_s: float = 60.0, seed: int = 7) -
                 delays = [a.time - t for a, (t, _) in zip(arr, rig.port.sent)]
                 spread = max(delays) - min(delays)
                 figures["transport_delay_spread_ms"] = round(spread * 1e3, 1)
-                bound = window_max([t for t, _ in rig.port.sent], [len(d) for _, d in rig.port.sent], 1.0 + spread)
+                bound = busiest_window([t for t, _ in rig.port.sent], [len(d) for _, d in rig.port.sent], 1.0 + spread)
                 figures["receiver_bound_bytes"] = bound
                 if busiest > bound:
                     problems.append(f"busiest second at the receiver {busiest} bytes > {bound}, what the sender "

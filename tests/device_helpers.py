@@ -33,12 +33,3 @@ def make_loop(script: KnobScript, *, profile="dx7", data_rate=860, noise_lsb=3.0
     return loop, clock, adc, synth
 
 
-def window_max(times, sizes, window=1.0) -> int:
-    best, j, acc = 0, 0, 0
-    for i in range(len(times)):
-        acc += sizes[i]
-        while times[i] - times[j] >= window:
-            acc -= sizes[j]
-            j += 1
-        best = max(best, acc)
-    return best

@@ -13,7 +13,8 @@ from device.controls import VoiceBank
 from device.linear_decoder import LinearDecoder
 from device.loop import LoopSettings
 from device.sim import KnobScript, ScriptedButtons
-from tests.device_helpers import make_loop, window_max
+from device.budget import busiest_window
+from tests.device_helpers import make_loop
 
 REST = [0.3, 0.62, 0.45, 0.81]
 
@@ -82,7 +83,7 @@ def test_long_performance_sends_only_valid_dx7_midi_within_budget(tmp_path):
             kinds["change"] += 1
     assert all(kinds.values()), kinds
     assert Voice(tuple(state)) == synth.voice == loop.voice
-    assert window_max([r.t for r in synth.log], [len(r.data) for r in synth.log]) <= 2500
+    assert busiest_window([r.t for r in synth.log], [len(r.data) for r in synth.log]) <= 2500
     assert len(VoiceBank(tmp_path / "bank.syx").voices()) == sum(1 for _, b in presses if b == "store")
 
 
@@ -91,7 +92,7 @@ def test_dexed_profile_is_not_budgeted_and_still_valid():
     loop, clock, adc, synth = make_loop(script, profile="dexed")
     loop.run(until=20.0)
     assert synth.errors == [] and synth.voice == loop.voice
-    assert window_max([r.t for r in synth.log], [len(r.data) for r in synth.log]) > 2500
+    assert busiest_window([r.t for r in synth.log], [len(r.data) for r in synth.log]) > 2500
 
 
 def test_cc_profile_sends_learned_controls_only():
