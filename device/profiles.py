@@ -100,11 +100,7 @@ class CCProfile:
         return any(self.shadow.get(cc) != v for cc, v in self.want.items())
 
     def pump(self, send: Send) -> None:
-        for cc, v in self.want.items():
-            if self.shadow.get(cc) != v:
-                if not send(bytes([0xB0 | self.channel, cc, v])):
-                    return
-                self.shadow[cc] = v
+        send_changed_ccs(self.channel, self.want, self.shadow, send)
 
 
 class EchoCC:
@@ -125,11 +121,17 @@ class EchoCC:
         self.shadow.clear()
 
     def pump(self, send: Send) -> None:
-        for cc, v in self.want.items():
-            if self.shadow.get(cc) != v:
-                if not send(bytes([0xB0 | self.channel, cc, v])):
-                    return
-                self.shadow[cc] = v
+        send_changed_ccs(self.channel, self.want, self.shadow, send)
+
+
+def send_changed_ccs(channel: int, want: dict[int, int], shadow: dict[int, int], send: Send) -> None:
+    """Send each CC whose wanted value differs from what the synth has; stop when ``send``
+    refuses (the byte budget is spent) so the rest go out on a later tick."""
+    for cc, v in want.items():
+        if shadow.get(cc) != v:
+            if not send(bytes([0xB0 | channel, cc, v])):
+                return
+            shadow[cc] = v
 
 
 def panic_messages(channel: int) -> list[bytes]:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from dx7.files import atomic_write
+
 from dxmacro.errors import DxmacroError
 
 FORMAT = "dxmacro-dataset"
@@ -75,18 +77,10 @@ def _atomic_target(path: Path) -> tuple[int, str]:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """dx7.files.atomic_write (durable: file and folder fsynced), creating the folder first."""
     target = Path(path)
-    fd, tmp = _atomic_target(target)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, data, mode=0o644)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
