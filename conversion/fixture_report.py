@@ -16,7 +16,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--kind", choices=("mlp", "flow"), default="mlp")
     ap.add_argument("--steps", type=int, default=300, help="fit steps of the fixture decoder")
-    ap.add_argument("--audio-voices", type=int, default=16)
+    ap.add_argument("--audio-voices", type=int, default=128)
     args = ap.parse_args()
     t = time.perf_counter()
     module, info = fixture_run(args.kind, steps=args.steps)

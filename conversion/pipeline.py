@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from conversion import bundle, export, parity
+from conversion import bundle, equalize, export, parity
 from dx7 import Voice, layout
 from dx7.params import PARAMS
 from dxmacro import __version__
@@ -96,7 +96,7 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
     }
 
 
-def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 16, prior: int = 512,
+def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
             seed: int = 0) -> tuple[bytes, dict[str, Any], bytes]:
     """Returns (bundle bytes, parity report, fp32 tflite bytes)."""
     from conversion.runtime import TFLiteModel
@@ -105,10 +105,15 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 16
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
     knobs = info["knobs"]
-    cal = export.calibration_set(n, anchors=anchors_latent, knob_dims=[k["dim"] for k in knobs],
+    encoded = anchors_latent if info.get("calibration_latents") is None else \
+        np.concatenate([anchors_latent, np.asarray(info["calibration_latents"], np.float32).reshape(-1, n)])
+    cal = export.calibration_set(n, anchors=encoded, knob_dims=[k["dim"] for k in knobs],
                                  knob_ranges=[tuple(k["range"]) for k in knobs], prior=prior, seed=seed)
-    fp32_bytes = export.to_tflite(module, None, n)
-    int8_bytes = export.to_tflite(module, cal.latents, n)
+    # a coupling flow is rewritten with an equalized state (conversion/equalize.py); the reference
+    # stays the module as trained, so the parity report judges the rewrite too
+    device_module = equalize.equalize_flow(module, cal.latents)
+    fp32_bytes = export.to_tflite(device_module, None, n)
+    int8_bytes = export.to_tflite(device_module, cal.latents, n)
     fp32, int8 = TFLiteModel(fp32_bytes), TFLiteModel(int8_bytes)
 
     evl, sources = evaluation_latents(info, seed=seed + 1)

@@ -1,8 +1,9 @@
 """TEST FIXTURES ONLY: stand-in decoders built from the same blocks as host_training's VAE.
 
-Until the model branch's ``host_training.export.load_decoder`` lands, conversion is built and
-tested on these: a plain MLP head and a RealNVP-style affine-coupling flow run z -> parameters
-(MLP conditioners, tanh-bounded log-scales, exp, fixed permutations, a final per-slot affine).
+Conversion is tested on these rather than on a trained run so that the tests need no data set:
+a plain MLP head, and the regression flow made of ``host_training.flows`` blocks (MLP
+conditioners, tanh-bounded log-scales, exp, fixed permutations, per-slot affines) run z ->
+parameters.
 ``fit`` gives them a few hundred deterministic steps on real or synthetic voices so their outputs
 live where a trained decoder's do (slots near [0, 1], decisive one-hot groups); random weights
 alone would put outputs in ranges no trained decoder has. Nothing on the device imports this.
@@ -38,46 +39,19 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
-class AffineCoupling(nn.Module):
-    """y = [x_a, x_b * exp(s(x_a)) + t(x_a)] with s bounded by ``scale * tanh``; then a fixed
-    permutation, so the next layer transforms the other half."""
+def flow_decoder(dim: int = layout.VECTOR_SIZE, hidden: int = 128, blocks: int = 4, seed: int = 0) -> nn.Module:
+    """The regression flow in its z -> parameters direction, built from host_training's own
+    blocks (what a trained run's ``load_decoder`` hands over): an input elementwise affine, then
+    (permutation, affine coupling) x blocks and an output elementwise affine started at
+    0.25 x + 0.5 so the outputs begin inside [0, 1]."""
+    from host_training.flows import Compose, ElementwiseAffine, MapModule, realnvp
 
-    def __init__(self, dim: int, hidden: int, perm: torch.Tensor, scale: float = 1.0) -> None:
-        super().__init__()
-        self.split = dim // 2
-        self.conditioner = _mlp([self.split, hidden, hidden, 2 * (dim - self.split)], nn.ReLU)
-        self.scale = scale
-        self.register_buffer("perm", perm)
-        nn.init.zeros_(self.conditioner[-1].weight)  # start at identity, as flows usually do
-        nn.init.zeros_(self.conditioner[-1].bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xa, xb = x[:, : self.split], x[:, self.split :]
-        s, t = self.conditioner(xa).chunk(2, dim=-1)
-        s = self.scale * torch.tanh(s)
-        y = torch.cat([xa, xb * torch.exp(s) + t], dim=-1)
-        return y[:, self.perm]
-
-
-class CouplingFlowDecoder(nn.Module):
-    """The regression flow in its z -> parameters direction: an input per-slot affine (ActNorm
-    style), coupling layers with fixed random permutations, an output per-slot affine."""
-
-    def __init__(self, dim: int = layout.VECTOR_SIZE, hidden: int = 128, layers: int = 4, seed: int = 0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.in_scale = nn.Parameter(torch.ones(dim))
-        self.in_shift = nn.Parameter(torch.zeros(dim))
-        self.couplings = nn.ModuleList(
-            AffineCoupling(dim, hidden, torch.randperm(dim, generator=g)) for _ in range(layers))
-        self.out_scale = nn.Parameter(torch.full((dim,), 0.25))
-        self.out_shift = nn.Parameter(torch.full((dim,), 0.5))
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z * self.in_scale + self.in_shift
-        for c in self.couplings:
-            x = c(x)
-        return x * self.out_scale + self.out_shift
+    stack = realnvp(dim, blocks, hidden, seed=seed)
+    out = stack.transforms[-1]
+    with torch.no_grad():
+        out.log_scale.fill_(float(np.log(0.25)))
+        out.shift.fill_(0.5)
+    return MapModule(Compose(ElementwiseAffine(dim), *stack.transforms))
 
 
 def make_decoder(kind: str, seed: int = 0) -> nn.Module:
@@ -85,7 +59,7 @@ def make_decoder(kind: str, seed: int = 0) -> nn.Module:
     if kind == "mlp":
         return MLPDecoder()
     if kind == "flow":
-        return CouplingFlowDecoder(seed=seed)
+        return flow_decoder(seed=seed)
     raise ValueError(f"unknown fixture decoder kind {kind!r}")
 
 
@@ -151,5 +125,6 @@ def fixture_run(kind: str, voices: int = 1200, steps: int = 300, seed: int = 0, 
         "knobs": [{"dim": d, "name": f"knob{d}", "range": [-2.5, 2.5]} for d in range(knobs)],
         "anchors": [{"name": vs[i].name, "voice": vs[i], "latent": z[i]} for i in range(anchors)],
         "test_latents": z[n_train:],
+        "calibration_latents": z[:n_train][:512],
     }
     return decoder, info

@@ -3,7 +3,8 @@
 ``finalize`` (end of training) writes RUN/export/: info.json (latent size, semantic
 dimensions with their useful range and their descriptor, anchors, data set manifest
 sha256), latents.npy (encoded training voices: the calibration set for int8
-quantisation) and train_keys.npy (hashes of the training voices, to refuse exact copies
+quantisation), test_latents.npy (encoded test-split voices: what the conversion's parity
+report judges on) and train_keys.npy (hashes of the training voices, to refuse exact copies
 when generating). ``load_decoder`` gives the z -> parameter-vector module the Pi runs.
 """
 
@@ -133,6 +134,8 @@ def finalize(run: Path, data) -> dict[str, Any]:
     out = run / "export"
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "latents.npy", lat.astype(np.float32))
+    held_out = np.sort(rng.choice(test, size=min(len(test), 1024), replace=False)) if len(test) else test
+    np.save(out / "test_latents.npy", encode_all(model, ds.features, held_out).astype(np.float32))
     np.save(out / "train_keys.npy", train_keys(np.asarray(ds.params)[train]))
     from host_training.train import _write_json
 
@@ -163,7 +166,8 @@ def load_decoder(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 def conversion_info(info: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
     """The run's export/info.json in the form conversion.pipeline takes: knobs with their latent
-    dimension and useful range, anchors as voices, and the encoded training latents."""
+    dimension and useful range, anchors as voices, encoded training latents (int8 calibration)
+    and encoded test-split latents (the parity report's test set)."""
     from dx7 import Voice
 
     knobs = [{"dim": int(d["index"]), "name": d["name"], "range": [float(d["low"]), float(d["high"])],
@@ -174,9 +178,12 @@ def conversion_info(info: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
            "latent_size": int(info["latent_size"]), "dataset_manifest_hash": info["dataset_manifest_sha256"],
            "knobs": knobs, "anchors": anchors, "head": info.get("head")}
     try:
-        out["test_latents"] = representative_latents(run_dir, 256)
+        out["calibration_latents"] = representative_latents(run_dir, 1024)
     except DxmacroError:
         pass
+    test = Path(run_dir) / "export" / "test_latents.npy"
+    if test.exists():
+        out["test_latents"] = np.load(test).astype(np.float32)
     return out
 
 

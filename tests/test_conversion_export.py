@@ -20,7 +20,7 @@ pytest.importorskip("torch", reason="conversion needs torch (host extra)")
 pytest.importorskip("tensorflow", reason="conversion needs tensorflow-cpu (host extra)")
 pytest.importorskip("ai_edge_litert", reason="the device runtime is ai-edge-litert (device extra)")
 
-from conversion import bundle, export, keys, parity, pipeline  # noqa: E402
+from conversion import bundle, equalize, export, keys, parity, pipeline  # noqa: E402
 from conversion.runtime import TFLiteDecoder, TFLiteModel, load_decoder  # noqa: E402
 from conversion.testing_models import fixture_run  # noqa: E402
 from dx7 import layout  # noqa: E402
@@ -51,12 +51,16 @@ def mlp_converted(mlp_run, signing):
 
 @pytest.fixture(scope="session")
 def flow_models():
+    """The flow fixture converted as it is and after equalization: (module, test latents, fp32,
+    int8, equalized fp32, equalized int8)."""
     module, info = fixture_run("flow", steps=FIT_STEPS)
     latents = info["test_latents"]
-    cal = export.calibration_set(info["latent_size"], anchors=np.asarray([a["latent"] for a in info["anchors"]]),
-                                 knob_dims=[k["dim"] for k in info["knobs"]],
+    encoded = np.concatenate([np.asarray([a["latent"] for a in info["anchors"]]), info["calibration_latents"]])
+    cal = export.calibration_set(info["latent_size"], anchors=encoded, knob_dims=[k["dim"] for k in info["knobs"]],
                                  knob_ranges=[k["range"] for k in info["knobs"]], prior=256)
-    return module, latents, export.to_tflite(module, None, 225), export.to_tflite(module, cal.latents, 225)
+    eq = equalize.equalize_flow(module, cal.latents)
+    return (module, latents, export.to_tflite(module, None, 225), export.to_tflite(module, cal.latents, 225),
+            export.to_tflite(eq, None, 225), export.to_tflite(eq, cal.latents, 225))
 
 
 def _agreement(ref_vec, cand_vec):
@@ -82,27 +86,36 @@ def test_golden_vectors_mlp_torch_vs_tflite_fp32_vs_int8(mlp_run, mlp_converted)
     assert report["values"]["samples"] == len(z) + 16 * 11 * len(info["knobs"])
 
 
-@pytest.mark.xfail(reason="measured below the issue's gates on the MLP fixture (docs/conversion.md): "
-                          "categorical ~98.7 % (< 99 %), rendered log-mel median ~1.2 dB (> 0.5 dB)", strict=False)
-def test_mlp_meets_all_issue_gates(mlp_converted):
-    assert mlp_converted[1]["passed"], mlp_converted[1]["gates"]
-
-
 def test_golden_vectors_flow_torch_vs_tflite_fp32_vs_int8(flow_models):
-    module, z, fp32, int8 = flow_models
+    module, z, fp32, int8, eq_fp32, eq_int8 = flow_models
     ref = export.reference(module, z)
+    # the rebuild, and the equalized rewrite, are the same function as the torch flow
     assert np.max(np.abs(TFLiteModel(fp32)(z) - ref)) < 1e-4
-    a = _agreement(ref, TFLiteModel(int8)(z))
-    # int8 must at least be the same function, coarsely; the issue's gate is the xfail below
-    assert a["scaled_within_one_step"] >= 0.6 and a["categorical_agreement"] >= 0.9
+    assert np.max(np.abs(TFLiteModel(eq_fp32)(z) - ref)) < 1e-4
+    plain = _agreement(ref, TFLiteModel(int8)(z))
+    equalized = _agreement(ref, TFLiteModel(eq_int8)(z))
+    # equalization is what makes a coupling flow survive int8 (measured here: 89.9 % -> 98.8 % of
+    # values within one DX7 step; on the shipped model 72.4 % -> 99.4 %, whose issue gates are
+    # checked below): it must at least halve the misses
+    assert 1 - equalized["within_one_step"] <= (1 - plain["within_one_step"]) / 2
+    assert equalized["within_one_step"] >= 0.95 and equalized["categorical_agreement"] >= 0.97
 
 
-@pytest.mark.xfail(reason="int8 coupling flows lose precision: TFLite ties the one int8 scale of the 225-wide "
-                          "state across slice/concat/gather, see docs/conversion.md", strict=False)
-def test_flow_int8_meets_value_gate(flow_models):
-    module, z, _, int8 = flow_models
-    a = _agreement(export.reference(module, z), TFLiteModel(int8)(z))
-    assert a["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
+def test_shipped_model_meets_the_issue_gates(signing):
+    """Issue 5's gates on the real thing: the default model shipped in host_training/default_model,
+    judged on its encoded test-split voices and knob sweeps, audio rendered by Dexed's engine."""
+    from host_training.export import load_decoder as load_run
+
+    module, info = load_run(REPO / "host_training" / "default_model")
+    assert info["test_latents"].shape[1] == 225 and len(info["test_latents"]) >= 100
+    _, report, _ = pipeline.convert(module, info, signing[0], audio_voices=128)
+    v = report["values"]
+    assert report["sources"]["test_split"] == len(info["test_latents"])
+    assert v["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN, v["within_one_step"]
+    assert v["categorical_agreement"] >= parity.CATEGORICAL_MIN, v["categorical_agreement"]
+    assert report["audio"]["voices"] == 128
+    assert report["audio"]["median_db"] <= parity.LOG_MEL_MEDIAN_MAX_DB, report["audio"]
+    assert report["passed"] and report["size_bytes"] <= 1_000_000
 
 
 def test_model_size_and_decode_head(mlp_converted):

@@ -76,7 +76,7 @@ def test_training_writes_weights_logs_and_export(run):
         assert [r["epoch"] for r in rows] == [1, 2]
         assert all(np.isfinite(v) for r in rows for v in r["train"].values())
     assert list((run / "tb" / "flow").glob("events.*")), "TensorBoard events missing"
-    from host_training.export import load_decoder, representative_latents
+    from host_training.export import load_decoder, read_run, representative_latents
 
     head, info = load_decoder(run)
     assert info["latent_size"] == 225 and info["head"] == "flow"
@@ -89,6 +89,12 @@ def test_training_writes_weights_logs_and_export(run):
     assert head(z).shape == (16, 225)
     a = info["anchors"][0]
     assert a["voice"].to_unpacked() and len(a["latent"]) == 225
+    # the parity report's test set is the encoded test split, the int8 calibration the training one
+    from host_training.dataset import open_dataset
+
+    n_test = len(open_dataset(read_run(run)["dataset_dir"]).indices("test"))
+    assert n_test and info["test_latents"].shape == (min(n_test, 1024), 225)
+    assert info["calibration_latents"].shape[1] == 225
     from conversion.pipeline import check_info
 
     check_info(info)  # what `dxmacro convert` requires of a run

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="bundle to write, e.g. model.dxm")
     p.add_argument("--key", help="Ed25519 private key (default: $DXMACRO_SIGNING_KEY); see `dxmacro keys generate`")
     p.add_argument("--report", help="parity report folder (default: beside --out, NAME.parity/)")
-    p.add_argument("--audio-voices", type=int, default=16, help="voices rendered for the log-mel parity (0: none)")
+    p.add_argument("--audio-voices", type=int, default=128,
+                   help="voices rendered for the log-mel parity (0: none); fewer than ~100 gives a noisy median")
     p.set_defaults(func=run)
 
 
