@@ -74,13 +74,14 @@ class Bundle:
 
     @property
     def golden(self) -> dict[str, np.ndarray]:
-        """Golden vectors for the on-device self-test: latents and the int8 codes/values the
-        converter's own TFLite run produced."""
+        """Golden vectors for the on-device self-test: latents, and per int8 kernel set
+        (conversion.runtime.KERNELS) the codes and DX7 values the converter's own run produced."""
         raw = json.loads(self.members["golden.json"])
         return {
             "latents": np.asarray(raw["latents"], dtype=np.float32),
-            "int8_codes": np.asarray(raw["int8_codes"], dtype=np.int8),
-            "int8_values": np.asarray(raw["int8_values"], dtype=np.uint8),
+            "kernels": {name: {"int8_codes": np.asarray(k["int8_codes"], dtype=np.int8),
+                               "int8_values": np.asarray(k["int8_values"], dtype=np.uint8)}
+                        for name, k in raw.get("kernels", {}).items()},
         }
 
 

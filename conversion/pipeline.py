@@ -99,7 +99,7 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
 def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
             seed: int = 0) -> tuple[bytes, dict[str, Any], bytes]:
     """Returns (bundle bytes, parity report, fp32 tflite bytes)."""
-    from conversion.runtime import TFLiteModel
+    from conversion.runtime import TFLiteModel, available_kernels, default_kernels
 
     check_info(info)
     n = int(info["latent_size"])
@@ -114,23 +114,31 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
     device_module = equalize.equalize_flow(module, cal.latents)
     fp32_bytes = export.to_tflite(device_module, None, n)
     int8_bytes = export.to_tflite(device_module, cal.latents, n)
-    fp32, int8 = TFLiteModel(fp32_bytes), TFLiteModel(int8_bytes)
+    fp32 = TFLiteModel(fp32_bytes)
+    # one model per int8 kernel set a device may run (conversion/runtime.py: KERNELS)
+    int8 = {k: TFLiteModel(int8_bytes, kernels=k) for k in available_kernels()}
 
     evl, sources = evaluation_latents(info, seed=seed + 1)
     ref = export.reference(module, evl)
-    v_fp32 = fp32(evl)
-    v_int8 = int8(evl)
-    ref_values, int8_values = layout.decode(ref), layout.decode(v_int8)
+    ref_values = layout.decode(ref)
+    per_kernels: dict[str, Any] = {}
+    for name, model in int8.items():
+        values = layout.decode(model(evl))
+        part: dict[str, Any] = {"values": parity.value_agreement(ref_values, values), "invoke_us": model.invoke_time_us()}
+        if audio_voices:
+            part["audio"] = parity.audio_difference(ref_values, values, count=audio_voices, seed=seed)
+        part["gates"] = parity.gates(part)
+        part["passed"] = all(part["gates"].values())
+        per_kernels[name] = part
+    main = per_kernels[default_kernels()]
     report: dict[str, Any] = {
         "model_id": info["model_id"], "sources": sources,
-        "tflite_fp32_max_abs": float(np.max(np.abs(v_fp32 - ref))),
-        "values": parity.value_agreement(ref_values, int8_values),
+        "tflite_fp32_max_abs": float(np.max(np.abs(fp32(evl) - ref))),
+        **{k: main[k] for k in ("values", "audio", "invoke_us") if k in main},
+        "main_kernels": default_kernels(), "kernels": per_kernels,
         "size_bytes": len(int8_bytes), "fp32_size_bytes": len(fp32_bytes),
-        "invoke_us": int8.invoke_time_us(),
+        "gates": {f"{name}:{gate}": ok for name, part in per_kernels.items() for gate, ok in part["gates"].items()},
     }
-    if audio_voices:
-        report["audio"] = parity.audio_difference(ref_values, int8_values, count=audio_voices, seed=seed)
-    report["gates"] = parity.gates(report)
     report["passed"] = all(report["gates"].values())
 
     rng = np.random.default_rng(seed + 2)
@@ -138,17 +146,19 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
     golden_lat = np.concatenate([anchors_latent[:k], evl[len(evl) - k :],
                                  rng.standard_normal((GOLDEN_COUNT - 2 * min(k, len(anchors_latent)), n))
                                  .astype(np.float32)])[:GOLDEN_COUNT]
-    codes = int8.raw(golden_lat)
-    golden = {"latents": golden_lat.tolist(), "fp32_vectors": export.reference(module, golden_lat).tolist(),
-              "int8_codes": codes.astype(int).tolist(),
-              "int8_values": layout.decode(int8.dequantize(codes)).astype(int).tolist()}
+    golden: dict[str, Any] = {"latents": golden_lat.tolist(), "fp32_vectors": export.reference(module, golden_lat).tolist(),
+                              "kernels": {}}
+    for name, model in int8.items():
+        codes = model.raw(golden_lat)
+        golden["kernels"][name] = {"int8_codes": codes.astype(int).tolist(),
+                                   "int8_values": layout.decode(model.dequantize(codes)).astype(int).tolist()}
     anchors = [{"name": str(a["name"]), "voice": _anchor_voice(a).to_unpacked().hex(),
                 "latent": np.asarray(a["latent"], np.float32).reshape(n).tolist()} for a in info["anchors"]]
-    manifest = manifest_for(info, int8, cal)
-    manifest["parity"] = {"within_one_step": report["values"]["within_one_step"],
-                          "categorical_agreement": report["values"]["categorical_agreement"],
-                          "log_mel_median_db": report.get("audio", {}).get("median_db"),
-                          "passed": report["passed"]}
+    manifest = manifest_for(info, int8[default_kernels()], cal)
+    manifest["parity"] = {name: {"within_one_step": part["values"]["within_one_step"],
+                                 "categorical_agreement": part["values"]["categorical_agreement"],
+                                 "log_mel_median_db": part.get("audio", {}).get("median_db"),
+                                 "passed": part["passed"]} for name, part in per_kernels.items()}
     members = {"model.tflite": int8_bytes, "anchors.json": bundle_json(anchors), "golden.json": bundle_json(golden)}
     data = bundle.encode(manifest, members, private_key)
     report["bundle_bytes"] = len(data)

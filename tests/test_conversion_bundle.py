@@ -14,7 +14,7 @@ from dxmacro.errors import DxmacroError
 
 def _members(tflite: bytes = b"TFL3" + bytes(range(256)) * 3) -> dict[str, bytes]:
     golden = {"latents": np.linspace(-1, 1, 2 * 8).reshape(2, 8).tolist(),
-              "int8_codes": [[1, -2, 3]] * 2, "int8_values": [[0, 99, 7]] * 2}
+              "kernels": {"xnnpack": {"int8_codes": [[1, -2, 3]] * 2, "int8_values": [[0, 99, 7]] * 2}}}
     anchors = [{"name": "INIT VOICE", "voice": "00" * 155, "latent": [0.0] * 8}]
     return {"model.tflite": tflite, "anchors.json": json.dumps(anchors).encode(),
             "golden.json": json.dumps(golden).encode()}
@@ -38,7 +38,7 @@ def test_round_trip(key, tmp_path):
     b = bundle.read(path, public)
     assert b.model_id == "test-decoder" and b.version == "1.2.0" and b.signed_by == keys.key_id(public)
     assert b.tflite == _members()["model.tflite"] and b.anchors[0]["name"] == "INIT VOICE"
-    assert b.golden["latents"].dtype == np.float32 and b.golden["int8_codes"].tolist() == [[1, -2, 3]] * 2
+    assert b.golden["latents"].dtype == np.float32 and b.golden["kernels"]["xnnpack"]["int8_codes"].tolist() == [[1, -2, 3]] * 2
     assert [m["name"] for m in b.manifest["members"]] == list(bundle.MEMBERS)
 
 

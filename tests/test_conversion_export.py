@@ -21,7 +21,7 @@ pytest.importorskip("tensorflow", reason="conversion needs tensorflow-cpu (host 
 pytest.importorskip("ai_edge_litert", reason="the device runtime is ai-edge-litert (device extra)")
 
 from conversion import bundle, equalize, export, keys, parity, pipeline  # noqa: E402
-from conversion.runtime import TFLiteDecoder, TFLiteModel, load_decoder  # noqa: E402
+from conversion.runtime import TFLiteDecoder, TFLiteModel, default_kernels, load_decoder  # noqa: E402
 from conversion.testing_models import fixture_run  # noqa: E402
 from dx7 import layout  # noqa: E402
 from dxmacro.errors import DxmacroError  # noqa: E402
@@ -108,14 +108,21 @@ def test_shipped_model_meets_the_issue_gates(signing):
 
     module, info = load_run(REPO / "host_training" / "default_model")
     assert info["test_latents"].shape[1] == 225 and len(info["test_latents"]) >= 100
-    _, report, _ = pipeline.convert(module, info, signing[0], audio_voices=128)
-    v = report["values"]
+    data, report, _ = pipeline.convert(module, info, signing[0], audio_voices=128)
     assert report["sources"]["test_split"] == len(info["test_latents"])
-    assert v["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN, v["within_one_step"]
-    assert v["categorical_agreement"] >= parity.CATEGORICAL_MIN, v["categorical_agreement"]
-    assert report["audio"]["voices"] == 128
-    assert report["audio"]["median_db"] <= parity.LOG_MEL_MEDIAN_MAX_DB, report["audio"]
+    assert sorted(report["kernels"]) == ["builtin", "xnnpack"]  # both int8 kernel sets a Pi may run
+    for part in report["kernels"].values():
+        v = part["values"]
+        assert v["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN, v["within_one_step"]
+        assert v["categorical_agreement"] >= parity.CATEGORICAL_MIN, v["categorical_agreement"]
+        assert part["audio"]["voices"] == 128
+        assert part["audio"]["median_db"] <= parity.LOG_MEL_MEDIAN_MAX_DB, part["audio"]
     assert report["passed"] and report["size_bytes"] <= 1_000_000
+    # the bundle self-tests under either kernel set, each against its own golden codes
+    dec = TFLiteDecoder(bundle.decode(data, signing[1]))
+    assert dec.self_test()["max_code_diff"] == 0
+    dec.model = TFLiteModel(dec.bundle.tflite, kernels="builtin")
+    assert dec.self_test() == {"vectors": 16, "kernels": "builtin", "max_code_diff": 0, "max_value_diff": 0}
 
 
 def test_model_size_and_decode_head(mlp_converted):
@@ -150,11 +157,23 @@ def test_bundle_verifies_self_tests_and_decodes(mlp_run, mlp_converted, signing,
 def test_self_test_refuses_wrong_golden_codes(mlp_converted, signing):
     b = bundle.decode(mlp_converted[0], signing[1])
     golden = json.loads(b.members["golden.json"])
-    golden["int8_codes"][0] = [int(c) + 5 if c < 100 else int(c) - 5 for c in golden["int8_codes"][0]]
+    codes = golden["kernels"][default_kernels()]["int8_codes"]
+    codes[0] = [int(c) + 5 if c < 100 else int(c) - 5 for c in codes[0]]
     members = dict(b.members, **{"golden.json": json.dumps(golden).encode()})
     manifest = {k: v for k, v in b.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
     bad = bundle.decode(bundle.encode(manifest, members, signing[0]), signing[1])  # genuinely signed, wrong codes
     with pytest.raises(DxmacroError, match="self-test failed"):
+        TFLiteDecoder(bad).self_test()
+
+
+def test_self_test_names_a_missing_kernel_set(mlp_converted, signing):
+    b = bundle.decode(mlp_converted[0], signing[1])
+    golden = json.loads(b.members["golden.json"])
+    del golden["kernels"][default_kernels()]
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
+    bad = bundle.decode(bundle.encode(manifest, dict(b.members, **{"golden.json": json.dumps(golden).encode()}),
+                                      signing[0]), signing[1])
+    with pytest.raises(DxmacroError, match=f"no golden vectors for this device's {default_kernels()}"):
         TFLiteDecoder(bad).self_test()
 
 
@@ -205,7 +224,8 @@ def test_convert_cli(mlp_run, signing, tmp_path, monkeypatch, capsys):
     out = tmp_path / "m.dxm"
     assert main(["convert", "--run", str(run_dir), "--out", str(out), "--key", str(signing[2]),
                  "--audio-voices", "0"]) == 0
-    assert "parity:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "parity, xnnpack kernels:" in printed and "parity, builtin kernels:" in printed
     report = json.loads((tmp_path / "m.parity" / "parity.json").read_text())
     assert report["values"]["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
     assert (tmp_path / "m.parity" / "parity.md").read_text().startswith("# Parity")
@@ -257,7 +277,8 @@ def test_flashing_a_real_bundle(mlp_converted, signing, tmp_path):
 
     b = bundle.decode(mlp_converted[0], signing[1])
     golden = json.loads(b.members["golden.json"])
-    golden["int8_codes"][0] = [int(c) + 5 if c < 100 else int(c) - 5 for c in golden["int8_codes"][0]]
+    codes = golden["kernels"][default_kernels()]["int8_codes"]
+    codes[0] = [int(c) + 5 if c < 100 else int(c) - 5 for c in codes[0]]
     manifest = {k: v for k, v in b.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
     manifest["version"] = "9.9.9"  # an upgrade, so only the self-test can refuse it
     wrong = bundle.encode(manifest, dict(b.members, **{"golden.json": json.dumps(golden).encode()}), signing[0])
@@ -265,3 +286,20 @@ def test_flashing_a_real_bundle(mlp_converted, signing, tmp_path):
     with pytest.raises(BundleRejected, match="self-test"):
         flasher.flash_path(tmp_path / "wrong_golden.dxm")
     assert store.active_name() == active
+
+
+def test_bundle_self_tests_on_tflite_runtime_with_numpy_1(mlp_converted, signing, tmp_path):
+    """The Pi's fallback interpreter: tflite-runtime in a venv with numpy < 2 and neither
+    ai-edge-litert, torch nor tensorflow (scripts/tflite_runtime_check.sh) reproduces the bundle's
+    builtin-kernel golden codes exactly."""
+    path = tmp_path / "model.dxm"
+    path.write_bytes(mlp_converted[0])
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "tflite_runtime_check.sh"), str(path), str(signing[3])],
+                          capture_output=True, text=True, timeout=600)
+    if "tflite-runtime 2." not in proc.stdout:  # the venv could not be made (no network, no wheel for this Python)
+        pytest.skip("tflite-runtime with numpy < 2 could not be installed here: "
+                    + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "numpy 1." in proc.stdout
+    assert "self-test passed on tflite_runtime (builtin kernels): 16 vectors, largest difference 0 int8 steps" \
+        in proc.stdout

@@ -199,7 +199,7 @@ def test_convert_a_trained_run_to_a_verified_bundle(run, tmp_path, capsys):
     private, public = keys.generate(tmp_path / "key")
     out = tmp_path / "model.dxm"
     assert main(["convert", "--run", str(run), "--out", str(out), "--key", str(private), "--audio-voices", "2"]) == 0
-    assert "parity:" in capsys.readouterr().out
+    assert "parity, xnnpack kernels:" in capsys.readouterr().out
     decoder = load_bundle(out, keys.load_public_key(public))
     assert decoder.self_test()["vectors"] > 0
     assert [k.name for k in decoder.knobs] == ["bright/dark", "aggressive/soft"]

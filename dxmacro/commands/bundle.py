@@ -16,6 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.add_argument("bundle", metavar="MODEL.dxm")
         a.add_argument("--pubkey", required=name == "verify", help="the signer's public key")
         a.add_argument("--json", action="store_true", help="print the manifest as JSON")
+        if name == "verify":
+            a.add_argument("--self-test", action="store_true",
+                           help="also run the model here on its golden vectors with this machine's TFLite runtime")
         a.set_defaults(func=run)
 
 
@@ -37,5 +40,14 @@ def run(args: argparse.Namespace) -> int:
               f"[{k.get('low', 0):.2f}, {k.get('high', 0):.2f}]")
     for member in m["members"]:
         print(f"  {member['name']:14} {member['size']:9d} bytes  sha256 {member['sha256'][:16]}...")
-    print(f"  {len(b.anchors)} anchor voices, {len(b.golden['latents'])} golden vectors")
+    print(f"  {len(b.anchors)} anchor voices, {len(b.golden['latents'])} golden vectors "
+          f"(int8 kernels: {', '.join(b.golden['kernels']) or 'none'})")
+    if getattr(args, "self_test", False):
+        from conversion.runtime import TFLiteDecoder
+
+        decoder = TFLiteDecoder(b)
+        result = decoder.self_test()
+        runtime = type(decoder.model.interpreter).__module__.split(".")[0]
+        print(f"  self-test passed on {runtime} ({result['kernels']} kernels): {result['vectors']} vectors, "
+              f"largest difference {result['max_code_diff']} int8 steps, {result['max_value_diff']} DX7 steps")
     return 0
