@@ -27,6 +27,7 @@ from hardware.ads1x15 import config_word
 from device.linear_decoder import LinearDecoder
 from device.loop import ControlLoop, LoopSettings
 from device.mapping import KnobMapping
+from device.ports import Decoder
 from device.profiles import make_profile
 from device.sim import EmulatedDX7, KnobScript, RealClock
 
@@ -147,10 +148,11 @@ class BenchResult:
 
 
 def run_bench(*, duration_s: float = 40.0, profile: str = "dexed", data_rate: int = 860, channels: int = 4,
-              seed: int = 0, gap_s: float = 0.5, spin_s: float = 0.0) -> BenchResult:
+              seed: int = 0, gap_s: float = 0.5, spin_s: float = 0.0, decoder: Decoder | None = None) -> BenchResult:
+    """``decoder``: the int8 bundle's (``dxmacro bench device --bundle``), else the linear dev one."""
     rng = np.random.default_rng(seed)
     clock = MeasuredClock(spin_s)
-    decoder = LinearDecoder()
+    decoder = decoder or LinearDecoder()
     script = KnobScript(channels, [0.5] * channels)
     start = clock.now() + 0.5  # let the first dump and the filters settle
     events: list[tuple[float, int]] = []

@@ -94,8 +94,13 @@ class SelfTest:
 
 
 def self_test(decoder: Decoder) -> SelfTest:
-    """Decode every anchor and the prior's centre; every output must be a valid voice.
+    """Decode every anchor and the prior's centre; every output must be a valid voice. A bundle's
+    decoder also runs its golden vectors (conversion.runtime.TFLiteDecoder.self_test: this
+    device's int8 kernels must reproduce the converter's codes).
     Raises DxmacroError naming what is wrong (a tampered or truncated model shows here)."""
+    golden = getattr(decoder, "self_test", None)
+    if callable(golden):
+        golden()
     if decoder.latent_size < 1:
         raise DxmacroError("decoder self-test: latent size must be positive")
     if not decoder.knobs:

@@ -104,9 +104,10 @@ def tag_descriptors(tags: np.ndarray, descriptors: np.ndarray) -> list[int]:
     return best
 
 
-def finalize(run: Path, data) -> dict[str, Any]:
-    """Write RUN/export/ from the trained main model and the training data."""
-    kind = main_kind(run)
+def export_model(run: Path, data, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(info, arrays) for one VAE model of a run: the semantic knobs with their useful range, 8
+    anchors from the test split, the encoded training sample (int8 calibration), the encoded
+    test split (parity report) and the training voices' keys. Deterministic (seeded)."""
     model = load_vae(run, kind)
     ds = data.ds
     rng = np.random.default_rng(0)
@@ -131,12 +132,20 @@ def finalize(run: Path, data) -> dict[str, Any]:
     info = {"latent_size": LATENT, "semantic_dims": sem, "dataset_manifest_sha256": run_info["dataset_manifest_sha256"],
             "model_id": f"{kind}-{run_info['dataset_manifest_sha256'][:12]}-seed{run_info['config']['train'].get('seed', 0)}",
             "anchors": anchors, "head": "flow" if model.cfg.head == "flow" else "mlp", "kind": kind}
+    held_out = np.sort(rng.choice(test, size=min(len(test), 1024), replace=False)) if len(test) else test
+    arrays = {"latents": lat.astype(np.float32),
+              "test_latents": encode_all(model, ds.features, held_out).astype(np.float32),
+              "train_keys": train_keys(np.asarray(ds.params)[train])}
+    return info, arrays
+
+
+def finalize(run: Path, data) -> dict[str, Any]:
+    """Write RUN/export/ from the trained main model and the training data."""
+    info, arrays = export_model(run, data, main_kind(run))
     out = run / "export"
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "latents.npy", lat.astype(np.float32))
-    held_out = np.sort(rng.choice(test, size=min(len(test), 1024), replace=False)) if len(test) else test
-    np.save(out / "test_latents.npy", encode_all(model, ds.features, held_out).astype(np.float32))
-    np.save(out / "train_keys.npy", train_keys(np.asarray(ds.params)[train]))
+    for name, arr in arrays.items():
+        np.save(out / f"{name}.npy", arr)
     from host_training.train import _write_json
 
     _write_json(out / "info.json", info)
@@ -153,18 +162,34 @@ def read_info(run_dir: str | Path) -> dict[str, Any]:
         raise DxmacroError(f"{path}: corrupt ({exc})") from None
 
 
-def load_decoder(run_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_decoder(run_dir: str | Path, kind: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """(module z (B, 225) -> layout vector (B, 225), info for conversion.pipeline). For the flow
     head the module is a MapModule over the RealNVP stack: Linear, LeakyReLU, tanh, exp,
-    add/mul, slicing, concat and constant index_select only."""
+    add/mul, slicing, concat and constant index_select only.
+
+    ``kind`` picks another VAE model of the run than the exported main one (the MLP head, for
+    comparison); its knobs, anchors and latents are then encoded here from the run's data set,
+    which must still be where training found it."""
     info = read_info(run_dir)
-    model = load_vae(run_dir, info.get("kind"))
-    head = model.head
-    head.eval()
-    return head, conversion_info(info, run_dir)
+    if kind is None or kind == info.get("kind"):
+        head = load_vae(run_dir, info.get("kind")).head.eval()
+        return head, conversion_info(info, run_dir)
+    run_info = read_run(run_dir)
+    if kind not in run_info["models"] or kind not in VAE_KINDS:
+        raise DxmacroError(f"{run_dir}: no VAE model {kind!r} in this run (models: {', '.join(run_info['models'])})")
+    from host_training.train import Data
+
+    try:
+        data = Data(run_info["dataset_dir"], run_info["config"])
+    except (OSError, DxmacroError) as exc:
+        raise DxmacroError(f"{run_dir}: model {kind!r} needs the run's data set to encode its latents: {exc}") from None
+    info, arrays = export_model(Path(run_dir), data, kind)
+    head = load_vae(run_dir, kind).head.eval()
+    return head, conversion_info(info, run_dir, arrays)
 
 
-def conversion_info(info: dict[str, Any], run_dir: str | Path) -> dict[str, Any]:
+def conversion_info(info: dict[str, Any], run_dir: str | Path,
+                    arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The run's export/info.json in the form conversion.pipeline takes: knobs with their latent
     dimension and useful range, anchors as voices, encoded training latents (int8 calibration)
     and encoded test-split latents (the parity report's test set)."""
@@ -177,6 +202,10 @@ def conversion_info(info: dict[str, Any], run_dir: str | Path) -> dict[str, Any]
     out = {"model_id": info["model_id"], "model_version": str(info.get("model_version", "1.0.0")),
            "latent_size": int(info["latent_size"]), "dataset_manifest_hash": info["dataset_manifest_sha256"],
            "knobs": knobs, "anchors": anchors, "head": info.get("head")}
+    if arrays is not None:  # encoded in memory (load_decoder with another kind)
+        out["calibration_latents"] = _sample(arrays["latents"], 1024)
+        out["test_latents"] = arrays["test_latents"]
+        return out
     try:
         out["calibration_latents"] = representative_latents(run_dir, 1024)
     except DxmacroError:
@@ -194,6 +223,10 @@ def representative_latents(run_dir: str | Path, n: int = 512) -> np.ndarray:
         lat = np.load(path)
     except FileNotFoundError:
         raise DxmacroError(f"{run_dir}: no export/latents.npy (training has not finished)") from None
+    return _sample(lat, n)
+
+
+def _sample(lat: np.ndarray, n: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     idx = rng.choice(len(lat), size=min(n, len(lat)), replace=False)
     return lat[np.sort(idx)].astype(np.float32)

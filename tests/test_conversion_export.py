@@ -220,7 +220,7 @@ def test_convert_cli(mlp_run, signing, tmp_path, monkeypatch, capsys):
     assert main(["convert", "--run", str(run_dir), "--out", str(tmp_path / "m.dxm")]) == 1
     assert "no signing key" in capsys.readouterr().err
     # the run loader is the model branch's host_training.export; here it hands over the fixture
-    monkeypatch.setattr(convert, "load_run", lambda _: mlp_run)
+    monkeypatch.setattr(convert, "load_run", lambda *_: mlp_run)
     out = tmp_path / "m.dxm"
     assert main(["convert", "--run", str(run_dir), "--out", str(out), "--key", str(signing[2]),
                  "--audio-voices", "0"]) == 0

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dxmacro.cli import main
+from dxmacro.errors import DxmacroError
 
 SMOKE = """
 [run]
@@ -98,6 +99,24 @@ def test_training_writes_weights_logs_and_export(run):
     from conversion.pipeline import check_info
 
     check_info(info)  # what `dxmacro convert` requires of a run
+
+
+def test_another_vae_model_of_the_run_is_exported_on_demand(run):
+    """`dxmacro convert --kind vae_mlp`: the MLP head with its own encoder's latents, made from the
+    run's data set in memory (RUN/export/ stays the main model's)."""
+    from host_training.export import load_decoder
+
+    before = (run / "export" / "info.json").read_bytes()
+    head, info = load_decoder(run, "vae_mlp")
+    flow_head, flow_info = load_decoder(run)
+    assert info["head"] == "mlp" and flow_info["head"] == "flow" and info["model_id"].startswith("vae_mlp-")
+    assert info["test_latents"].shape == flow_info["test_latents"].shape  # the same test voices...
+    assert not np.allclose(info["test_latents"], flow_info["test_latents"])  # ...through another encoder
+    assert [a["voice"].content_key() for a in info["anchors"]] == [a["voice"].content_key() for a in flow_info["anchors"]]
+    assert head(torch.from_numpy(info["test_latents"][:4])).shape == (4, 225)
+    assert (run / "export" / "info.json").read_bytes() == before
+    with pytest.raises(DxmacroError, match="no VAE model 'cnn'"):
+        load_decoder(run, "cnn")
 
 
 def test_resume_gives_the_same_weights(data, tmp_path):

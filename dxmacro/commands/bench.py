@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--spin-us", type=float, default=300.0,
                    help="microseconds at the end of each wait spent polling the clock instead of sleeping "
                         "(as the device does; 0 = plain sleeps)")
+    d.add_argument("--bundle", help="decode with this model bundle (.dxm) instead of the built-in linear dev decoder")
+    d.add_argument("--pubkey", help="the bundle signer's public key (verified on load)")
+    d.add_argument("--kernels", choices=("xnnpack", "builtin"),
+                   help="int8 kernels for the bundle (default: this runtime's own; see conversion/runtime.py)")
     d.set_defaults(func=run_device_bench)
 
 
@@ -35,8 +39,18 @@ def run_device_bench(args: argparse.Namespace) -> int:
         raise DxmacroError(f"--channels must be 1..4, got {args.channels}")
     if not 2.0 <= args.duration <= 3600:
         raise DxmacroError(f"--duration must be 2..3600 seconds, got {args.duration}")
+    decoder = None
+    if args.bundle:
+        from conversion.runtime import TFLiteModel
+        from device.runtime import load_bundle_decoder
+
+        decoder = load_bundle_decoder(args.bundle, args.pubkey)
+        if args.kernels:
+            decoder.model = TFLiteModel(decoder.bundle.tflite, kernels=args.kernels)
+        decoder.self_test()
+        print(f"decoder: {decoder.bundle.model_id} ({decoder.model.kernels} int8 kernels)")
     result = run_bench(spin_s=args.spin_us * 1e-6, duration_s=args.duration, profile=args.profile, data_rate=args.data_rate,
-                       channels=args.channels, seed=args.seed)
+                       channels=args.channels, seed=args.seed, decoder=decoder)
     for line in result.lines():
         print(line)
     return 0

@@ -18,10 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", help="parity report folder (default: beside --out, NAME.parity/)")
     p.add_argument("--audio-voices", type=int, default=128,
                    help="voices rendered for the log-mel parity (0: none); fewer than ~100 gives a noisy median")
+    p.add_argument("--kind", help="another VAE model of the run than its main one, e.g. vae_mlp (the MLP head, for "
+                                  "comparison); needs the run's data set")
     p.set_defaults(func=run)
 
 
-def load_run(run_dir: str):
+def load_run(run_dir: str, kind: str | None = None):
     """(module, info) from host_training.export.load_decoder, imported only here (torch)."""
     if not Path(run_dir).is_dir():
         raise DxmacroError(f"run folder {run_dir} does not exist")
@@ -30,7 +32,7 @@ def load_run(run_dir: str):
     except ImportError as exc:
         raise DxmacroError(f"cannot load runs: host_training.export is unavailable ({exc})") from None
     try:
-        return load_decoder(run_dir)
+        return load_decoder(run_dir, kind)
     except (FileNotFoundError, KeyError) as exc:
         raise DxmacroError(f"run folder {run_dir} is incomplete: {exc}") from None
 
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from conversion import keys
 
     private = keys.load_private_key(key_path)  # fail on a bad key before the slow part
-    module, info = load_run(args.run)
+    module, info = load_run(args.run, args.kind)
     from conversion import pipeline
 
     data, report, _ = pipeline.convert(module, info, private, audio_voices=args.audio_voices)
