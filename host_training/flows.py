@@ -33,12 +33,12 @@ class Transform(nn.Module):
 class Permutation(Transform):
     """A fixed permutation of the features (index_select with a constant index)."""
 
-    def __init__(self, dim: int, seed: int) -> None:
+    def __init__(self, dim: int, seed: int, perm: torch.Tensor | None = None) -> None:
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(dim, generator=g)
-        self.register_buffer("perm", perm)
-        self.register_buffer("inv", torch.argsort(perm))
+        if perm is None:
+            perm = torch.randperm(dim, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("perm", torch.as_tensor(perm, dtype=torch.long))
+        self.register_buffer("inv", torch.argsort(self.perm))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x.index_select(1, self.perm), x.new_zeros(x.shape[0])
@@ -139,11 +139,29 @@ class Compose(Transform):
         return x
 
 
-def realnvp(dim: int, blocks: int, hidden: int, layers: int = 2, seed: int = 0, final_affine: bool = True) -> Compose:
-    """A RealNVP stack: (permutation, coupling) x blocks, then an elementwise affine."""
+def realnvp(dim: int, blocks: int, hidden: int, layers: int = 2, seed: int = 0, final_affine: bool = True,
+            alternate: bool = False, lead: int = 0) -> Compose:
+    """A RealNVP stack: (permutation, coupling) x blocks, then an elementwise affine.
+
+    Random permutations (the default) can leave an input dimension in the transformed half of
+    every coupling: it then never conditions anything and reaches the output through one
+    affine slot. A knob on such a dimension moved one logit and nothing else (the
+    regression flow of an early CPU run, docs/results.md). ``alternate`` makes each
+    permutation move the previous transformed half into the conditioning half (shuffled
+    within), so every dimension (but one a block, for an odd size) conditions every other coupling; ``lead`` keeps
+    the first ``lead`` inputs (the semantic dimensions) in the conditioning half of the first
+    coupling, so that a knob reaches every output from the start."""
     parts: list[Transform] = []
+    g = torch.Generator().manual_seed(seed * 1000 + 7)
+    split = dim // 2
     for b in range(blocks):
-        parts += [Permutation(dim, seed * 1000 + b), AffineCoupling(dim, hidden, layers)]
+        perm = None
+        if alternate and b == 0:
+            perm = torch.cat([torch.arange(lead), lead + torch.randperm(dim - lead, generator=g)])
+        elif alternate:  # the transformed half first; of an odd dim, one of it stays transformed
+            perm = torch.cat([torch.arange(split, dim)[torch.randperm(dim - split, generator=g)],
+                              torch.arange(split)[torch.randperm(split, generator=g)]])
+        parts += [Permutation(dim, seed * 1000 + b, perm), AffineCoupling(dim, hidden, layers)]
     if final_affine:
         parts.append(ElementwiseAffine(dim))
     return Compose(*parts)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dx7.layout import categorical_groups, scaled_slots
 
@@ -28,11 +29,22 @@ class LossConfig:
     dis_sigma: float = 0.5
     contrastive_weight: float = 0.0
     temperature: float = 0.1
+    # "euclidean": similarity = -(mean squared difference) (the distance the latent is read
+    # with: match, the pitch-independence ratio); "cosine": Tanaka et al.'s SupCon form
+    contrastive_metric: str = "cosine"
     single_note_prob: float = 0.3
+    # Knobs that move the sound (host_training.knob_loss): 0 switches the sweep loss off.
+    knob_weight: float = 0.0
+    knob_margin: float = 1.0  # own-score rise (rank units, range 2) over a full travel
+    knob_cross_weight: float = 1.0
+    surrogate_weight: float = 1.0
+    surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
 
     @classmethod
     def from_dict(cls, d: dict) -> LossConfig:
-        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        return cls(**{k: (str(v) if isinstance(fields[k].default, str) else float(v)) for k, v in d.items()
+                      if k in fields})
 
 
 def param_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,15 +81,23 @@ def kl_mc(z: torch.Tensor, log_q: torch.Tensor, replaced: torch.Tensor | None) -
     return log_q - log_p.sum(1)
 
 
-def supervised_contrastive(emb: torch.Tensor, temperature: float) -> torch.Tensor:
+def supervised_contrastive(emb: torch.Tensor, temperature: float, metric: str = "cosine") -> torch.Tensor:
     """Tanaka et al.'s weakly supervised contrastive loss on single-note encodings.
     ``emb`` is (B, K, L): the same voice at another note is a positive, every other voice a
-    negative (SupCon form, cosine similarity over ``temperature``)."""
-    b, k, _ = emb.shape
+    negative (SupCon form over ``temperature``). ``metric`` "cosine" is their similarity;
+    "euclidean" uses minus the mean squared difference, so that what it pulls together is
+    the distance the latent space is read with, not only the direction."""
+    b, k, n = emb.shape
     if k < 2 or b < 2:
         return emb.new_zeros(())
-    e = F.normalize(emb.reshape(b * k, -1).float(), dim=1)
-    sim = e @ e.t() / temperature
+    flat = emb.reshape(b * k, -1).float()
+    if metric == "euclidean":
+        sim = -torch.cdist(flat, flat).pow(2) / (n * temperature)
+    elif metric == "cosine":
+        e = F.normalize(flat, dim=1)
+        sim = e @ e.t() / temperature
+    else:
+        raise ValueError(f"unknown contrastive metric {metric!r} (cosine or euclidean)")
     voice = torch.arange(b, device=emb.device).repeat_interleave(k)
     self_mask = torch.eye(b * k, dtype=torch.bool, device=emb.device)
     pos = (voice[:, None] == voice[None, :]) & ~self_mask
@@ -98,8 +118,11 @@ def note_mask(b: int, k: int, single_prob: float, generator: torch.Generator | N
 
 
 def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, cfg: LossConfig, beta: float,
-             mask: torch.Tensor | None, contrastive: bool) -> tuple[torch.Tensor, dict[str, float]]:
-    """The whole VAE objective for one batch; returns (loss, figures for the logs)."""
+             mask: torch.Tensor | None, contrastive: bool, scores: torch.Tensor | None = None,
+             surrogate: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The whole VAE objective for one batch; returns (loss, figures for the logs).
+    ``scores`` (B, T tag scores, every tag pair) and ``surrogate`` switch on the knob terms
+    (host_training.knob_loss)."""
     h = model.note_features(x)
     mu, logvar = model.pooled_posterior(h, mask)
     z, log_q = model.sample(mu, logvar)
@@ -108,15 +131,26 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     rec = 0.5 * (recon.float() - xn.float()).pow(2).flatten(1).sum(1)
     dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
     kl = kl_mc(z, log_q, replaced)
-    reg, mse, ce = param_loss(model.to_vector(z), target)
+    vec = model.to_vector(z)
+    reg, mse, ce = param_loss(vec, target)
     loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
     con = x.new_zeros(())
     if contrastive and cfg.contrastive_weight > 0:
-        con = supervised_contrastive(model.per_note_mu(h), cfg.temperature)
+        con = supervised_contrastive(model.per_note_latent(h), cfg.temperature, cfg.contrastive_metric)
         loss = loss + cfg.contrastive_weight * con
-    figures = {"loss": loss.item(), "recon": rec.mean().item(), "kl": kl.mean().item(), "dis": dis.mean().item(),
+    figures = {"recon": rec.mean().item(), "kl": kl.mean().item(), "dis": dis.mean().item(),
                "param": reg.mean().item(), "param_mse": mse.mean().item(), "param_ce": ce.mean().item(),
                "contrastive": con.item()}
+    if surrogate is not None and scores is not None and cfg.knob_weight > 0:
+        from host_training import knob_loss
+
+        fit = 0.5 * (knob_loss.surrogate_loss(surrogate, target, scores)
+                     + knob_loss.surrogate_loss(surrogate, knob_loss.synth_view(vec.detach()), scores))
+        sweep, gain = knob_loss.sweep_loss(model.to_vector, surrogate, z, tags.shape[1], cfg.dis_mu + cfg.dis_sigma,
+                                           cfg.knob_margin, cfg.knob_cross_weight)
+        loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
+        figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
+    figures["loss"] = loss.item()
     return loss, figures
 
 

@@ -145,7 +145,7 @@ class FlowVAE(nn.Module):
         self.decoder = SpecDecoder(pooled, cfg)
         if cfg.head == "flow":
             self.reg_flow = realnvp(LATENT, cfg.reg_flow_blocks, cfg.reg_flow_hidden, cfg.reg_flow_layers,
-                                    seed=cfg.seed + 2)
+                                    seed=cfg.seed + 2, alternate=True, lead=cfg.semantic_dims)
             self.head: nn.Module = MapModule(self.reg_flow)
         elif cfg.head == "mlp":
             self.head = mlp(LATENT, cfg.reg_flow_hidden, VECTOR_SIZE, layers=cfg.reg_flow_layers)
@@ -178,6 +178,12 @@ class FlowVAE(nn.Module):
         b, k, _ = h.shape
         out = self.posterior(h.reshape(b * k, -1))[:, :LATENT]
         return out.reshape(b, k, LATENT)
+
+    def per_note_latent(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, K, H) -> (B, K, L): each note's deterministic latent (what ``encode`` gives for
+        that note alone): the contrastive loss works where timbre is read."""
+        b, k, _ = h.shape
+        return self.post_flow.map(self.per_note_mu(h).reshape(b * k, -1)).reshape(b, k, LATENT)
 
     def sample(self, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z0 ~ q0, z = T(z0); returns (z, log q(z))."""

@@ -46,10 +46,13 @@ SECTIONS = {
 
 
 # -- configuration --------------------------------------------------------------------------
+SHIPPED_CONFIGS = ("tiny", "cpu", "full")  # a subset on CPU, the whole corpus on CPU, the GPU run
+
+
 def config_path(name_or_path: str | None) -> Path:
-    """``tiny``/``full`` (shipped configs) or a path to a TOML file."""
+    """``tiny``/``cpu``/``full`` (shipped configs) or a path to a TOML file."""
     name = name_or_path or "tiny"
-    if name in ("tiny", "full"):
+    if name in SHIPPED_CONFIGS:
         return Path(str(resources.files("host_training") / "configs" / f"{name}.toml"))
     return Path(name)
 
@@ -77,6 +80,9 @@ def validate_config(cfg: dict[str, Any], where: str) -> None:
     bad = [m for m in models if m not in KINDS]
     if not models or bad:
         raise DxmacroError(f"{where}: [run] models must list some of {list(KINDS)} (bad: {bad})")
+    metric = cfg.get("loss", {}).get("contrastive_metric", "cosine")
+    if metric not in ("cosine", "euclidean"):
+        raise DxmacroError(f"{where}: [loss] contrastive_metric must be \"cosine\" or \"euclidean\" (got {metric!r})")
     t = cfg.get("train", {})
     for key in ("epochs", "batch_size"):
         if not isinstance(t.get(key), int) or t[key] < 1:
@@ -104,14 +110,20 @@ class Data:
         n_sem = int(cfg.get("model", {}).get("semantic_dims", 6))
         tags = np.asarray(self.ds.tags, dtype=np.float32)[:, :n_sem]
         self.tags = tags
+        # tag scores as ranks in [-1, 1]: what the knob surrogate learns (host_training.knob_loss)
+        from host_training.knob_loss import score_targets
+
+        self.scores = score_targets(np.asarray(self.ds.descriptors), np.asarray(self.ds.tags).shape[1])
         _, k, m, f = self.ds.features.shape
         sample = np.asarray(self.ds.features[np.sort(self.train[:256])], dtype=np.float32)
         self.shape = Shape(k, m, f, float(sample.mean()), float(sample.std() + 1e-6))
 
-    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(features, target vectors, tags, tag scores) of the voices ``idx``."""
         order = np.sort(idx)  # memmaps read faster in order
         x = torch.from_numpy(np.asarray(self.ds.features[order], dtype=np.float32))
-        return x, torch.from_numpy(self.targets[order]), torch.from_numpy(self.tags[order])
+        return (x, torch.from_numpy(self.targets[order]), torch.from_numpy(self.tags[order]),
+                torch.from_numpy(self.scores[order]))
 
 
 # -- distributed ----------------------------------------------------------------------------
@@ -124,14 +136,21 @@ def dist_info() -> tuple[int, int, int]:
 class LossModule(nn.Module):
     """The model plus its objective, so that DistributedDataParallel sees one forward()."""
 
-    def __init__(self, kind: str, model: nn.Module, lcfg: losses.LossConfig) -> None:
+    def __init__(self, kind: str, model: nn.Module, lcfg: losses.LossConfig, n_scores: int = 0) -> None:
         super().__init__()
         self.kind, self.model, self.lcfg = kind, model, lcfg
+        # the knob surrogate trains beside the VAE and never ships (host_training.knob_loss)
+        self.surrogate = None
+        if kind in VAE_KINDS and lcfg.knob_weight > 0 and n_scores > 0:
+            from host_training.knob_loss import DescriptorSurrogate
 
-    def forward(self, x, target, tags, mask, beta: float):
+            self.surrogate = DescriptorSurrogate(n_scores)
+
+    def forward(self, x, target, tags, scores, mask, beta: float):
         if self.kind in VAE_KINDS:
             return losses.vae_loss(self.model, x, target, tags, self.lcfg, beta, mask,
-                                   contrastive=self.kind != "flow_nocontrastive")
+                                   contrastive=self.kind != "flow_nocontrastive", scores=scores,
+                                   surrogate=self.surrogate)
         return losses.direct_loss(self.model, x, target)
 
 
@@ -168,8 +187,9 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = build(kind, data.shape, mcfg).to(device)
-    module: nn.Module = LossModule(kind, model, lcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(t.get("lr", 1e-3)), weight_decay=float(t.get("weight_decay", 0)))
+    objective = LossModule(kind, model, lcfg, data.scores.shape[1]).to(device)
+    module: nn.Module = objective
+    opt = torch.optim.AdamW(objective.parameters(), lr=float(t.get("lr", 1e-3)), weight_decay=float(t.get("weight_decay", 0)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     use_amp = bool(t.get("amp", True)) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -179,12 +199,19 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
         try:
             ck = torch.load(ckpt_path, map_location=device, weights_only=False)
             model.load_state_dict(ck["model"])
+            if objective.surrogate is not None:
+                objective.surrogate.load_state_dict(ck["surrogate"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             scaler.load_state_dict(ck["scaler"])
             start = int(ck["epoch"])
         except (RuntimeError, KeyError, EOFError, ValueError) as exc:
             raise DxmacroError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0]}); delete it to start over") from None
+    if objective.surrogate is not None and start == 0:
+        from host_training.knob_loss import fit_surrogate
+
+        fit_surrogate(objective.surrogate, data.targets[data.train], data.scores[data.train],
+                      int(lcfg.surrogate_steps), seed)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -215,15 +242,14 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
         sums: dict[str, float] = {}
         bar = _bar(n_batches, f"{kind} {epoch + 1}/{epochs}", progress and rank == 0)
         for b in range(n_batches):
-            x, target, tags = data.batch(perm[b * bs : (b + 1) * bs])
+            x, target, tags, scores = (t.to(device) for t in data.batch(perm[b * bs : (b + 1) * bs]))
             mask = losses.note_mask(len(x), x.shape[1], lcfg.single_note_prob, gen).to(device)
-            x, target, tags = x.to(device), target.to(device), tags.to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss, figs = module(x, target, tags, mask, beta)
+                loss, figs = module(x, target, tags, scores, mask, beta)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), float(t.get("grad_clip", 10.0)))
+            nn.utils.clip_grad_norm_(objective.parameters(), float(t.get("grad_clip", 10.0)))
             scaler.step(opt)
             scaler.update()
             for k, v in figs.items():
@@ -249,7 +275,9 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
                 writer.flush()
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "scaler": scaler.state_dict(), "epoch": epoch + 1}, tmp)
+                        "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                        "surrogate": objective.surrogate.state_dict() if objective.surrogate is not None else None},
+                       tmp)
             os.replace(tmp, ckpt_path)
     if rank == 0:
         if writer is not None:
@@ -269,8 +297,8 @@ def evaluate_loss(module: nn.Module, kind: str, data: Data, bs: int, device: tor
     sums: dict[str, float] = {}
     n = 0
     for b in range(0, len(data.val), bs):
-        x, target, tags = data.batch(data.val[b : b + bs])
-        _, figs = inner(x.to(device), target.to(device), tags.to(device), None, beta)
+        x, target, tags, scores = (t.to(device) for t in data.batch(data.val[b : b + bs]))
+        _, figs = inner(x, target, tags, scores, None, beta)
         for k, v in figs.items():
             sums[k] = sums.get(k, 0.0) + v * len(x)
         n += len(x)

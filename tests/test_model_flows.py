@@ -116,3 +116,50 @@ def test_contrastive_loss_rewards_same_voice_agreement():
     aligned = centres + 0.01 * torch.randn(8, 3, 16)
     scrambled = torch.randn(8, 3, 16)
     assert supervised_contrastive(aligned, 0.1) < supervised_contrastive(scrambled, 0.1)
+
+
+def _conditioning(flow: Compose) -> list[list[bool]]:
+    """Per input dimension: in which couplings it sits in the conditioning half."""
+    out = []
+    for d in range(VECTOR_SIZE):
+        pos, seen = d, []
+        for t in flow.transforms:
+            if isinstance(t, Permutation):
+                pos = int((t.perm == pos).nonzero()[0])
+            elif isinstance(t, AffineCoupling):
+                seen.append(pos < t.split)
+        out.append(seen)
+    return out
+
+
+def test_alternating_flow_lets_every_dimension_condition_and_knobs_lead():
+    """Random permutations left a knob's dimension in the transformed half of every coupling
+    (it reached the output through one slot); the regression flow's alternating ones cannot."""
+    flow = realnvp(VECTOR_SIZE, 4, 16, seed=2, alternate=True, lead=6)
+    cond = _conditioning(flow)
+    assert all(c[0] for c in cond[:6])  # the knobs condition the first coupling
+    assert all(any(c) for c in cond)
+    assert sum(c[0] and c[2] or c[1] and c[3] for c in cond) >= VECTOR_SIZE - 4  # every other coupling
+    x = torch.randn(5, VECTOR_SIZE)
+    y, logdet = flow(x)
+    back, inv_logdet = flow.inverse(y)
+    assert torch.allclose(back, x, atol=1e-5) and torch.allclose(logdet, -inv_logdet, atol=1e-5)
+    random = _conditioning(realnvp(VECTOR_SIZE, 4, 16, seed=2))
+    assert not all(any(c) for c in random)  # what the old permutations did at this seed
+
+
+def test_euclidean_contrastive_prefers_close_notes_of_one_voice():
+    from host_training.losses import supervised_contrastive
+
+    torch.manual_seed(0)
+    voices = torch.randn(8, 1, 32) * 3
+    tight = voices + 0.1 * torch.randn(8, 4, 32)
+    loose = voices + 2.0 * torch.randn(8, 4, 32)
+    for metric in ("euclidean", "cosine"):
+        assert supervised_contrastive(tight, 0.1, metric) < supervised_contrastive(loose, 0.1, metric)
+    # scaled up, directions stay but distances grow: only the euclidean form sees it
+    assert torch.isclose(supervised_contrastive(tight * 5, 0.1, "cosine"), supervised_contrastive(tight, 0.1, "cosine"))
+    assert not torch.isclose(supervised_contrastive(tight * 5, 0.1, "euclidean"),
+                             supervised_contrastive(tight, 0.1, "euclidean"))
+    with pytest.raises(ValueError, match="unknown contrastive metric"):
+        supervised_contrastive(tight, 0.1, "l1")

@@ -35,6 +35,8 @@ baseline_hidden = 32
 [loss]
 contrastive_weight = 1.0
 beta_warmup_epochs = 1
+knob_weight = 20.0
+surrogate_steps = 50
 [evaluate]
 max_test = 4
 n_ood = 3
@@ -76,6 +78,8 @@ def test_training_writes_weights_logs_and_export(run):
         rows = [json.loads(x) for x in (run / "models" / kind / "log.jsonl").read_text().splitlines()]
         assert [r["epoch"] for r in rows] == [1, 2]
         assert all(np.isfinite(v) for r in rows for v in r["train"].values())
+        # the knob terms run with the VAEs only (and resume with them: test_resume_gives_the_same_weights)
+        assert all(("knob_gain" in r["train"]) == (kind != "cnn") for r in rows)
     assert list((run / "tb" / "flow").glob("events.*")), "TensorBoard events missing"
     from host_training.export import load_decoder, read_run, representative_latents
 
@@ -186,9 +190,12 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     bad.write_text("[trian]\n")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
+    bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['flow']\n[loss]\ncontrastive_metric = 'l1'\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("dxmacro: error:") == 3
+    assert "Traceback" not in err and err.count("dxmacro: error:") == 4
+    assert "contrastive_metric" in err
 
 
 def test_shipped_default_model_decodes_and_generates(tmp_path):

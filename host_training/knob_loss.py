@@ -1,0 +1,145 @@
+"""Knobs that move the sound: a descriptor surrogate and a sweep loss on the parameter head.
+
+Why: the seed's disentangling objective places tagged voices at -mu / +mu on the semantic
+dimensions of the *encoder's* latent, but nothing asks the *head* (z -> parameters, what the
+Pi runs) to turn a move along such a dimension into a change of the sound. The other 219
+dimensions carry the same information, so the tiny run's head learnt to ignore three of its
+six knobs (docs/results.md). Issue 4 allows an alternative regularizer where it measures
+better; this is one, in two parts:
+
+* ``DescriptorSurrogate``: a small MLP that reads a parameter vector and predicts the data
+  set's tag scores (``dataset.tags.scores``, as percentile ranks in [-1, 1]). It learns on the
+  training voices' true vectors and on the head's own (detached) predictions for them, so it
+  is fitted where the sweep loss will query it.
+* ``sweep_loss``: for the batch's latents, set semantic dimension t to two random positions
+  a < b of the knob's travel, decode both through the head and read the scores through the
+  *frozen* surrogate. Score t must rise by at least ``margin * (b - a) / travel``; the other
+  scores should stay put (their squared change is penalised). Only the head learns from it:
+  the latents are detached, the surrogate's weights are used as constants.
+
+The surrogate never ships: it lives beside the model in the training objective (and in the
+resume checkpoint), not in model.pt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dx7.layout import SLOTS, VECTOR_SIZE, categorical_groups, scaled_slots
+from dx7.params import PARAMS
+
+_SCALED = torch.as_tensor(scaled_slots(), dtype=torch.long)
+_GROUPS = [(s.start, s.width) for s in categorical_groups()]
+_HIGH = torch.as_tensor([PARAMS[s.param].high for s in SLOTS if not s.categorical], dtype=torch.float32)
+
+
+def score_targets(descriptors: np.ndarray, n_sem: int) -> np.ndarray:
+    """(N, K, D) descriptors -> (N, n_sem) float32 tag scores as percentile ranks in [-1, 1]
+    (NaN where a voice has no score: silent at every note)."""
+    import warnings
+
+    from host_training.dataset.tags import scores
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are silent voices
+        s = scores(np.asarray(descriptors, dtype=np.float64))[:, :n_sem]
+    out = np.full(s.shape, np.nan, dtype=np.float32)
+    for j in range(s.shape[1]):
+        ok = np.isfinite(s[:, j])
+        if ok.sum() < 2:
+            continue
+        ranks = np.argsort(np.argsort(s[ok, j], kind="stable"), kind="stable")
+        out[ok, j] = 2.0 * ranks / (ok.sum() - 1) - 1.0
+    return out
+
+
+def synth_view(v: torch.Tensor) -> torch.Tensor:
+    """A head output as the synth will get it, with a gradient: the forward value is exactly
+    what ``dx7.layout.decode`` makes of it (scaled slots clipped to [0, 1] and rounded to DX7
+    steps, each one-hot group's argmax), the backward pass is a straight-through estimate
+    through the clipped slots and the groups' softmax. Without the exact forward value the
+    sweep loss was met by moves that decoding throws away (logits that shift without changing
+    the argmax, slots that move less than half a step): a knob that did nothing on the synth."""
+    idx = _SCALED.to(v.device)
+    high = _HIGH.to(v.device, v.dtype)
+    soft = v.clone()
+    hard = v.detach().clone()
+    clipped = v.index_select(1, idx).clamp(0.0, 1.0)
+    soft[:, idx] = clipped
+    hard[:, idx] = torch.round(clipped.detach() * high) / high
+    for start, width in _GROUPS:
+        logits = v[:, start : start + width]
+        soft[:, start : start + width] = F.softmax(logits.float(), dim=1).to(v.dtype)
+        hard[:, start : start + width] = F.one_hot(logits.detach().argmax(1), width).to(v.dtype)
+    return soft + (hard - soft).detach()
+
+
+class DescriptorSurrogate(nn.Module):
+    """Parameter vector (B, 225) -> (B, S) predicted tag scores in [-1, 1]."""
+
+    def __init__(self, n_scores: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(VECTOR_SIZE, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, hidden),
+                                 nn.LeakyReLU(0.1), nn.Linear(hidden, n_scores), nn.Tanh())
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.net(v)
+
+
+def surrogate_loss(surrogate: DescriptorSurrogate, vectors: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the predicted scores over the entries that have a score."""
+    ok = torch.isfinite(scores)
+    pred = surrogate(vectors.float())
+    err = (pred - torch.nan_to_num(scores, nan=0.0)).pow(2) * ok
+    return err.sum() / ok.sum().clamp_min(1)
+
+
+def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: np.ndarray, steps: int,
+                  seed: int, batch: int = 256, lr: float = 1e-3) -> float:
+    """Fit the surrogate on (true parameter vector, tag scores) pairs before the VAE starts, so
+    that the sweep loss reads a meaningful score from the first batch on (inside the VAE's own
+    batches it would see only one small batch per step). Returns the last batch's loss."""
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
+    device = next(surrogate.parameters()).device
+    opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, weight_decay=1e-2)
+    loss = torch.zeros(())
+    for _ in range(steps):
+        i = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
+        loss = surrogate_loss(surrogate, x[i].to(device), y[i].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor, n_sem: int, travel: float,
+               margin: float, cross_weight: float,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, mean own-score change over a full travel) for knob sweeps from the latents ``z``.
+
+    Each of the ``n_sem`` semantic dimensions (knob t drives score t) is set to two positions
+    drawn uniformly from [-travel, travel] (sorted, a < b) for every row of ``z``; one head
+    pass decodes all 2*S*B latents. Every other score the surrogate reads (the tag pairs
+    without a knob too, such as loudness) counts as a cross change."""
+    n_scores = surrogate.net[-2].out_features
+    b = z.shape[0]
+    z = z.detach().float()
+    pos = (torch.rand(n_sem, 2, b, generator=generator) * 2.0 - 1.0).mul(travel).sort(dim=1).values.to(z.device)
+    zz = z.unsqueeze(0).unsqueeze(0).repeat(n_sem, 2, 1, 1)  # (S, 2, B, L)
+    dims = torch.arange(n_sem, device=z.device)
+    zz[dims, :, :, dims] = pos
+    frozen = {k: p.detach() for k, p in surrogate.named_parameters()}
+    scores = torch.func.functional_call(surrogate, frozen, (synth_view(head(zz.reshape(-1, z.shape[1]))),))
+    scores = scores.reshape(n_sem, 2, b, n_scores)
+    delta = scores[:, 1] - scores[:, 0]  # (S knob, B, T score)
+    frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
+    own = delta[dims, :, dims]  # (S, B)
+    shortfall = F.relu(margin * frac - own).mean()
+    off = ~torch.eye(n_sem, n_scores, dtype=torch.bool, device=z.device)
+    cross = (delta.pow(2) * off[:, None, :]).sum(-1).mean()
+    gain = (own / frac.clamp_min(1e-3)).mean()
+    return shortfall + cross_weight * cross, gain
