@@ -68,6 +68,15 @@ def evaluation_latents(info: dict[str, Any], sweep_steps: int = 11, seed: int = 
     return np.concatenate([base] + sweeps).astype(np.float32), parts
 
 
+def _affine_entry(affine) -> dict[str, Any]:
+    """The manifest's record of the device-side input affine (u = latent * scale + shift), when the
+    model has one."""
+    if affine is None:
+        return {}
+    return {"affine": {"rule": "input = latent * scale + shift, per dimension, in float, then int8",
+                       "scale": [float(v) for v in affine[0]], "shift": [float(v) for v in affine[1]]}}
+
+
 def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -> dict[str, Any]:
     slots = [{"param": s.param, "name": PARAMS[s.param].name, "start": s.start, "width": s.width,
               "kind": "categorical" if s.categorical else "scaled", "high": PARAMS[s.param].high}
@@ -89,7 +98,8 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
             "decode": "output = (int8 - zero_point) * scale, a vector in [0, 1]; scaled slot -> "
                       "clip(rint(x * high), 0, high); categorical group -> argmax (dx7.layout.decode)",
         },
-        "quantization": {"input": {"dtype": "int8", "scale": float(isc), "zero_point": int(izp)},
+        "quantization": {"input": {"dtype": "int8", "scale": float(isc), "zero_point": int(izp),
+                                   **_affine_entry(model.input_affine)},
                          "output": {"dtype": "int8", "scale": float(osc), "zero_point": int(ozp)},
                          "calibration": calibration.parts},
         "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE, "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
@@ -112,11 +122,18 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
     # a coupling flow is rewritten with an equalized state (conversion/equalize.py); the reference
     # stays the module as trained, so the parity report judges the rewrite too
     device_module = equalize.equalize_flow(module, cal.latents)
+    # ... and its input affine runs on the device in float, before the int8 input (equalize.split_input)
+    split = equalize.split_input(device_module, n)
+    affine = None
+    graph_input = cal.latents
+    if split is not None:
+        device_module, *affine = split
+        graph_input = cal.latents * affine[0] + affine[1]
     fp32_bytes = export.to_tflite(device_module, None, n)
-    int8_bytes = export.to_tflite(device_module, cal.latents, n)
-    fp32 = TFLiteModel(fp32_bytes)
+    int8_bytes = export.to_tflite(device_module, graph_input, n)
+    fp32 = TFLiteModel(fp32_bytes, input_affine=affine)
     # one model per int8 kernel set a device may run (conversion/runtime.py: KERNELS)
-    int8 = {k: TFLiteModel(int8_bytes, kernels=k) for k in available_kernels()}
+    int8 = {k: TFLiteModel(int8_bytes, kernels=k, input_affine=affine) for k in available_kernels()}
 
     evl, sources = evaluation_latents(info, seed=seed + 1)
     ref = export.reference(module, evl)

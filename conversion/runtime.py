@@ -60,9 +60,15 @@ def default_kernels() -> str:
 
 
 class TFLiteModel:
-    """One .tflite flatbuffer, loaded from bytes (never from a path taken from a bundle)."""
+    """One .tflite flatbuffer, loaded from bytes (never from a path taken from a bundle).
 
-    def __init__(self, content: bytes, num_threads: int = 1, kernels: str | None = None) -> None:
+    ``input_affine`` (scale, shift), per latent dimension: the model's input is
+    ``u = latent * scale + shift``, computed here in float before the int8 quantization. Why:
+    an int8 input has one scale for every dimension, so without it a narrow latent dimension
+    gets a few int8 levels (conversion/equalize.py, split_input)."""
+
+    def __init__(self, content: bytes, num_threads: int = 1, kernels: str | None = None,
+                 input_affine: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         interpreter, resolvers, litert = _runtime()
         self.kernels = kernels or default_kernels()
         if self.kernels not in KERNELS:
@@ -84,16 +90,26 @@ class TFLiteModel:
         self.output_quant = tuple(self._out["quantization"])
         self.input_size = int(self._in["shape"][-1])
         self.output_size = int(self._out["shape"][-1])
+        self.input_affine = None
+        if input_affine is not None:
+            scale, shift = (np.asarray(a, np.float32) for a in input_affine)
+            if scale.shape != (self.input_size,) or shift.shape != (self.input_size,) \
+                    or not (np.isfinite(scale).all() and np.isfinite(shift).all()):
+                raise DxmacroError(f"the input affine must be two finite vectors of {self.input_size} values")
+            self.input_affine = (scale, shift)
 
     @property
     def quantized(self) -> bool:
         return self.input_dtype == np.int8
 
     def quantize(self, latents: np.ndarray) -> np.ndarray:
+        x = np.asarray(latents, np.float32)
+        if self.input_affine is not None:
+            x = x * self.input_affine[0] + self.input_affine[1]
         if not self.quantized:
-            return np.asarray(latents, np.float32)
+            return x
         scale, zero = self.input_quant
-        q = np.rint(np.asarray(latents, np.float32) / scale) + zero
+        q = np.rint(x / scale) + zero
         return np.clip(q, -128, 127).astype(np.int8)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
@@ -135,8 +151,10 @@ class TFLiteDecoder:
 
     def __init__(self, bundle: "Bundle", num_threads: int = 1) -> None:
         self.bundle = bundle
-        self.model = TFLiteModel(bundle.tflite, num_threads)
+        self.num_threads = num_threads
         m = bundle.manifest
+        self.input_affine = _manifest_affine(m)
+        self.model = TFLiteModel(bundle.tflite, num_threads, input_affine=self.input_affine)
         self.latent_size = int(m["latent_size"])
         if self.model.input_size != self.latent_size or self.model.output_size != layout.VECTOR_SIZE:
             raise DxmacroError(f"model shape {self.model.input_size}->{self.model.output_size} does not match the "
@@ -154,6 +172,10 @@ class TFLiteDecoder:
                 raise DxmacroError("the model's quantization parameters disagree with the manifest")
         self._knobs = m.get("knobs", [])
         self._anchors = bundle.anchors
+
+    def use_kernels(self, kernels: str) -> None:
+        """Run the bundle on another int8 kernel set (KERNELS) from now on."""
+        self.model = TFLiteModel(self.bundle.tflite, self.num_threads, kernels=kernels, input_affine=self.input_affine)
 
     @property
     def knobs(self) -> tuple:
@@ -199,6 +221,18 @@ class TFLiteDecoder:
                                f"{dev} int8 steps and {value_dev} DX7 steps (tolerance {SELF_TEST_CODE_TOLERANCE} "
                                f"and {SELF_TEST_VALUE_TOLERANCE})")
         return {"vectors": int(len(codes)), "kernels": kernels, "max_code_diff": dev, "max_value_diff": value_dev}
+
+
+def _manifest_affine(manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """The manifest's ``quantization.input.affine`` ({"scale": [...], "shift": [...]}), or None
+    (bundles whose model takes the latent itself)."""
+    affine = manifest.get("quantization", {}).get("input", {}).get("affine")
+    if affine is None:
+        return None
+    try:
+        return np.asarray(affine["scale"], np.float32), np.asarray(affine["shift"], np.float32)
+    except (KeyError, TypeError, ValueError):
+        raise DxmacroError("the manifest's input affine is malformed (quantization.input.affine)") from None
 
 
 def load_decoder(path, public_key=None) -> TFLiteDecoder:

@@ -52,15 +52,18 @@ def mlp_converted(mlp_run, signing):
 @pytest.fixture(scope="session")
 def flow_models():
     """The flow fixture converted as it is and after equalization: (module, test latents, fp32,
-    int8, equalized fp32, equalized int8)."""
+    int8, equalized fp32, equalized int8, (equalized fp32, equalized int8, input affine) with the
+    input affine taken out of the graph as the pipeline does)."""
     module, info = fixture_run("flow", steps=FIT_STEPS)
     latents = info["test_latents"]
     encoded = np.concatenate([np.asarray([a["latent"] for a in info["anchors"]]), info["calibration_latents"]])
     cal = export.calibration_set(info["latent_size"], anchors=encoded, knob_dims=[k["dim"] for k in info["knobs"]],
                                  knob_ranges=[k["range"] for k in info["knobs"]], prior=256)
     eq = equalize.equalize_flow(module, cal.latents)
+    graph, scale, shift = equalize.split_input(eq, 225)
+    split = (export.to_tflite(graph, None, 225), export.to_tflite(graph, cal.latents * scale + shift, 225), (scale, shift))
     return (module, latents, export.to_tflite(module, None, 225), export.to_tflite(module, cal.latents, 225),
-            export.to_tflite(eq, None, 225), export.to_tflite(eq, cal.latents, 225))
+            export.to_tflite(eq, None, 225), export.to_tflite(eq, cal.latents, 225), split)
 
 
 def _agreement(ref_vec, cand_vec):
@@ -87,7 +90,7 @@ def test_golden_vectors_mlp_torch_vs_tflite_fp32_vs_int8(mlp_run, mlp_converted)
 
 
 def test_golden_vectors_flow_torch_vs_tflite_fp32_vs_int8(flow_models):
-    module, z, fp32, int8, eq_fp32, eq_int8 = flow_models
+    module, z, fp32, int8, eq_fp32, eq_int8, _ = flow_models
     ref = export.reference(module, z)
     # the rebuild, and the equalized rewrite, are the same function as the torch flow
     assert np.max(np.abs(TFLiteModel(fp32)(z) - ref)) < 1e-4
@@ -99,6 +102,29 @@ def test_golden_vectors_flow_torch_vs_tflite_fp32_vs_int8(flow_models):
     # checked below): it must at least halve the misses
     assert 1 - equalized["within_one_step"] <= (1 - plain["within_one_step"]) / 2
     assert equalized["within_one_step"] >= 0.95 and equalized["categorical_agreement"] >= 0.97
+
+
+def test_the_input_affine_runs_on_the_device_in_float(flow_models, mlp_converted, signing):
+    """An int8 input has one scale for all 225 dimensions; the equalized flow's first affine
+    (latent -> per-dimension [-1, 1]) therefore runs on the device in float, before the
+    quantization, and the int8 graph starts from its result."""
+    module, z, _, _, _, eq_int8, (split_fp32, split_int8, affine) = flow_models
+    ref = export.reference(module, z)
+    assert np.max(np.abs(TFLiteModel(split_fp32, input_affine=affine)(z) - ref)) < 1e-4
+    in_graph = _agreement(ref, TFLiteModel(eq_int8)(z))
+    on_device = _agreement(ref, TFLiteModel(split_int8, input_affine=affine)(z))
+    print(f"within one step: affine in the graph {in_graph['within_one_step']:.4f}, on the device "
+          f"{on_device['within_one_step']:.4f}")
+    assert on_device["within_one_step"] >= in_graph["within_one_step"]
+    assert np.ptp(np.log(affine[0])) > np.log(1.3)  # the dimensions have different ranges (1.6x here)
+    # without the affine the graph reads the raw latent as if it were normalised: far off
+    assert _agreement(ref, TFLiteModel(split_int8)(z))["within_one_step"] < on_device["within_one_step"] - 0.2
+    with pytest.raises(DxmacroError, match="input affine"):
+        TFLiteModel(split_int8, input_affine=(affine[0][:10], affine[1][:10]))
+    # a module that is not a coupling flow (the MLP head) keeps the latent as its input
+    mlp_bundle = bundle.decode(mlp_converted[0], signing[1])
+    assert "affine" not in mlp_bundle.manifest["quantization"]["input"]
+    assert TFLiteDecoder(mlp_bundle).model.input_affine is None
 
 
 def test_shipped_model_meets_the_issue_gates(signing):
@@ -120,8 +146,10 @@ def test_shipped_model_meets_the_issue_gates(signing):
     assert report["passed"] and report["size_bytes"] <= 1_000_000
     # the bundle self-tests under either kernel set, each against its own golden codes
     dec = TFLiteDecoder(bundle.decode(data, signing[1]))
+    affine = dec.bundle.manifest["quantization"]["input"]["affine"]
+    assert len(affine["scale"]) == len(affine["shift"]) == 225 and dec.model.input_affine is not None
     assert dec.self_test()["max_code_diff"] == 0
-    dec.model = TFLiteModel(dec.bundle.tflite, kernels="builtin")
+    dec.use_kernels("builtin")
     assert dec.self_test() == {"vectors": 16, "kernels": "builtin", "max_code_diff": 0, "max_value_diff": 0}
 
 

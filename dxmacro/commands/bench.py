@@ -41,12 +41,11 @@ def run_device_bench(args: argparse.Namespace) -> int:
         raise DxmacroError(f"--duration must be 2..3600 seconds, got {args.duration}")
     decoder = None
     if args.bundle:
-        from conversion.runtime import TFLiteModel
         from device.runtime import load_bundle_decoder
 
         decoder = load_bundle_decoder(args.bundle, args.pubkey)
         if args.kernels:
-            decoder.model = TFLiteModel(decoder.bundle.tflite, kernels=args.kernels)
+            decoder.use_kernels(args.kernels)
         decoder.self_test()
         print(f"decoder: {decoder.bundle.model_id} ({decoder.model.kernels} int8 kernels)")
     result = run_bench(spin_s=args.spin_us * 1e-6, duration_s=args.duration, profile=args.profile, data_rate=args.data_rate,
