@@ -387,6 +387,16 @@ def decode_head(vector: np.ndarray) -> np.ndarray:
 def to_tflite(module, calibration: np.ndarray | None, latent_size: int) -> bytes:
     """TFLite flatbuffer bytes: fp32 when ``calibration`` is None, else full-integer int8 with
     int8 input and output, scales fitted on ``calibration`` (n, latent)."""
+    conv = converter(module, calibration, latent_size)
+    try:
+        return bytes(conv.convert())
+    except Exception as exc:
+        raise DxmacroError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def converter(module, calibration: np.ndarray | None, latent_size: int):
+    """The configured ``tf.lite.TFLiteConverter`` behind ``to_tflite`` (also what TFLite's
+    QuantizationDebugger takes: scripts/int8_debug.py)."""
     tf = _tf()
     run, size = tf_function(trace(module, latent_size))
     if size != latent_size:
@@ -404,10 +414,7 @@ def to_tflite(module, calibration: np.ndarray | None, latent_size: int) -> bytes
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-    try:
-        return bytes(conv.convert())
-    except Exception as exc:
-        raise DxmacroError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return conv
 
 
 def torch_forward(module, latents: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ bytes, "latent"}``) and optionally ``test_latents`` (encoded test-split voices) 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -106,12 +107,22 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
     }
 
 
-def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
-            seed: int = 0) -> tuple[bytes, dict[str, Any], bytes]:
-    """Returns (bundle bytes, parity report, fp32 tflite bytes)."""
-    from conversion.runtime import TFLiteModel, available_kernels, default_kernels
+@dataclass
+class DeviceGraph:
+    """What becomes the .tflite: the module to convert, the device-side input affine (None: the
+    graph takes the latent itself), the graph's calibration inputs, the calibration set."""
 
-    check_info(info)
+    module: Any
+    affine: tuple[np.ndarray, np.ndarray] | None
+    graph_input: np.ndarray
+    calibration: export.Calibration
+
+
+def device_graph(module, info: dict[str, Any], *, prior: int = 512, seed: int = 0,
+                 groups: int = equalize.GROUPS) -> DeviceGraph:
+    """The run's decoder as it is converted: calibration set from the info's anchors and encoded
+    training latents, a coupling flow equalized (conversion/equalize.py, each update in
+    ``groups`` parts) with its input affine taken out of the graph (equalize.split_input)."""
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
     knobs = info["knobs"]
@@ -119,16 +130,25 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
         np.concatenate([anchors_latent, np.asarray(info["calibration_latents"], np.float32).reshape(-1, n)])
     cal = export.calibration_set(n, anchors=encoded, knob_dims=[k["dim"] for k in knobs],
                                  knob_ranges=[tuple(k["range"]) for k in knobs], prior=prior, seed=seed)
-    # a coupling flow is rewritten with an equalized state (conversion/equalize.py); the reference
-    # stays the module as trained, so the parity report judges the rewrite too
-    device_module = equalize.equalize_flow(module, cal.latents)
-    # ... and its input affine runs on the device in float, before the int8 input (equalize.split_input)
-    split = equalize.split_input(device_module, n)
-    affine = None
-    graph_input = cal.latents
-    if split is not None:
-        device_module, *affine = split
-        graph_input = cal.latents * affine[0] + affine[1]
+    equalized = equalize.equalize_flow(module, cal.latents, groups)
+    split = equalize.split_input(equalized, n)
+    if split is None:
+        return DeviceGraph(equalized, None, cal.latents, cal)
+    graph, scale, shift = split
+    return DeviceGraph(graph, (scale, shift), cal.latents * scale + shift, cal)
+
+
+def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
+            seed: int = 0, groups: int = equalize.GROUPS) -> tuple[bytes, dict[str, Any], bytes]:
+    """Returns (bundle bytes, parity report, fp32 tflite bytes). The reference of the parity
+    report stays ``module`` as trained, so the report judges the rewrite in ``device_graph`` too."""
+    from conversion.runtime import TFLiteModel, available_kernels, default_kernels
+
+    check_info(info)
+    n = int(info["latent_size"])
+    anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
+    dg = device_graph(module, info, prior=prior, seed=seed, groups=groups)
+    device_module, affine, graph_input, cal = dg.module, dg.affine, dg.graph_input, dg.calibration
     fp32_bytes = export.to_tflite(device_module, None, n)
     int8_bytes = export.to_tflite(device_module, graph_input, n)
     fp32 = TFLiteModel(fp32_bytes, input_affine=affine)

@@ -100,3 +100,9 @@ def categorical_groups() -> tuple[Slot, ...]:
 def scaled_slots() -> np.ndarray:
     """Vector positions of the scaled (non-categorical) parameters."""
     return _SCALED.copy()
+
+
+def scaled_highs() -> np.ndarray:
+    """The DX7 range's top value of each scaled slot, in ``scaled_slots()`` order (a slot holds
+    value / high)."""
+    return _SCALED_HIGH.copy()

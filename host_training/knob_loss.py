@@ -28,12 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dx7.layout import SLOTS, VECTOR_SIZE, categorical_groups, scaled_slots
-from dx7.params import PARAMS
+from dx7.layout import VECTOR_SIZE, scaled_highs
+from host_training.losses import GROUP_SPANS, SCALED_SLOTS
 
-_SCALED = torch.as_tensor(scaled_slots(), dtype=torch.long)
-_GROUPS = [(s.start, s.width) for s in categorical_groups()]
-_HIGH = torch.as_tensor([PARAMS[s.param].high for s in SLOTS if not s.categorical], dtype=torch.float32)
+_HIGH = torch.as_tensor(scaled_highs(), dtype=torch.float32)
 
 
 def score_targets(descriptors: np.ndarray, n_sem: int) -> np.ndarray:
@@ -41,18 +39,15 @@ def score_targets(descriptors: np.ndarray, n_sem: int) -> np.ndarray:
     (NaN where a voice has no score: silent at every note)."""
     import warnings
 
-    from host_training.dataset.tags import scores
+    from host_training.dataset.tags import percentile_rank, scores
 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are silent voices
         s = scores(np.asarray(descriptors, dtype=np.float64))[:, :n_sem]
     out = np.full(s.shape, np.nan, dtype=np.float32)
     for j in range(s.shape[1]):
-        ok = np.isfinite(s[:, j])
-        if ok.sum() < 2:
-            continue
-        ranks = np.argsort(np.argsort(s[ok, j], kind="stable"), kind="stable")
-        out[ok, j] = 2.0 * ranks / (ok.sum() - 1) - 1.0
+        if np.isfinite(s[:, j]).sum() >= 2:
+            out[:, j] = 2.0 * percentile_rank(s[:, j]) - 1.0
     return out
 
 
@@ -63,14 +58,14 @@ def synth_view(v: torch.Tensor) -> torch.Tensor:
     through the clipped slots and the groups' softmax. Without the exact forward value the
     sweep loss was met by moves that decoding throws away (logits that shift without changing
     the argmax, slots that move less than half a step): a knob that did nothing on the synth."""
-    idx = _SCALED.to(v.device)
+    idx = SCALED_SLOTS.to(v.device)
     high = _HIGH.to(v.device, v.dtype)
     soft = v.clone()
     hard = v.detach().clone()
     clipped = v.index_select(1, idx).clamp(0.0, 1.0)
     soft[:, idx] = clipped
     hard[:, idx] = torch.round(clipped.detach() * high) / high
-    for start, width in _GROUPS:
+    for start, width in GROUP_SPANS:
         logits = v[:, start : start + width]
         soft[:, start : start + width] = F.softmax(logits.float(), dim=1).to(v.dtype)
         hard[:, start : start + width] = F.one_hot(logits.detach().argmax(1), width).to(v.dtype)
@@ -82,6 +77,7 @@ class DescriptorSurrogate(nn.Module):
 
     def __init__(self, n_scores: int, hidden: int = 256) -> None:
         super().__init__()
+        self.n_scores = n_scores
         self.net = nn.Sequential(nn.Linear(VECTOR_SIZE, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, hidden),
                                  nn.LeakyReLU(0.1), nn.Linear(hidden, n_scores), nn.Tanh())
 
@@ -125,7 +121,7 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     drawn uniformly from [-travel, travel] (sorted, a < b) for every row of ``z``; one head
     pass decodes all 2*S*B latents. Every other score the surrogate reads (the tag pairs
     without a knob too, such as loudness) counts as a cross change."""
-    n_scores = surrogate.net[-2].out_features
+    n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
     pos = (torch.rand(n_sem, 2, b, generator=generator) * 2.0 - 1.0).mul(travel).sort(dim=1).values.to(z.device)

@@ -13,8 +13,8 @@ from torch import nn
 
 from dx7.layout import categorical_groups, scaled_slots
 
-_SCALED = torch.as_tensor(scaled_slots(), dtype=torch.long)
-_GROUPS = [(s.start, s.width) for s in categorical_groups()]
+SCALED_SLOTS = torch.as_tensor(scaled_slots(), dtype=torch.long)  # dx7.layout's scaled slots
+GROUP_SPANS = [(s.start, s.width) for s in categorical_groups()]  # (first slot, width) of each one-hot group
 LOG2PI = math.log(2 * math.pi)
 
 
@@ -50,10 +50,10 @@ class LossConfig:
 def param_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per voice: (total, squared error summed over scaled slots, cross-entropy summed over
     the one-hot groups). The groups' slots are logits (layout.decode takes their argmax)."""
-    idx = _SCALED.to(pred.device)
+    idx = SCALED_SLOTS.to(pred.device)
     mse = (pred.index_select(1, idx) - target.index_select(1, idx)).pow(2).sum(1)
     ce = pred.new_zeros(pred.shape[0])
-    for start, width in _GROUPS:
+    for start, width in GROUP_SPANS:
         logits = pred[:, start : start + width]
         ce = ce + F.cross_entropy(logits.float(), target[:, start : start + width].argmax(1), reduction="none")
     return mse + ce, mse, ce

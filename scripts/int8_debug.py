@@ -12,36 +12,21 @@ import sys
 
 import numpy as np
 
-from conversion import equalize, export
+from conversion import export, pipeline
 from host_training.export import load_decoder
 
 
 def main() -> None:
     run, top = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 15
     module, info = load_decoder(run)
-    n = int(info["latent_size"])
-    anchors = np.asarray([a["latent"] for a in info["anchors"]], np.float32)
-    cal = export.calibration_set(n, anchors=np.concatenate([anchors, info["calibration_latents"]]),
-                                 knob_dims=[k["dim"] for k in info["knobs"]],
-                                 knob_ranges=[tuple(k["range"]) for k in info["knobs"]], prior=512, seed=0)
-    graph = equalize.equalize_flow(module, cal.latents)
-    inputs = cal.latents
-    split = equalize.split_input(graph, n)
-    if split is not None:
-        graph, scale, shift = split
-        inputs = inputs * scale + shift
-    tf = export._tf()
-    fn, _ = export.tf_function(export.trace(graph, n))
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    graph = pipeline.device_graph(module, info)
+    conv = export.converter(graph.module, graph.graph_input, int(info["latent_size"]))
 
     def representative():
-        for row in inputs[::2]:
+        for row in graph.graph_input[::2]:
             yield [row[None, :]]
 
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
+    tf = export._tf()
     debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=representative)
     debugger.run()
     buf = io.StringIO()

@@ -7,7 +7,6 @@ Prints, per int8 kernel set, the share of DX7 values within one step of fp32 and
 categorical agreement (the same figures as `dxmacro convert`'s parity report).
 """
 
-import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -19,11 +18,10 @@ from host_training.export import load_decoder
 def main() -> None:
     run = sys.argv[1]
     parts = int(sys.argv[2]) if len(sys.argv) > 2 else equalize.GROUPS
-    equalize.equalize_flow = functools.partial(equalize.equalize_flow, groups=parts)
     module, info = load_decoder(run)
     with tempfile.TemporaryDirectory() as tmp:
         private, _ = keys.generate(Path(tmp) / "key")
-        _, report, _ = pipeline.convert(module, info, keys.load_private_key(private), audio_voices=0)
+        _, report, _ = pipeline.convert(module, info, keys.load_private_key(private), audio_voices=0, groups=parts)
     for name, part in report["kernels"].items():
         v = part["values"]
         print(f"{run} parts={parts} {name}: {v['within_one_step']:.4f} within one step, "

@@ -25,7 +25,7 @@ def _log(x: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(x, 1e-6))
 
 
-def _rank(x: np.ndarray) -> np.ndarray:
+def percentile_rank(x: np.ndarray) -> np.ndarray:
     """Percentile rank in [0, 1]; NaN stays NaN."""
     out = np.full(x.shape, np.nan)
     ok = np.isfinite(x)
@@ -58,8 +58,9 @@ PAIRS: list[tuple[str, str, str]] = [
 def scores(desc: np.ndarray) -> np.ndarray:
     """(N, T) score per voice and tag pair, higher = upper tag."""
     m = {n: _voice_mean(desc, n) for n in NAMES}
-    aggressive = np.nanmean(np.stack([_rank(m["loudness_db"]), _rank(m["flatness"]), _rank(_log(m["rolloff_hz"])),
-                                      _rank(-_log(m["attack_s"]))]), axis=0)
+    rank = percentile_rank
+    aggressive = np.nanmean(np.stack([rank(m["loudness_db"]), rank(m["flatness"]), rank(_log(m["rolloff_hz"])),
+                                      rank(-_log(m["attack_s"]))]), axis=0)
     cols = [_log(m["centroid_hz"]), aggressive, m["flux_db"], _log(m["decay_s"]), m["inharmonicity"],
             _log(m["attack_s"]), m["loudness_db"]]
     return np.stack(cols, axis=1)
