@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dx7 import Voice, layout
+from dx7.params import PARAMS
 from dxmacro.errors import DxmacroError
 from host_training.model import LATENT, VAE_KINDS, FlowVAE
 from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_of, level_db,
@@ -131,6 +132,20 @@ def descriptor_fn(settings: RenderSettings):
     return fn
 
 
+_TRANSPOSE = [p.name for p in PARAMS].index("transpose")
+_PITCH_EG_LEVELS = [[p.name for p in PARAMS].index(f"pitch_eg_level{i}") for i in range(1, 5)]
+
+
+def pitch_drift(sweeps: list[np.ndarray]) -> dict[str, float]:
+    """How far a knob moves the pitch of what is played (it should not: knobs are timbre): per
+    sweep (steps, 145 DX7 values), the range of transpose in semitones and the largest range
+    of a pitch EG level in DX7 steps; medians over the sweeps and the share that transpose."""
+    tr = np.array([np.ptp(p[:, _TRANSPOSE].astype(int)) for p in sweeps])
+    eg = np.array([np.ptp(p[:, _PITCH_EG_LEVELS].astype(int), axis=0).max() for p in sweeps])
+    return {"transpose_range_median": float(np.median(tr)), "sweeps_transposing": float(np.mean(tr > 0)),
+            "pitch_eg_range_median": float(np.median(eg))}
+
+
 def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
@@ -179,7 +194,7 @@ def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray
                 (own if t == d else others).append(r)
         result["dims"].append({"index": d, "name": sd["name"], "spearman_own_median": float(np.median(own)),
                                "abs_corr_others_median": float(np.median(np.abs(others))) if others else None,
-                               "max_step_change_db_median": float(np.median(jumps))})
+                               "max_step_change_db_median": float(np.median(jumps)), **pitch_drift(jobs)})
     if result["dims"]:
         result["spearman_own_median"] = float(np.median([x["spearman_own_median"] for x in result["dims"]]))
         result["abs_corr_others_median"] = float(np.median([x["abs_corr_others_median"] or 0 for x in result["dims"]]))
@@ -370,11 +385,14 @@ def markdown(report: dict[str, Any]) -> str:
     if "skipped" in knobs:
         lines.append(f"Skipped: {knobs['skipped']}")
     else:
-        lines += ["| dim | name | Spearman own (median) | abs corr others (median) | largest step dB (median) |",
-                  "|---|---|---|---|---|"]
+        lines += ["| dim | name | Spearman own (median) | abs corr others (median) | largest step dB (median) | "
+                  "transpose range, semitones (median) | sweeps that transpose | pitch EG range (median) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for d in knobs.get("dims", []):
             lines.append(f"| {d['index']} | {d['name']} | {d['spearman_own_median']:.2f} | "
-                         f"{d['abs_corr_others_median'] or 0:.2f} | {d['max_step_change_db_median']:.2f} |")
+                         f"{d['abs_corr_others_median'] or 0:.2f} | {d['max_step_change_db_median']:.2f} | "
+                         f"{d.get('transpose_range_median', float('nan')):.0f} | "
+                         f"{d.get('sweeps_transposing', float('nan')):.0%} | {d.get('pitch_eg_range_median', float('nan')):.0f} |")
     g = report.get("generation", {})
     lines += ["", "## Generation (raw prior samples, no re-drawing)", "",
               f"n {g.get('n')}, valid {g.get('valid', 0):.1%}, unique {g.get('unique', 0):.1%}, "

@@ -80,6 +80,7 @@ class AffineCoupling(Transform):
         self.split = dim // 2
         self.rest = dim - self.split
         self.clamp = clamp
+        self.quant_noise = 0.0  # int8 steps of noise in map() while training (see _noise)
         mods: list[nn.Module] = []
         width = self.split
         for _ in range(layers):
@@ -107,9 +108,40 @@ class AffineCoupling(Transform):
         return torch.cat([y1, (y2 - t) * torch.exp(-s)], dim=1), -s.sum(dim=1)
 
     def map(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.quant_noise > 0:
+            return self._noisy_map(x)
         x1, x2 = x[:, : self.split], x[:, self.split :]
         s, t = self._params(x1)
         return torch.cat([x1, x2 * torch.exp(s) + t], dim=1)
+
+    # ---- int8 noise (training only) ----
+    # Why: the Pi runs this direction as an int8 TFLite model, where every tensor rounds to 256
+    # levels of its range (conversion/equalize.py gives the state one range per dimension, a
+    # conditioner's activations one per tensor). A head trained to make its knobs move the sound
+    # passed those roundings on strongly enough to move the rendered audio by 1.4 dB (issue 5's
+    # gate: 0.5 dB). With ``quant_noise`` = q, training adds uniform noise of q such steps where
+    # the int8 model rounds, so the head learns a function that the rounding does not move (the
+    # quantization-noise training of Fan et al., 2020). Ranges are running maxima, not saved.
+
+    def _noise(self, x: torch.Tensor, name: str, per_dim: bool) -> torch.Tensor:
+        peak = x.detach().abs().amax(dim=0) if per_dim else x.detach().abs().amax()
+        old = getattr(self, name, None)
+        peak = peak if old is None or old.shape != peak.shape else torch.maximum(old * 0.999, peak)
+        setattr(self, name, peak)
+        step = 2.0 * peak / 255.0
+        return x + (torch.rand_like(x) - 0.5) * step * self.quant_noise
+
+    def _noisy_map(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x[:, : self.split], x[:, self.split :]
+        h = self._noise(x1, "_peak_in", True)
+        for i, layer in enumerate(self.net):
+            h = layer(h)
+            if i < len(self.net) - 1:
+                h = self._noise(h, f"_peak_h{i}", False)
+        s = self.clamp * torch.tanh(self._noise(h[:, : self.rest], "_peak_s", False) * (1.0 / self.clamp))
+        t = self._noise(h[:, self.rest :], "_peak_t", True)
+        y2 = self._noise(x2 * torch.exp(s) + t, "_peak_out", True)
+        return torch.cat([x1, y2], dim=1)
 
 
 class Compose(Transform):

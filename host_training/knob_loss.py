@@ -16,6 +16,13 @@ better; this is one, in two parts:
   *frozen* surrogate. Score t must rise by at least ``margin * (b - a) / travel``; the other
   scores should stay put (their squared change is penalised). Only the head learns from it:
   the latents are detached, the surrogate's weights are used as constants.
+* the pitch stays where it is: the squared change of the voice's pitch parameters
+  (``PITCH_PARAMS``: transpose and the pitch EG levels) along the sweep, in DX7 steps, is
+  penalised too. Without it the subset run's knobs met their targets partly by transposing:
+  "bright" raised transpose by 7 semitones over its travel, "metallic" lowered it by 16
+  (brightness and inharmonicity descriptors read pitch as well as timbre), which a performer
+  hears as a key change, and which left the transpose between two DX7 steps where the int8
+  decoder rounded it the other way for a third of the voices (docs/conversion.md).
 
 The surrogate never ships: it lives beside the model in the training objective (and in the
 resume checkpoint), not in model.pt.
@@ -28,10 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dx7.layout import VECTOR_SIZE, scaled_highs
+from dx7.layout import SLOTS, VECTOR_SIZE, scaled_highs
+from dx7.params import PARAMS
 from host_training.losses import GROUP_SPANS, SCALED_SLOTS
 
 _HIGH = torch.as_tensor(scaled_highs(), dtype=torch.float32)
+# what sets the pitch of every note the performer plays, rather than the timbre
+PITCH_PARAMS = ("transpose", "pitch_eg_level1", "pitch_eg_level2", "pitch_eg_level3", "pitch_eg_level4")
+_PITCH_SLOTS = torch.as_tensor([s.start for s in SLOTS if PARAMS[s.param].name in PITCH_PARAMS])
+_PITCH_HIGH = torch.as_tensor([float(PARAMS[s.param].high) for s in SLOTS if PARAMS[s.param].name in PITCH_PARAMS])
 
 
 def score_targets(descriptors: np.ndarray, n_sem: int) -> np.ndarray:
@@ -113,14 +125,15 @@ def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: n
 
 
 def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor, n_sem: int, travel: float,
-               margin: float, cross_weight: float,
+               margin: float, cross_weight: float, pitch_weight: float = 0.0,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, mean own-score change over a full travel) for knob sweeps from the latents ``z``.
 
     Each of the ``n_sem`` semantic dimensions (knob t drives score t) is set to two positions
     drawn uniformly from [-travel, travel] (sorted, a < b) for every row of ``z``; one head
     pass decodes all 2*S*B latents. Every other score the surrogate reads (the tag pairs
-    without a knob too, such as loudness) counts as a cross change."""
+    without a knob too, such as loudness) counts as a cross change; ``pitch_weight`` weighs
+    the squared change of the pitch parameters in DX7 steps (summed over them)."""
     n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
@@ -129,8 +142,12 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     dims = torch.arange(n_sem, device=z.device)
     zz[dims, :, :, dims] = pos
     frozen = {k: p.detach() for k, p in surrogate.named_parameters()}
-    scores = torch.func.functional_call(surrogate, frozen, (synth_view(head(zz.reshape(-1, z.shape[1]))),))
+    vec = head(zz.reshape(-1, z.shape[1]))
+    scores = torch.func.functional_call(surrogate, frozen, (synth_view(vec),))
     scores = scores.reshape(n_sem, 2, b, n_scores)
+    pitch = vec.index_select(1, _PITCH_SLOTS.to(z.device)).float().clamp(0.0, 1.0) * _PITCH_HIGH.to(z.device)
+    pitch = pitch.reshape(n_sem, 2, b, -1)
+    drift = (pitch[:, 1] - pitch[:, 0]).pow(2).sum(-1).mean()
     delta = scores[:, 1] - scores[:, 0]  # (S knob, B, T score)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
     own = delta[dims, :, dims]  # (S, B)
@@ -138,4 +155,4 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     off = ~torch.eye(n_sem, n_scores, dtype=torch.bool, device=z.device)
     cross = (delta.pow(2) * off[:, None, :]).sum(-1).mean()
     gain = (own / frac.clamp_min(1e-3)).mean()
-    return shortfall + cross_weight * cross, gain
+    return shortfall + cross_weight * cross + pitch_weight * drift, gain

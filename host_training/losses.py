@@ -37,6 +37,7 @@ class LossConfig:
     knob_weight: float = 0.0
     knob_margin: float = 1.0  # own-score rise (rank units, range 2) over a full travel
     knob_cross_weight: float = 1.0
+    knob_pitch_weight: float = 0.0  # squared pitch-parameter change along a sweep, per DX7 step
     surrogate_weight: float = 1.0
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
 
@@ -147,7 +148,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         fit = 0.5 * (knob_loss.surrogate_loss(surrogate, target, scores)
                      + knob_loss.surrogate_loss(surrogate, knob_loss.synth_view(vec.detach()), scores))
         sweep, gain = knob_loss.sweep_loss(model.to_vector, surrogate, z, tags.shape[1], cfg.dis_mu + cfg.dis_sigma,
-                                           cfg.knob_margin, cfg.knob_cross_weight)
+                                           cfg.knob_margin, cfg.knob_cross_weight, cfg.knob_pitch_weight)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
     figures["loss"] = loss.item()

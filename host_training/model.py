@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dx7.layout import VECTOR_SIZE
-from host_training.flows import MapModule, realnvp
+from host_training.flows import AffineCoupling, MapModule, realnvp
 
 LATENT = VECTOR_SIZE  # invertibility of the regression flow: latent size == vector size
 
@@ -50,6 +50,9 @@ class ModelConfig:
     reg_flow_blocks: int = 6
     reg_flow_hidden: int = 256
     reg_flow_layers: int = 2
+    # int8 rounding simulated as noise in the regression flow while training, in int8 steps
+    # (host_training.flows.AffineCoupling._noise); 0 = off
+    reg_flow_quant_noise: float = 0.0
     dec_channels: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
     seed: int = 0
 
@@ -146,6 +149,9 @@ class FlowVAE(nn.Module):
         if cfg.head == "flow":
             self.reg_flow = realnvp(LATENT, cfg.reg_flow_blocks, cfg.reg_flow_hidden, cfg.reg_flow_layers,
                                     seed=cfg.seed + 2, alternate=True, lead=cfg.semantic_dims)
+            for t in self.reg_flow.transforms:
+                if isinstance(t, AffineCoupling):
+                    t.quant_noise = float(cfg.reg_flow_quant_noise)
             self.head: nn.Module = MapModule(self.reg_flow)
         elif cfg.head == "mlp":
             self.head = mlp(LATENT, cfg.reg_flow_hidden, VECTOR_SIZE, layers=cfg.reg_flow_layers)

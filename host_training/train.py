@@ -37,7 +37,7 @@ SECTIONS = {
               "threads"},
     "model": {"semantic_dims", "pool_mel", "pool_time", "enc_channels", "hidden", "post_flow_blocks",
               "post_flow_hidden", "reg_flow_blocks", "reg_flow_hidden", "reg_flow_layers", "dec_channels",
-              "baseline_channels", "baseline_hidden"},
+              "baseline_channels", "baseline_hidden", "reg_flow_quant_noise"},
     "loss": set(losses.LossConfig.__dataclass_fields__),
     "run": {"models"},
     "evaluate": {"max_test", "n_ood", "knob_voices", "knob_steps", "generate_n", "interp_pairs", "interp_steps",

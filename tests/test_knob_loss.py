@@ -9,8 +9,10 @@ from torch import nn
 
 from dx7 import layout
 from dx7.layout import VECTOR_SIZE, categorical_groups, scaled_slots
+from dx7.params import PARAMS
 from host_training.dataset.descriptors import NAMES
-from host_training.knob_loss import DescriptorSurrogate, score_targets, synth_view, surrogate_loss, sweep_loss
+from host_training.knob_loss import (PITCH_PARAMS, DescriptorSurrogate, score_targets, surrogate_loss, sweep_loss,
+                                     synth_view)
 
 
 def test_score_targets_are_ranks_in_minus_one_one_with_silence_kept():
@@ -100,3 +102,53 @@ def test_sweep_loss_trains_neither_the_surrogate_nor_the_latents():
     assert all(p.grad is None for p in sur.parameters())
     assert z.grad is None
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+
+
+TRANSPOSE = [p.name for p in PARAMS].index("transpose")
+
+
+def _transpose_change(head: nn.Module, z: torch.Tensor, travel: float) -> float:
+    """Mean |change| of the decoded transpose (semitones) when knob 0 goes across its travel."""
+    lo, hi = z.clone(), z.clone()
+    lo[:, 0], hi[:, 0] = -travel, travel
+    with torch.no_grad():
+        a, b = layout.decode(head(lo).numpy()), layout.decode(head(hi).numpy())
+    return float(np.abs(b[:, TRANSPOSE].astype(int) - a[:, TRANSPOSE].astype(int)).mean())
+
+
+def test_the_pitch_penalty_keeps_knobs_off_transpose():
+    """A descriptor that reads pitch as well as timbre (score 0 rises with transpose and with a
+    timbre slot alike) lets a knob meet its target by transposing; with ``pitch_weight`` the
+    head must move the timbre slot instead, and the knob still raises its score."""
+    assert "transpose" in PITCH_PARAMS
+    tr = next(s.start for s in layout.SLOTS if s.param == TRANSPOSE)
+    timbre = int(scaled_slots()[0])
+    torch.manual_seed(0)
+    sur = DescriptorSurrogate(1, hidden=64)
+    opt = torch.optim.Adam(sur.parameters(), lr=3e-3)
+    for _ in range(300):
+        v = torch.rand(256, VECTOR_SIZE)
+        loss = surrogate_loss(sur, v, (v[:, tr] + v[:, timbre] - 1.0)[:, None])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    z = torch.randn(64, VECTOR_SIZE) * 0.5
+    moved = {}
+    for weight in (0.0, 0.05):
+        torch.manual_seed(1)
+        head = nn.Sequential(nn.Linear(VECTOR_SIZE, 64), nn.Tanh(), nn.Linear(64, VECTOR_SIZE))
+        with torch.no_grad():  # transpose starts mid-range, where moving it is cheapest
+            head[2].bias[tr] = 0.5
+        opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+        for _ in range(300):
+            loss, gain = sweep_loss(head, sur, torch.randn(64, VECTOR_SIZE) * 0.5, 1, 2.5, 1.0, 1.0,
+                                    pitch_weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert gain.item() > 0.8, (weight, gain.item())
+        moved[weight] = _transpose_change(head, z, 2.5)
+    print(f"transpose moved over a knob's travel: {moved[0.0]:.1f} semitones without the penalty, "
+          f"{moved[0.05]:.1f} with it")
+    assert moved[0.0] > 5.0
+    assert moved[0.05] < 1.0

@@ -163,3 +163,35 @@ def test_euclidean_contrastive_prefers_close_notes_of_one_voice():
                              supervised_contrastive(tight, 0.1, "euclidean"))
     with pytest.raises(ValueError, match="unknown contrastive metric"):
         supervised_contrastive(tight, 0.1, "l1")
+
+
+def test_quant_noise_is_training_only_sized_in_int8_steps_and_not_saved():
+    """``quant_noise`` (int8 rounding simulated while the regression flow trains) must leave the
+    function the Pi runs, the inverse and the saved weights alone, and its size must follow q."""
+    torch.manual_seed(0)
+    flow = realnvp(VECTOR_SIZE, 2, 32, seed=1, alternate=True, lead=6)
+    _randomize(flow, 3)
+    keys = set(flow.state_dict())
+    x = torch.randn(256, VECTOR_SIZE)
+    clean = flow.map(x)
+    couplings = [t for t in flow.transforms if isinstance(t, AffineCoupling)]
+    deviation = {}
+    for q in (1.0, 2.0):
+        for t in couplings:
+            t.quant_noise = q
+        flow.eval()
+        assert torch.equal(flow.map(x), clean) and torch.equal(flow(x)[0], clean)
+        flow.train()
+        a, b = flow.map(x), flow.map(x)
+        assert not torch.allclose(a, b)  # fresh noise each pass
+        deviation[q] = float((a - clean).pow(2).mean().sqrt())
+    out = couplings[-1]._peak_out  # the last coupling's state: one int8 step is 2 * peak / 255
+    assert out.shape == (VECTOR_SIZE - VECTOR_SIZE // 2,)
+    step = float((2 * out / 255).median())
+    print(f"RMS deviation {deviation[1.0]:.4f} at q=1, {deviation[2.0]:.4f} at q=2; median state step {step:.4f}")
+    assert 0.2 * step < deviation[1.0] < 20 * step
+    assert 1.6 < deviation[2.0] / deviation[1.0] < 2.4
+    assert set(flow.state_dict()) == keys  # ranges are not saved: model.pt files keep loading
+    flow = flow.double().eval()
+    back, _ = flow.inverse(flow(x.double())[0])
+    assert torch.allclose(back, x.double(), atol=1e-8)

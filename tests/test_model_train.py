@@ -29,6 +29,7 @@ post_flow_blocks = 1
 post_flow_hidden = 32
 reg_flow_blocks = 2
 reg_flow_hidden = 32
+reg_flow_quant_noise = 1.0
 dec_channels = [8, 4]
 baseline_channels = [4, 8]
 baseline_hidden = 32
@@ -36,6 +37,7 @@ baseline_hidden = 32
 contrastive_weight = 1.0
 beta_warmup_epochs = 1
 knob_weight = 20.0
+knob_pitch_weight = 0.01
 surrogate_steps = 50
 [evaluate]
 max_test = 4
@@ -177,11 +179,28 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
     knobs = rep["knobs"]
     assert "skipped" not in knobs and len(knobs["dims"]) == 2
     assert all(-1 <= d["spearman_own_median"] <= 1 for d in knobs["dims"])
+    assert all(d["transpose_range_median"] >= 0 and 0 <= d["sweeps_transposing"] <= 1 for d in knobs["dims"])
     g = rep["generation"]
     assert g["valid"] == 1.0 and g["n"] == 12
     assert "| flow |" in (out / "report.md").read_text()
     for name in ("training_curves.png", "latent_map.png", "traversal_0.png"):
         assert (out / "plots" / name).stat().st_size > 1000
+
+
+def test_pitch_drift_counts_semitones_and_pitch_eg_steps():
+    from dx7.params import PARAMS
+    from host_training.evaluate import pitch_drift
+
+    names = [p.name for p in PARAMS]
+    base = np.array([min(p.high, 50) for p in PARAMS], dtype=np.uint8)
+    base[names.index("transpose")] = 24
+    sweeps = [np.repeat(base[None], 5, 0) for _ in range(4)]
+    sweeps[0][:, names.index("transpose")] = [24, 25, 26, 27, 27]  # a knob that transposes by 3
+    sweeps[1][:, names.index("transpose")] = [19, 20, 24, 24, 24]  # by 5
+    sweeps[2][:, names.index("pitch_eg_level3")] = [50, 52, 54, 56, 58]  # bends the held pitch by 8 EG steps
+    d = pitch_drift(sweeps)
+    assert d == {"transpose_range_median": 1.5, "sweeps_transposing": 0.5, "pitch_eg_range_median": 0.0}
+    assert pitch_drift(sweeps[2:3])["pitch_eg_range_median"] == 8.0
 
 
 def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
