@@ -144,6 +144,21 @@ class AffineCoupling(Transform):
         return torch.cat([x1, y2], dim=1)
 
 
+def noise_peaks(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The running peaks of every coupling's int8 noise (``AffineCoupling._noise``), by module
+    and attribute name: what a training checkpoint keeps so that a resumed run adds the same
+    noise as an uninterrupted one (model.pt leaves them out)."""
+    return {f"{name}/{attr}": value.detach().clone() for name, m in module.named_modules()
+            if isinstance(m, AffineCoupling) for attr, value in vars(m).items() if attr.startswith("_peak")}
+
+
+def load_noise_peaks(module: nn.Module, peaks: dict[str, torch.Tensor]) -> None:
+    modules = dict(module.named_modules())
+    for key, value in peaks.items():
+        name, attr = key.rsplit("/", 1)
+        setattr(modules[name], attr, value)
+
+
 class Compose(Transform):
     """Transforms applied in order; log-determinants add."""
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from dx7 import layout
 from dxmacro.errors import DxmacroError
-from host_training import losses
+from host_training import flows, losses
 from host_training.model import DIRECT_KINDS, KINDS, VAE_KINDS, Shape, build
 
 SECTIONS = {
@@ -204,6 +204,7 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             scaler.load_state_dict(ck["scaler"])
+            flows.load_noise_peaks(model, {k: v.to(device) for k, v in ck.get("noise_peaks", {}).items()})
             start = int(ck["epoch"])
         except (RuntimeError, KeyError, EOFError, ValueError) as exc:
             raise DxmacroError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0]}); delete it to start over") from None
@@ -275,7 +276,7 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
                 writer.flush()
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                        "scaler": scaler.state_dict(), "epoch": epoch + 1, "noise_peaks": flows.noise_peaks(model),
                         "surrogate": objective.surrogate.state_dict() if objective.surrogate is not None else None},
                        tmp)
             os.replace(tmp, ckpt_path)
