@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dx7 import Voice, layout
-from dx7.params import PARAMS
+from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.model import LATENT, VAE_KINDS, FlowVAE
 from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_of, level_db,
@@ -132,8 +132,8 @@ def descriptor_fn(settings: RenderSettings):
     return fn
 
 
-_TRANSPOSE = [p.name for p in PARAMS].index("transpose")
-_PITCH_EG_LEVELS = [[p.name for p in PARAMS].index(f"pitch_eg_level{i}") for i in range(1, 5)]
+_TRANSPOSE = param("transpose").index
+_PITCH_EG_LEVELS = [param(f"pitch_eg_level{i}").index for i in range(1, 5)]
 
 
 def pitch_drift(sweeps: list[np.ndarray]) -> dict[str, float]:
@@ -391,8 +391,8 @@ def markdown(report: dict[str, Any]) -> str:
         for d in knobs.get("dims", []):
             lines.append(f"| {d['index']} | {d['name']} | {d['spearman_own_median']:.2f} | "
                          f"{d['abs_corr_others_median'] or 0:.2f} | {d['max_step_change_db_median']:.2f} | "
-                         f"{d.get('transpose_range_median', float('nan')):.0f} | "
-                         f"{d.get('sweeps_transposing', float('nan')):.0%} | {d.get('pitch_eg_range_median', float('nan')):.0f} |")
+                         f"{d['transpose_range_median']:.0f} | {d['sweeps_transposing']:.0%} | "
+                         f"{d['pitch_eg_range_median']:.0f} |")
     g = report.get("generation", {})
     lines += ["", "## Generation (raw prior samples, no re-drawing)", "",
               f"n {g.get('n')}, valid {g.get('valid', 0):.1%}, unique {g.get('unique', 0):.1%}, "

@@ -75,12 +75,13 @@ class AffineCoupling(Transform):
     MLP that gives a scale and shift for the rest. The log-scale is bounded with
     ``clamp * tanh(s / clamp)`` so an int8 export never sees huge exponents."""
 
-    def __init__(self, dim: int, hidden: int, layers: int = 2, clamp: float = 3.0) -> None:
+    def __init__(self, dim: int, hidden: int, layers: int = 2, clamp: float = 3.0, quant_noise: float = 0.0) -> None:
         super().__init__()
         self.split = dim // 2
         self.rest = dim - self.split
         self.clamp = clamp
-        self.quant_noise = 0.0  # int8 steps of noise in map() while training (see _noise)
+        self.quant_noise = quant_noise  # int8 steps of noise in map() while training (see _noise)
+        self.peaks: dict[str, torch.Tensor] = {}  # the noise's running ranges (not in state_dict)
         mods: list[nn.Module] = []
         width = self.split
         for _ in range(layers):
@@ -125,22 +126,22 @@ class AffineCoupling(Transform):
 
     def _noise(self, x: torch.Tensor, name: str, per_dim: bool) -> torch.Tensor:
         peak = x.detach().abs().amax(dim=0) if per_dim else x.detach().abs().amax()
-        old = getattr(self, name, None)
-        peak = peak if old is None or old.shape != peak.shape else torch.maximum(old * 0.999, peak)
-        setattr(self, name, peak)
+        if name in self.peaks:
+            peak = torch.maximum(self.peaks[name] * 0.999, peak)
+        self.peaks[name] = peak
         step = 2.0 * peak / 255.0
         return x + (torch.rand_like(x) - 0.5) * step * self.quant_noise
 
     def _noisy_map(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = x[:, : self.split], x[:, self.split :]
-        h = self._noise(x1, "_peak_in", True)
+        h = self._noise(x1, "in", True)
         for i, layer in enumerate(self.net):
             h = layer(h)
             if i < len(self.net) - 1:
-                h = self._noise(h, f"_peak_h{i}", False)
-        s = self.clamp * torch.tanh(self._noise(h[:, : self.rest], "_peak_s", False) * (1.0 / self.clamp))
-        t = self._noise(h[:, self.rest :], "_peak_t", True)
-        y2 = self._noise(x2 * torch.exp(s) + t, "_peak_out", True)
+                h = self._noise(h, f"h{i}", False)
+        s = self.clamp * torch.tanh(self._noise(h[:, : self.rest], "s", False) * (1.0 / self.clamp))
+        t = self._noise(h[:, self.rest :], "t", True)
+        y2 = self._noise(x2 * torch.exp(s) + t, "out", True)
         return torch.cat([x1, y2], dim=1)
 
 
@@ -148,15 +149,15 @@ def noise_peaks(module: nn.Module) -> dict[str, torch.Tensor]:
     """The running peaks of every coupling's int8 noise (``AffineCoupling._noise``), by module
     and attribute name: what a training checkpoint keeps so that a resumed run adds the same
     noise as an uninterrupted one (model.pt leaves them out)."""
-    return {f"{name}/{attr}": value.detach().clone() for name, m in module.named_modules()
-            if isinstance(m, AffineCoupling) for attr, value in vars(m).items() if attr.startswith("_peak")}
+    return {f"{name}/{site}": peak.clone() for name, m in module.named_modules()
+            if isinstance(m, AffineCoupling) for site, peak in m.peaks.items()}
 
 
 def load_noise_peaks(module: nn.Module, peaks: dict[str, torch.Tensor]) -> None:
     modules = dict(module.named_modules())
-    for key, value in peaks.items():
-        name, attr = key.rsplit("/", 1)
-        setattr(modules[name], attr, value)
+    for key, peak in peaks.items():
+        name, site = key.rsplit("/", 1)
+        modules[name].peaks[site] = peak
 
 
 class Compose(Transform):
@@ -187,7 +188,7 @@ class Compose(Transform):
 
 
 def realnvp(dim: int, blocks: int, hidden: int, layers: int = 2, seed: int = 0, final_affine: bool = True,
-            alternate: bool = False, lead: int = 0) -> Compose:
+            alternate: bool = False, lead: int = 0, quant_noise: float = 0.0) -> Compose:
     """A RealNVP stack: (permutation, coupling) x blocks, then an elementwise affine.
 
     Random permutations (the default) can leave an input dimension in the transformed half of
@@ -208,7 +209,7 @@ def realnvp(dim: int, blocks: int, hidden: int, layers: int = 2, seed: int = 0, 
         elif alternate:  # the transformed half first; of an odd dim, one of it stays transformed
             perm = torch.cat([torch.arange(split, dim)[torch.randperm(dim - split, generator=g)],
                               torch.arange(split)[torch.randperm(split, generator=g)]])
-        parts += [Permutation(dim, seed * 1000 + b, perm), AffineCoupling(dim, hidden, layers)]
+        parts += [Permutation(dim, seed * 1000 + b, perm), AffineCoupling(dim, hidden, layers, quant_noise=quant_noise)]
     if final_affine:
         parts.append(ElementwiseAffine(dim))
     return Compose(*parts)

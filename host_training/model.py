@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dx7.layout import VECTOR_SIZE
-from host_training.flows import AffineCoupling, MapModule, realnvp
+from host_training.flows import MapModule, realnvp
 
 LATENT = VECTOR_SIZE  # invertibility of the regression flow: latent size == vector size
 
@@ -148,10 +148,8 @@ class FlowVAE(nn.Module):
         self.decoder = SpecDecoder(pooled, cfg)
         if cfg.head == "flow":
             self.reg_flow = realnvp(LATENT, cfg.reg_flow_blocks, cfg.reg_flow_hidden, cfg.reg_flow_layers,
-                                    seed=cfg.seed + 2, alternate=True, lead=cfg.semantic_dims)
-            for t in self.reg_flow.transforms:
-                if isinstance(t, AffineCoupling):
-                    t.quant_noise = float(cfg.reg_flow_quant_noise)
+                                    seed=cfg.seed + 2, alternate=True, lead=cfg.semantic_dims,
+                                    quant_noise=float(cfg.reg_flow_quant_noise))
             self.head: nn.Module = MapModule(self.reg_flow)
         elif cfg.head == "mlp":
             self.head = mlp(LATENT, cfg.reg_flow_hidden, VECTOR_SIZE, layers=cfg.reg_flow_layers)

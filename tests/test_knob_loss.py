@@ -9,7 +9,7 @@ from torch import nn
 
 from dx7 import layout
 from dx7.layout import VECTOR_SIZE, categorical_groups, scaled_slots
-from dx7.params import PARAMS
+from dx7.params import param
 from host_training.dataset.descriptors import NAMES
 from host_training.knob_loss import (PITCH_PARAMS, DescriptorSurrogate, score_targets, surrogate_loss, sweep_loss,
                                      synth_view)
@@ -104,7 +104,7 @@ def test_sweep_loss_trains_neither_the_surrogate_nor_the_latents():
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
 
 
-TRANSPOSE = [p.name for p in PARAMS].index("transpose")
+TRANSPOSE = param("transpose").index
 
 
 def _transpose_change(head: nn.Module, z: torch.Tensor, travel: float) -> float:
@@ -121,7 +121,7 @@ def test_the_pitch_penalty_keeps_knobs_off_transpose():
     timbre slot alike) lets a knob meet its target by transposing; with ``pitch_weight`` the
     head must move the timbre slot instead, and the knob still raises its score."""
     assert "transpose" in PITCH_PARAMS
-    tr = next(s.start for s in layout.SLOTS if s.param == TRANSPOSE)
+    tr = layout.SLOTS[TRANSPOSE].start
     timbre = int(scaled_slots()[0])
     torch.manual_seed(0)
     sur = DescriptorSurrogate(1, hidden=64)

@@ -185,7 +185,7 @@ def test_quant_noise_is_training_only_sized_in_int8_steps_and_not_saved():
         a, b = flow.map(x), flow.map(x)
         assert not torch.allclose(a, b)  # fresh noise each pass
         deviation[q] = float((a - clean).pow(2).mean().sqrt())
-    out = couplings[-1]._peak_out  # the last coupling's state: one int8 step is 2 * peak / 255
+    out = couplings[-1].peaks["out"]  # the last coupling's state: one int8 step is 2 * peak / 255
     assert out.shape == (VECTOR_SIZE - VECTOR_SIZE // 2,)
     step = float((2 * out / 255).median())
     print(f"RMS deviation {deviation[1.0]:.4f} at q=1, {deviation[2.0]:.4f} at q=2; median state step {step:.4f}")

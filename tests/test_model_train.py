@@ -188,16 +188,15 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
 
 
 def test_pitch_drift_counts_semitones_and_pitch_eg_steps():
-    from dx7.params import PARAMS
+    from dx7.params import PARAMS, param
     from host_training.evaluate import pitch_drift
 
-    names = [p.name for p in PARAMS]
     base = np.array([min(p.high, 50) for p in PARAMS], dtype=np.uint8)
-    base[names.index("transpose")] = 24
+    base[param("transpose").index] = 24
     sweeps = [np.repeat(base[None], 5, 0) for _ in range(4)]
-    sweeps[0][:, names.index("transpose")] = [24, 25, 26, 27, 27]  # a knob that transposes by 3
-    sweeps[1][:, names.index("transpose")] = [19, 20, 24, 24, 24]  # by 5
-    sweeps[2][:, names.index("pitch_eg_level3")] = [50, 52, 54, 56, 58]  # bends the held pitch by 8 EG steps
+    sweeps[0][:, param("transpose").index] = [24, 25, 26, 27, 27]  # a knob that transposes by 3
+    sweeps[1][:, param("transpose").index] = [19, 20, 24, 24, 24]  # by 5
+    sweeps[2][:, param("pitch_eg_level3").index] = [50, 52, 54, 56, 58]  # bends the held pitch by 8 EG steps
     d = pitch_drift(sweeps)
     assert d == {"transpose_range_median": 1.5, "sweeps_transposing": 0.5, "pitch_eg_range_median": 0.0}
     assert pitch_drift(sweeps[2:3])["pitch_eg_range_median"] == 8.0
