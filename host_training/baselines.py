@@ -112,3 +112,17 @@ class Retrieval:
         dist = torch.cdist(q, self.db.reshape(n * k, d))
         best = dist.argmin(1)
         return (best // k).numpy(), (best % k).numpy(), dist.gather(1, best[:, None])[:, 0].numpy()
+
+
+def median_voice(train_params: np.ndarray) -> np.ndarray:
+    """(145,) DX7 values of one constant voice: each numeric parameter's median over the
+    training voices, each categorical one's most common value. Why report it: log-mel MAE
+    rewards a typical voice, and a model that only predicts towards the middle of the data
+    is no better than this constant (docs/results.md)."""
+    from dx7.layout import categorical_groups, decode, encode
+
+    vec = encode(np.asarray(train_params))
+    out = np.median(vec, axis=0)
+    for g in categorical_groups():
+        out[g.start : g.start + g.width] = vec[:, g.start : g.start + g.width].mean(0)  # argmax = the mode
+    return decode(out[None])[0]

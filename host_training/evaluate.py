@@ -11,10 +11,8 @@ contrastive ratio. Writes report.json, report.md and plots/.
 from __future__ import annotations
 
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,27 +21,12 @@ from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.model import LATENT, VAE_KINDS, FlowVAE
+from host_training.rendered_scores import Pool, descriptor_fn
 from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_of, level_db,
                                  param_measures)
 
 AUDIO_METRICS = ("logmel_mae_db", "spectral_convergence", "mfcc13_mae", "mfcc40_mae")
 PARAM_METRICS = ("param_mae", "categorical_acc")
-
-
-class Pool:
-    """Threads that render (dexed-py releases the GIL), one renderer per thread."""
-
-    def __init__(self, settings: RenderSettings, threads: int) -> None:
-        self.settings, self.local = settings, threading.local()
-        self.ex = ThreadPoolExecutor(max(1, threads))
-
-    def renderer(self) -> VoiceRenderer:
-        if not hasattr(self.local, "r"):
-            self.local.r = VoiceRenderer(self.settings)
-        return self.local.r
-
-    def map(self, fn: Callable, items: list) -> list:
-        return list(self.ex.map(lambda it: fn(self.renderer(), it), items))
 
 
 # -- predictions -----------------------------------------------------------------------------
@@ -109,29 +92,6 @@ def summarize(rows: list[dict[str, float]], mask: np.ndarray) -> dict[str, Any]:
 
 
 # -- semantic knobs, generation, interpolation ------------------------------------------------
-def descriptor_fn(settings: RenderSettings):
-    """Renders -> (K, D) descriptors with the data set's own definitions; tag scores are then
-    computed with the data set's ``tags.scores`` over all sweep voices at once (some scores
-    are percentile ranks, which need the whole population)."""
-    try:
-        from host_training.dataset import descriptors
-    except ImportError:
-        return None
-    from host_training.features import N_FFT, power_spectrogram
-
-    def fn(voice: Voice, audios: list[np.ndarray]) -> np.ndarray:
-        desc = []
-        for k, a in enumerate(audios):
-            mel_db, _ = features_of(a, settings.rate)
-            power = power_spectrogram(a, N_FFT)
-            desc.append(descriptors.describe(a, power, mel_db, settings.rate, N_FFT, settings.notes[k][0],
-                                             int(voice.values[descriptors.TRANSPOSE_INDEX]), settings.hold,
-                                             SILENCE_DB))
-        return np.array(desc, dtype=np.float32)
-
-    return fn
-
-
 _TRANSPOSE = param("transpose").index
 _PITCH_EG_LEVELS = [param(f"pitch_eg_level{i}").index for i in range(1, 5)]
 
@@ -150,8 +110,6 @@ def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray
     from scipy.stats import spearmanr
 
     fn = descriptor_fn(pool.settings)
-    if fn is None:
-        return {"skipped": "the data set's descriptor code (host_training.dataset.descriptors) is not installed"}
     sems = info["semantic_dims"]
     result: dict[str, Any] = {"dims": []}
     for sd in sems:
@@ -257,7 +215,7 @@ def interpolation(pool: Pool, model: FlowVAE, za: np.ndarray, zb: np.ndarray, pa
 
 # -- the whole report ----------------------------------------------------------------------------
 def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
-    from host_training.baselines import Retrieval
+    from host_training.baselines import Retrieval, median_voice
     from host_training.dataset import open_dataset
     from host_training.export import load_vae, main_kind, read_info, read_run
     from host_training.match import Matcher
@@ -301,6 +259,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     train_feats = np.asarray(ds.features[train], dtype=np.float32)
     retrieval = Retrieval(train_feats, np.asarray(ds.params[train]))
     preds["nn"] = np.asarray(ds.params[train])[retrieval.query(x)]
+    preds["median_voice"] = np.repeat(median_voice(np.asarray(ds.params[train]))[None], len(x), 0)
     # One note only (the middle one), as `dxmacro match` sees a recording.
     main = main_kind(run)
     vae = load_vae(run, main)
@@ -309,7 +268,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     idx, _, _ = retrieval.query_single(xs)
     preds["nn_1note"] = np.asarray(ds.params[train])[idx]
     matcher = Matcher(vae, settings, retrieval, np.asarray(ds.params[train]), train_feats,
-                      int(ecfg.get("match_candidates", 12)))
+                      int(ecfg.get("match_candidates", 12)), polish_renders=int(ecfg.get("match_polish_renders", 64)))
     preds[f"{main}_1note"] = np.stack([m.parameters for m in pool.map(lambda r, f: matcher.model_only(f), list(xs))])
     log("matching (retrieve, then refine in the latent space)")
     preds["match_1note"] = np.stack([matcher.match(f, note_slot=None).voice.parameters for f in xs])

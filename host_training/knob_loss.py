@@ -106,18 +106,23 @@ def surrogate_loss(surrogate: DescriptorSurrogate, vectors: torch.Tensor, scores
 
 
 def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: np.ndarray, steps: int,
-                  seed: int, batch: int = 256, lr: float = 1e-3) -> float:
+                  seed: int, batch: int = 256, lr: float = 1e-3, probes: ProbeBuffer | None = None) -> float:
     """Fit the surrogate on (true parameter vector, tag scores) pairs before the VAE starts, so
     that the sweep loss reads a meaningful score from the first batch on (inside the VAE's own
-    batches it would see only one small batch per step). Returns the last batch's loss."""
+    batches it would see only one small batch per step), and on rendered knob moves
+    (``probes``) after each epoch's renders. Returns the last batch's loss."""
     gen = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
     device = next(surrogate.parameters()).device
     opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, weight_decay=1e-2)
+    moves = [torch.from_numpy(probes.state()[f]) for f in ProbeBuffer.FIELDS] if probes is not None and len(probes) else None
     loss = torch.zeros(())
     for _ in range(steps):
         i = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
         loss = surrogate_loss(surrogate, x[i].to(device), y[i].to(device))
+        if moves is not None:
+            j = torch.randint(0, len(moves[0]), (min(batch, len(moves[0])),), generator=gen)
+            loss = loss + pair_loss(surrogate, *(m[j].to(device) for m in moves))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -156,3 +161,73 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     cross = (delta.pow(2) * off[:, None, :]).sum(-1).mean()
     gain = (own / frac.clamp_min(1e-3)).mean()
     return shortfall + cross_weight * cross + pitch_weight * drift, gain
+
+
+@torch.no_grad()
+def knob_probes(model: nn.Module, x: torch.Tensor, n_sem: int, travel: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two (N, 145) arrays of DX7 values: the head's own knob moves, where the sweep loss asks
+    the surrogate. Each voice of ``x`` is encoded, one random knob is set to two random
+    positions a < b of its travel, and both latents are decoded as the synth gets them."""
+    from dx7.layout import decode
+
+    z = model.encode(x).float()
+    rows = torch.arange(len(z))
+    knob = torch.from_numpy(rng.integers(0, n_sem, len(z)))
+    pos = torch.from_numpy(np.sort(rng.uniform(-travel, travel, (len(z), 2)), axis=1)).float().to(z.device)
+    ends = []
+    for end in range(2):
+        zz = z.clone()
+        zz[rows, knob] = pos[:, end]
+        ends.append(decode(model.to_vector(zz).cpu().numpy()))
+    return ends[0], ends[1]
+
+
+def pair_loss(surrogate: nn.Module, va: torch.Tensor, vb: torch.Tensor, sa: torch.Tensor,
+              sb: torch.Tensor) -> torch.Tensor:
+    """Surrogate error on rendered knob moves: each end's scores, plus the change from a to
+    b, which is what the sweep loss reads (a surrogate right about voices but wrong about
+    small moves lets the head meet the sweep loss with moves the synth does not make)."""
+    pa, pb = surrogate(va.float()), surrogate(vb.float())
+    oka, okb = torch.isfinite(sa), torch.isfinite(sb)
+    ta, tb = torch.nan_to_num(sa, nan=0.0), torch.nan_to_num(sb, nan=0.0)
+    ends = ((pa - ta).pow(2) * oka).sum() + ((pb - tb).pow(2) * okb).sum()
+    both = oka & okb
+    delta = (((pb - pa) - (tb - ta)).pow(2) * both).sum()
+    return ends / (oka.sum() + okb.sum()).clamp_min(1) + delta / both.sum().clamp_min(1)
+
+
+class ProbeBuffer:
+    """Rendered knob moves of the head (both ends' encoded vectors and real tag scores) the
+    surrogate learns from; kept in the resume checkpoint so a resumed run refits on the same
+    voices."""
+
+    FIELDS = ("va", "vb", "sa", "sb")
+
+    def __init__(self, n_scores: int) -> None:
+        self.va = self.vb = np.zeros((0, VECTOR_SIZE), np.float32)
+        self.sa = self.sb = np.zeros((0, n_scores), np.float32)
+
+    def __len__(self) -> int:
+        return len(self.va)
+
+    def add(self, params_a: np.ndarray, params_b: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> None:
+        from dx7.layout import encode
+
+        new = (encode(params_a), encode(params_b), scores_a, scores_b)
+        for name, arr in zip(self.FIELDS, new):
+            setattr(self, name, np.concatenate([getattr(self, name), arr.astype(np.float32)]))
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, ...] | None:
+        if not len(self):
+            return None
+        i = rng.integers(0, len(self), n)
+        return tuple(torch.from_numpy(getattr(self, f)[i]) for f in self.FIELDS)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    def load(self, state: dict[str, np.ndarray] | None) -> None:
+        if state:
+            for f in self.FIELDS:
+                setattr(self, f, np.asarray(state[f]))

@@ -24,6 +24,7 @@ class LossConfig:
     beta_warmup_epochs: float = 5.0
     recon_weight: float = 1.0
     reg_weight: float = 20.0
+    param_numeric: str = "mse"  # error on the scaled slots: "mse" or "l1" (docs/results.md)
     dis_weight: float = 10.0
     dis_mu: float = 2.0
     dis_sigma: float = 0.5
@@ -40,6 +41,10 @@ class LossConfig:
     knob_pitch_weight: float = 0.0  # squared pitch-parameter change along a sweep, per DX7 step
     surrogate_weight: float = 1.0
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
+    # every epoch, this many of the head's own knob voices are rendered (Dexed), scored and
+    # added to what the surrogate learns from (host_training.rendered_scores); 0 = off
+    surrogate_render_voices: float = 0
+    surrogate_refit_steps: float = 300  # surrogate steps after each epoch's renders
 
     @classmethod
     def from_dict(cls, d: dict) -> LossConfig:
@@ -48,11 +53,14 @@ class LossConfig:
                       if k in fields})
 
 
-def param_loss(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per voice: (total, squared error summed over scaled slots, cross-entropy summed over
-    the one-hot groups). The groups' slots are logits (layout.decode takes their argmax)."""
+def param_loss(pred: torch.Tensor, target: torch.Tensor,
+               numeric: str = "mse") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per voice: (total, error summed over scaled slots, cross-entropy summed over the one-hot
+    groups). The groups' slots are logits (layout.decode takes their argmax). ``numeric``:
+    "mse" (squared error) or "l1" (absolute error)."""
     idx = SCALED_SLOTS.to(pred.device)
-    mse = (pred.index_select(1, idx) - target.index_select(1, idx)).pow(2).sum(1)
+    err = pred.index_select(1, idx) - target.index_select(1, idx)
+    mse = (err.abs() if numeric == "l1" else err.pow(2)).sum(1)
     ce = pred.new_zeros(pred.shape[0])
     for start, width in GROUP_SPANS:
         logits = pred[:, start : start + width]
@@ -120,10 +128,12 @@ def note_mask(b: int, k: int, single_prob: float, generator: torch.Generator | N
 
 def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, cfg: LossConfig, beta: float,
              mask: torch.Tensor | None, contrastive: bool, scores: torch.Tensor | None = None,
-             surrogate: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+             surrogate: nn.Module | None = None,
+             probe: tuple[torch.Tensor, ...] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The whole VAE objective for one batch; returns (loss, figures for the logs).
     ``scores`` (B, T tag scores, every tag pair) and ``surrogate`` switch on the knob terms
-    (host_training.knob_loss)."""
+    (host_training.knob_loss); ``probe`` is a batch of rendered knob moves of the head
+    (knob_loss.ProbeBuffer.sample) the surrogate also learns from."""
     h = model.note_features(x)
     mu, logvar = model.pooled_posterior(h, mask)
     z, log_q = model.sample(mu, logvar)
@@ -133,7 +143,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
     kl = kl_mc(z, log_q, replaced)
     vec = model.to_vector(z)
-    reg, mse, ce = param_loss(vec, target)
+    reg, mse, ce = param_loss(vec, target, cfg.param_numeric)
     loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
     con = x.new_zeros(())
     if contrastive and cfg.contrastive_weight > 0:
@@ -145,8 +155,11 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     if surrogate is not None and scores is not None and cfg.knob_weight > 0:
         from host_training import knob_loss
 
-        fit = 0.5 * (knob_loss.surrogate_loss(surrogate, target, scores)
-                     + knob_loss.surrogate_loss(surrogate, knob_loss.synth_view(vec.detach()), scores))
+        if probe is not None:  # the head's knob moves with the scores their renders really have
+            second = knob_loss.pair_loss(surrogate, *probe)
+        else:  # without renders: the head's prediction labelled with its target's scores
+            second = knob_loss.surrogate_loss(surrogate, knob_loss.synth_view(vec.detach()), scores)
+        fit = 0.5 * (knob_loss.surrogate_loss(surrogate, target, scores) + second)
         sweep, gain = knob_loss.sweep_loss(model.to_vector, surrogate, z, tags.shape[1], cfg.dis_mu + cfg.dis_sigma,
                                            cfg.knob_margin, cfg.knob_cross_weight, cfg.knob_pitch_weight)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
@@ -155,8 +168,9 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     return loss, figures
 
 
-def direct_loss(model, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    reg, mse, ce = param_loss(model(x), target)
+def direct_loss(model, x: torch.Tensor, target: torch.Tensor,
+                numeric: str = "mse") -> tuple[torch.Tensor, dict[str, float]]:
+    reg, mse, ce = param_loss(model(x), target, numeric)
     loss = reg.mean()
     return loss, {"loss": loss.item(), "param": loss.item(), "param_mse": mse.mean().item(),
                   "param_ce": ce.mean().item()}

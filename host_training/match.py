@@ -8,7 +8,13 @@ Three steps, each measured in docs/results.md:
 3. refinement in the latent space: candidates between the model's latent and the
    retrieved voice's latent, plus small perturbations, are rendered at the estimated note
    and the one closest to the recording (log-mel MAE) wins. The retrieved voice itself is
-   a candidate, so the result is never farther from the recording than retrieval.
+   a candidate, so the result is never farther from the recording than retrieval;
+4. polish in parameter space: a greedy line search over the parameters a listener hears
+   most (output levels, coarse frequencies, feedback, attack and release rates; the
+   per-step audibility is measured in docs/conversion.md) repeats every move that brings
+   the render closer, within a budget of renders. Why not the latent alone: the decoded latent of the
+   retrieved voice is not the voice itself (the head's error is larger than a near-copy's),
+   so latent moves rarely beat the retrieved voice (docs/results.md).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 
 from dx7 import Voice, layout
+from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.sound import RenderSettings, VoiceRenderer, features_of
 
@@ -27,7 +34,7 @@ from host_training.sound import RenderSettings, VoiceRenderer, features_of
 @dataclass
 class MatchResult:
     voice: Voice
-    source: str  # "model", "retrieval", "refined"
+    source: str  # "model", "retrieval" or "refined", with "+polish" when the polish moved it
     distance_db: float
     note: int
 
@@ -52,12 +59,29 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> np.ndarra
     return features_of(a.astype(np.float32), settings.rate)[0].astype(np.float32)
 
 
+def _polish_moves() -> list[tuple[int, int, int]]:
+    """(parameter index, step, high) of the polish search, most audible first."""
+    moves = []
+    for field, step in (("output_level", 6), ("freq_coarse", 1), ("output_level", 2), ("eg_rate1", 12),
+                        ("eg_rate4", 12)):
+        for op in range(1, 7):
+            p = param(f"op{op}_{field}")
+            moves += [(p.index, step, p.high), (p.index, -step, p.high)]
+        if field == "freq_coarse":
+            p = param("feedback")
+            moves += [(p.index, 1, p.high), (p.index, -1, p.high)]
+    return moves
+
+
+POLISH_MOVES = _polish_moves()
+
+
 class Matcher:
     def __init__(self, model, settings: RenderSettings, retrieval=None, train_params: np.ndarray | None = None,
-                 train_features=None, candidates: int = 12, seed: int = 0) -> None:
+                 train_features=None, candidates: int = 12, seed: int = 0, polish_renders: int = 64) -> None:
         self.model, self.s, self.retrieval = model, settings, retrieval
         self.train_params, self.train_features = train_params, train_features
-        self.candidates = candidates
+        self.candidates, self.polish_renders = candidates, polish_renders
         self.renderer = VoiceRenderer(settings)
         self.rng = np.random.default_rng(seed)
 
@@ -99,10 +123,39 @@ class Matcher:
                 cands.append(("refined", vector_to_voice(v, name)))
         scored = [(self.distance(v, feat, k), i) for i, (_, v) in enumerate(cands)]
         d, i = min(scored)
-        return MatchResult(cands[i][1], cands[i][0], d, self.s.notes[k][0])
+        voice, source = cands[i][1], cands[i][0]
+        polished, d_p = self.polish(voice, feat, k, d)
+        if d_p < d:
+            voice, source, d = polished, f"{source}+polish", d_p
+        return MatchResult(voice, source, d, self.s.notes[k][0])
+
+    def polish(self, voice: Voice, feat: np.ndarray, k: int, d: float) -> tuple[Voice, float]:
+        """Greedy line search over POLISH_MOVES within ``polish_renders`` renders: a move that
+        brings the render at note slot ``k`` closer to ``feat`` is repeated while it does;
+        the result is never farther than ``voice`` (at distance ``d``)."""
+        params = voice.parameters.astype(int)
+        name = voice.name
+        renders = 0
+        improved = True
+        while improved and renders < self.polish_renders:
+            improved = False
+            for index, step, high in POLISH_MOVES:
+                while renders < self.polish_renders:
+                    value = int(np.clip(params[index] + step, 0, high))
+                    if value == params[index]:
+                        break
+                    trial = params.copy()
+                    trial[index] = value
+                    renders += 1
+                    d_t = self.distance(Voice.from_parameters(trial, name), feat, k)
+                    if d_t >= d:
+                        break
+                    params, d, improved = trial, d_t, True
+        return Voice.from_parameters(params, name), d
 
 
-def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, candidates: int = 12) -> Matcher:
+def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, candidates: int = 12,
+                    polish_renders: int = 64) -> Matcher:
     """The run's main model, plus retrieval over its training split when the data set is at
     hand (``data_dir``, else the folder named in run.json if it still exists)."""
     from host_training.baselines import Retrieval
@@ -113,11 +166,12 @@ def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, can
     model = load_vae(run_dir)
     folder = Path(data_dir) if data_dir else Path(info.get("dataset_dir", ""))
     if data_dir is None and not (folder / "manifest.json").is_file():
-        return Matcher(model, settings, candidates=candidates)
+        return Matcher(model, settings, candidates=candidates, polish_renders=polish_renders)
     from host_training.dataset import open_dataset
 
     ds = open_dataset(folder)
     train = ds.indices("train")
     feats = ds.features
     retrieval = Retrieval(np.asarray(feats[train], dtype=np.float32), np.asarray(ds.params[train]))
-    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), feats[train], candidates)
+    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), feats[train], candidates,
+                   polish_renders=polish_renders)

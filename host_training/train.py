@@ -41,7 +41,7 @@ SECTIONS = {
     "loss": set(losses.LossConfig.__dataclass_fields__),
     "run": {"models"},
     "evaluate": {"max_test", "n_ood", "knob_voices", "knob_steps", "generate_n", "interp_pairs", "interp_steps",
-                 "near_copy_db", "match_candidates", "ood_seed", "threads"},
+                 "near_copy_db", "match_candidates", "match_polish_renders", "ood_seed", "threads"},
 }
 
 
@@ -80,6 +80,9 @@ def validate_config(cfg: dict[str, Any], where: str) -> None:
     bad = [m for m in models if m not in KINDS]
     if not models or bad:
         raise DxmacroError(f"{where}: [run] models must list some of {list(KINDS)} (bad: {bad})")
+    numeric = cfg.get("loss", {}).get("param_numeric", "mse")
+    if numeric not in ("mse", "l1"):
+        raise DxmacroError(f"{where}: [loss] param_numeric must be \"mse\" or \"l1\" (got {numeric!r})")
     metric = cfg.get("loss", {}).get("contrastive_metric", "cosine")
     if metric not in ("cosine", "euclidean"):
         raise DxmacroError(f"{where}: [loss] contrastive_metric must be \"cosine\" or \"euclidean\" (got {metric!r})")
@@ -146,12 +149,12 @@ class LossModule(nn.Module):
 
             self.surrogate = DescriptorSurrogate(n_scores)
 
-    def forward(self, x, target, tags, scores, mask, beta: float):
+    def forward(self, x, target, tags, scores, mask, beta: float, probe=None):
         if self.kind in VAE_KINDS:
             return losses.vae_loss(self.model, x, target, tags, self.lcfg, beta, mask,
                                    contrastive=self.kind != "flow_nocontrastive", scores=scores,
-                                   surrogate=self.surrogate)
-        return losses.direct_loss(self.model, x, target)
+                                   surrogate=self.surrogate, probe=probe)
+        return losses.direct_loss(self.model, x, target, self.lcfg.param_numeric)
 
 
 def save_model(path: Path, kind: str, shape: Shape, mcfg: dict[str, Any], model: nn.Module) -> None:
@@ -195,6 +198,15 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     ckpt_path = out / "checkpoint.pt"
     start = 0
+    probes, scorer = None, None
+    if objective.surrogate is not None and lcfg.surrogate_render_voices > 0:
+        from host_training.knob_loss import ProbeBuffer
+        from host_training.rendered_scores import ScoreRenderer
+        from host_training.sound import RenderSettings
+
+        probes = ProbeBuffer(data.scores.shape[1])
+        scorer = ScoreRenderer(RenderSettings.from_manifest(data.ds.settings), data.ds.descriptors,
+                               data.scores.shape[1], int(t.get("threads") or 2))
     if ckpt_path.exists():
         try:
             ck = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -205,6 +217,8 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
             sched.load_state_dict(ck["scheduler"])
             scaler.load_state_dict(ck["scaler"])
             flows.load_noise_peaks(model, {k: v.to(device) for k, v in ck.get("noise_peaks", {}).items()})
+            if probes is not None:
+                probes.load(ck.get("probes"))
             start = int(ck["epoch"])
         except (RuntimeError, KeyError, EOFError, ValueError) as exc:
             raise DxmacroError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0]}); delete it to start over") from None
@@ -239,14 +253,19 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
         # the same number of batches on every rank (DDP all-reduces once per batch)
         n_batches = max(1, (len(data.train) // world) // bs)
         beta = lcfg.beta * min(1.0, (epoch + 1) / max(lcfg.beta_warmup_epochs, 1e-9))
+        if probes is not None:
+            refresh_surrogate(objective.surrogate, model, data, probes, scorer, lcfg, seed, epoch, device)
         module.train()
         sums: dict[str, float] = {}
         bar = _bar(n_batches, f"{kind} {epoch + 1}/{epochs}", progress and rank == 0)
         for b in range(n_batches):
             x, target, tags, scores = (t.to(device) for t in data.batch(perm[b * bs : (b + 1) * bs]))
             mask = losses.note_mask(len(x), x.shape[1], lcfg.single_note_prob, gen).to(device)
+            probe = probes.sample(rng, len(x)) if probes is not None else None
+            if probe is not None:
+                probe = tuple(p.to(device) for p in probe)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss, figs = module(x, target, tags, scores, mask, beta)
+                loss, figs = module(x, target, tags, scores, mask, beta, probe)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -277,7 +296,8 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "scaler": scaler.state_dict(), "epoch": epoch + 1, "noise_peaks": flows.noise_peaks(model),
-                        "surrogate": objective.surrogate.state_dict() if objective.surrogate is not None else None},
+                        "surrogate": objective.surrogate.state_dict() if objective.surrogate is not None else None,
+                        "probes": probes.state() if probes is not None else None},
                        tmp)
             os.replace(tmp, ckpt_path)
     if rank == 0:
@@ -287,6 +307,24 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
             save_model(out / "model.pt", kind, data.shape, mcfg, model.cpu())
             model.to(device)
     return figures
+
+
+def refresh_surrogate(surrogate: nn.Module, model: nn.Module, data: Data, probes, scorer, lcfg: losses.LossConfig,
+                      seed: int, epoch: int, device: torch.device) -> None:
+    """Render some of the head's own knob voices (host_training.knob_loss.knob_probes), score
+    them for real and refit the surrogate on the corpus plus every voice rendered so far.
+    Everything derives from (seed, epoch) and the model, so every DDP rank does the same."""
+    from host_training.knob_loss import fit_surrogate, knob_probes
+
+    rng = np.random.default_rng([seed, epoch, 1])
+    idx = rng.choice(data.train, min(int(lcfg.surrogate_render_voices), len(data.train)), replace=False)
+    model.eval()
+    x = data.batch(idx)[0].to(device)
+    pa, pb = knob_probes(model, x, data.tags.shape[1], lcfg.dis_mu + lcfg.dis_sigma, rng)
+    scores = scorer.scores(np.concatenate([pa, pb]))
+    probes.add(pa, pb, scores[: len(pa)], scores[len(pa):])
+    fit_surrogate(surrogate, data.targets[data.train], data.scores[data.train], int(lcfg.surrogate_refit_steps),
+                  seed * 7 + epoch, probes=probes)
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ import sys
 import numpy as np
 
 from host_training.dataset import open_dataset
-from host_training.evaluate import Pool, knob_sweeps
+from host_training.evaluate import knob_sweeps
+from host_training.rendered_scores import Pool
 from host_training.export import load_vae, read_info
 from host_training.sound import RenderSettings
 

@@ -152,3 +152,46 @@ def test_the_pitch_penalty_keeps_knobs_off_transpose():
           f"{moved[0.05]:.1f} with it")
     assert moved[0.0] > 5.0
     assert moved[0.05] < 1.0
+
+
+def test_pair_loss_reads_the_move_not_only_its_ends():
+    """The surrogate must be right about a knob move's change (what the sweep loss reads): an
+    offset that is the same at both ends costs only the ends' error, a flipped change costs
+    more, and the right answer costs nothing. NaN scores (silent voices) are left out."""
+    from host_training.knob_loss import pair_loss
+
+    class Fixed(nn.Module):  # "predicts" the first n_scores slots of the vector
+        def forward(self, v):
+            return v[:, :3]
+
+    va, vb = torch.zeros(4, VECTOR_SIZE), torch.zeros(4, VECTOR_SIZE)
+    va[:, :3], vb[:, :3] = -0.5, 0.5
+    sa, sb = va[:, :3].clone(), vb[:, :3].clone()
+    assert float(pair_loss(Fixed(), va, vb, sa, sb)) == 0.0
+    offset = float(pair_loss(Fixed(), va, vb, sa + 0.2, sb + 0.2))
+    flipped = float(pair_loss(Fixed(), va, vb, sb, sa))
+    assert abs(offset - 0.04) < 1e-6  # ends only: 0.2 squared, no change error
+    assert flipped > 10 * offset  # ends 1.0 and the change error 4.0
+    sa[0, 0] = float("nan")
+    assert float(pair_loss(Fixed(), va, vb, sa, sb)) == 0.0
+
+
+def test_probe_buffer_keeps_moves_as_encoded_vectors_and_round_trips():
+    from host_training.knob_loss import ProbeBuffer
+
+    from dx7.params import LEARNABLE_COUNT, PARAMS
+
+    rng = np.random.default_rng(1)
+    highs = np.array([p.high for p in PARAMS[:LEARNABLE_COUNT]])
+    pa = np.floor(rng.random((5, LEARNABLE_COUNT)) * (highs + 1)).astype(np.uint8)
+    pb = pa.copy()
+    pb[:, 0] = highs[0] - pa[:, 0]
+    buf = ProbeBuffer(2)
+    buf.add(pa, pb, rng.random((5, 2)), rng.random((5, 2)))
+    assert len(buf) == 5 and np.array_equal(layout.decode(buf.va), pa) and np.array_equal(layout.decode(buf.vb), pb)
+    again = ProbeBuffer(2)
+    again.load(buf.state())
+    a = buf.sample(np.random.default_rng(7), 8)
+    b = again.sample(np.random.default_rng(7), 8)
+    assert all(torch.equal(x, y) for x, y in zip(a, b)) and a[0].shape == (8, VECTOR_SIZE)
+    assert ProbeBuffer(2).sample(rng, 4) is None

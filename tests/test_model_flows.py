@@ -108,6 +108,27 @@ def test_parameter_loss_prefers_the_truth():
     assert (decode(logits.numpy()) == decode(target.numpy())).all()
 
 
+def test_param_loss_l1_is_the_absolute_error_and_pulls_to_the_median():
+    """[loss] param_numeric = "l1": the scaled slots' absolute error, whose minimiser over a
+    bimodal set of targets is a value the targets have (the median), not their mean."""
+    from dx7.layout import VECTOR_SIZE
+    from host_training.losses import SCALED_SLOTS, param_loss
+
+    target = torch.zeros(3, VECTOR_SIZE)
+    target[:, SCALED_SLOTS] = torch.tensor([[0.0], [1.0], [1.0]])  # an operator off once, on twice
+    for numeric, best in (("mse", 2 / 3), ("l1", 1.0)):
+        grid = torch.linspace(0, 1, 31)
+        costs = []
+        for g in grid:
+            pred = target.clone()
+            pred[:, SCALED_SLOTS] = g
+            costs.append(float(param_loss(pred, target, numeric)[1].sum()))
+        assert abs(float(grid[int(torch.tensor(costs).argmin())]) - best) < 0.04, numeric
+    pred = target.clone()
+    pred[:, SCALED_SLOTS] = 0.5
+    assert torch.allclose(param_loss(pred, target, "l1")[1], torch.full((3,), 0.5 * len(SCALED_SLOTS)))
+
+
 def test_contrastive_loss_rewards_same_voice_agreement():
     from host_training.losses import supervised_contrastive
 

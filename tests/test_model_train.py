@@ -39,6 +39,8 @@ beta_warmup_epochs = 1
 knob_weight = 20.0
 knob_pitch_weight = 0.01
 surrogate_steps = 50
+surrogate_render_voices = 6
+surrogate_refit_steps = 20
 [evaluate]
 max_test = 4
 n_ood = 3
@@ -125,6 +127,65 @@ def test_another_vae_model_of_the_run_is_exported_on_demand(run):
         load_decoder(run, "cnn")
 
 
+def test_rendered_scores_agree_with_the_data_set_s_own(data):
+    """The trainer's probe scores (rendered now, ranked against the data set) are on the
+    scale of the data set's own scores: its voices re-rendered get back their ranks."""
+    from host_training.knob_loss import score_targets
+    from host_training.dataset import open_dataset
+    from host_training.rendered_scores import ScoreRenderer
+    from host_training.sound import RenderSettings
+
+    ds = open_dataset(data)
+    own = score_targets(np.asarray(ds.descriptors), 7)
+    scorer = ScoreRenderer(RenderSettings.from_manifest(ds.settings), ds.descriptors, 7, threads=2)
+    idx = np.arange(0, len(own), 5)
+    got = scorer.scores(np.asarray(ds.params[idx]))
+    assert got.shape == (len(idx), 7)
+    assert np.array_equal(np.isnan(got), np.isnan(own[idx]))
+    # the same descriptors; ranks differ only where voices tie (decay times at the render's
+    # end, say: the data set orders ties arbitrarily, a probe gets their middle rank) and in
+    # "aggressive", which ranks loudness etc. inside the population the probes join
+    from scipy.stats import spearmanr
+
+    for j in range(7):
+        ok = np.isfinite(own[idx, j])
+        assert spearmanr(got[ok, j], own[idx][ok, j]).statistic > 0.85, j
+        assert np.abs(got[ok, j] - own[idx][ok, j]).mean() < 0.15, j  # of a width-2 scale
+    # INIT VOICE (a sine) against the same voice with OP2 modulating OP1: the FM one is brighter
+    from dx7 import Voice
+    from dx7.params import param
+
+    sine = Voice.init().parameters
+    fm = sine.copy()
+    fm[param("op2_output_level").index] = 85
+    s = scorer.scores(np.stack([sine, fm]))
+    assert s[1, 0] > s[0, 0] + 0.2
+
+
+def test_training_renders_the_head_s_own_knob_moves(run):
+    """surrogate_render_voices: every epoch the head's knob moves are rendered and kept (with
+    real scores) in the checkpoint, for the surrogate and for an exact resume."""
+    ck = torch.load(run / "models" / "flow" / "checkpoint.pt", weights_only=False)
+    pr = ck["probes"]
+    assert pr["va"].shape == pr["vb"].shape == (2 * 6, 225)  # 2 epochs x 6 moves
+    assert pr["sa"].shape == pr["sb"].shape == (12, 7)
+    scores = np.concatenate([pr["sa"], pr["sb"]])
+    assert (np.abs(scores[np.isfinite(scores)]) <= 1).all()
+    # the two ends of a move differ (the knob moved the decoded voice) and are valid encodings
+    assert (np.abs(pr["va"] - pr["vb"]).sum(1) > 0).any()
+    from dx7 import Voice, layout
+    from host_training.export import read_run
+    from host_training.sound import SILENCE_DB, RenderSettings, VoiceRenderer, level_db
+
+    vectors = np.concatenate([pr["va"], pr["vb"]])
+    assert np.array_equal(layout.encode(layout.decode(vectors)), vectors)
+    # a probe without scores is a voice silent at every note (a two-epoch head makes many)
+    r = VoiceRenderer(RenderSettings.from_manifest(read_run(run)["dataset_settings"]))
+    for vec, sc in zip(vectors, scores):
+        levels = [level_db(a) for a in r.all_notes(Voice.from_parameters(layout.decode(vec[None])[0]))]
+        assert np.isnan(sc).all() == (max(levels) < SILENCE_DB)
+
+
 def test_resume_gives_the_same_weights(data, tmp_path):
     cfg = _config(tmp_path, ["flow"])
     from host_training.train import train_run
@@ -167,11 +228,43 @@ def test_match_on_a_rendered_wav(run, data, tmp_path):
     assert len(read_voice_file(out, strict=True).voices) == 1
 
 
+def test_match_polish_walks_back_to_a_voice_it_was_moved_from(run, data):
+    """The polish step of `dxmacro match`, on real renders: a voice with two operators' output
+    levels moved off is matched back towards the voice it came from, never farther."""
+    from dx7 import Voice
+    from dx7.params import param
+    from host_training.export import load_vae
+    from host_training.match import Matcher
+    from host_training.sound import RenderSettings, features_of
+
+    from host_training.dataset import open_dataset
+
+    ds = open_dataset(data)
+    settings = RenderSettings.from_manifest(ds.settings)
+    m = Matcher(load_vae(run), settings, polish_renders=40)
+    target = Voice.init().parameters.copy()
+    target[param("op2_output_level").index] = 70
+    feat = features_of(m.renderer.audio(Voice.from_parameters(target, "T"), 1), settings.rate)[0]
+    start = target.copy()
+    start[param("op1_output_level").index] -= 12
+    start[param("op2_output_level").index] += 12
+    d0 = m.distance(Voice.from_parameters(start, "S"), feat, 1)
+    polished, d = m.polish(Voice.from_parameters(start, "S"), feat, 1, d0)
+    assert d < 0.25 * d0
+    assert np.isclose(d, m.distance(polished, feat, 1))  # the distance it reports is its render's
+    moved = np.abs(polished.parameters.astype(int) - target.astype(int)).sum()
+    assert moved < np.abs(start.astype(int) - target.astype(int)).sum()
+    assert m.polish(Voice.from_parameters(target, "T"), feat, 1, 0.0)[1] == 0.0  # nothing beats the voice itself
+
+
 def test_evaluate_writes_its_report(run, data, tmp_path):
     out = tmp_path / "report"
     assert main(["evaluate", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet"]) == 0
     rep = json.loads((out / "report.json").read_text())
-    assert set(rep["methods"]) >= {"flow", "vae_mlp", "cnn", "nn", "nn_1note", "flow_1note", "match_1note"}
+    assert set(rep["methods"]) >= {"flow", "vae_mlp", "cnn", "nn", "nn_1note", "flow_1note", "match_1note",
+                                   "median_voice"}
+    # the constant baseline is one voice for every input
+    assert rep["methods"]["median_voice"]["all"]["param_mae"]["median"] > 0
     from host_training.dataset import open_dataset
 
     n_test = min(4, len(open_dataset(data).indices("test")))
@@ -210,10 +303,15 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['flow']\n[loss]\ncontrastive_metric = 'l1'\n")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
+    bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['mlp']\n[loss]\nparam_numeric = 'l2'\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
+    wav = tmp_path / "x.wav"
+    wav.write_bytes(b"")
+    assert main(["match", str(wav), "--polish", "-1", "--out", str(tmp_path / "m.syx")]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("dxmacro: error:") == 4
-    assert "contrastive_metric" in err
+    assert "Traceback" not in err and err.count("dxmacro: error:") == 6
+    assert "contrastive_metric" in err and "param_numeric" in err and "--polish" in err
 
 
 def test_shipped_default_model_decodes_and_generates(tmp_path):

@@ -12,18 +12,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="data set for retrieval (default: the run's, when present)")
     p.add_argument("--out", required=True, help="output .syx (single-voice dump)")
     p.add_argument("--name", default="MATCH", help="voice name (default MATCH)")
+    p.add_argument("--polish", type=int, default=64, metavar="N",
+                   help="renders for the parameter-space polish after retrieval (default 64; 0 = off)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dx7.files import atomic_write, encode_singles
+    from dxmacro.errors import DxmacroError
     from host_training.match import matcher_for_run, prepare
     from host_training.render import read_wav
     from host_training.runs import resolve_run
 
+    if args.polish < 0:
+        raise DxmacroError(f"--polish must be 0 or more renders (got {args.polish})")
     run_dir = resolve_run(args.run)
     audio, rate = read_wav(args.audio)
-    matcher = matcher_for_run(run_dir, args.data)
+    matcher = matcher_for_run(run_dir, args.data, polish_renders=args.polish)
     result = matcher.match(prepare(audio, rate, matcher.s), name=args.name[:10])
     atomic_write(args.out, encode_singles([result.voice]))
     print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")

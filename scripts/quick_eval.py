@@ -1,0 +1,60 @@
+"""One model of a run on the figures issue 4 gates, without the rest of `dxmacro evaluate`.
+
+    python scripts/quick_eval.py RUN DATA [KIND] [--no-knobs]
+
+Prints the median log-mel MAE and spectral convergence of KIND (default: the run's first
+model) on the test split (first 176 voices, as the tiny config's evaluation) and on the 60
+out-of-domain voices, then for a VAE model the knobs' median own-score Spearman and median
+|correlation| with the other scores (24 test voices, 9 steps). The numbers are the ones
+`dxmacro evaluate` writes for the same run: this is what the seed and setting comparisons of
+docs/results.md were made with, in a minute instead of several.
+"""
+
+import json
+import sys
+
+import numpy as np
+import torch
+
+from dx7 import layout
+from host_training.dataset import open_dataset
+from host_training.evaluate import knob_sweeps, predict_vectors, score_voices
+from host_training.export import read_info
+from host_training.model import VAE_KINDS
+from host_training.rendered_scores import Pool
+from host_training.sound import RenderSettings, features_of
+from host_training.synth_voices import generate as synth_generate
+from host_training.train import load_model
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    run, data = args[0], args[1]
+    kind = args[2] if len(args) > 2 else json.load(open(f"{run}/run.json"))["models"][0]
+    torch.set_num_threads(2)
+    ds = open_dataset(data)
+    settings = RenderSettings.from_manifest(ds.settings)
+    pool = Pool(settings, 2)
+    test = ds.indices("test")[:176]
+    ood = synth_generate(60, 12345)
+    refs = pool.map(lambda r, v: r.all_notes(v), [ds.voice(int(i)) for i in test] + ood)
+    ood_x = np.stack([[features_of(a, settings.rate)[0] for a in aud] for aud in refs[len(test):]])
+    x = np.concatenate([np.asarray(ds.features[test], np.float32), ood_x.astype(np.float32)])
+    true = np.concatenate([np.asarray(ds.params[test]), np.stack([v.parameters for v in ood])])
+    _, model, _ = load_model(f"{run}/models/{kind}/model.pt")
+    rows = score_voices(pool, layout.decode(predict_vectors(model, kind, x)), true, refs)
+    n = len(test)
+    lm = np.array([r["logmel_mae_db"] for r in rows])
+    sc = np.array([r["spectral_convergence"] for r in rows])
+    print(f"{run} {kind}: log-mel MAE all {np.median(lm[:n]):.2f} ood {np.median(lm[n:]):.2f} dB | "
+          f"spectral convergence all {np.nanmedian(sc[:n]):.3f} ood {np.nanmedian(sc[n:]):.3f}")
+    if kind in VAE_KINDS and "--no-knobs" not in sys.argv:
+        with torch.no_grad():
+            z0 = model.encode(torch.from_numpy(x[:24])).numpy()
+        k = knob_sweeps(pool, model, read_info(run), z0, 9)
+        print("knobs own " + " ".join(f"{d['spearman_own_median']:+.2f}" for d in k["dims"])
+              + f" median {k['spearman_own_median']:.2f} | others {k['abs_corr_others_median']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
