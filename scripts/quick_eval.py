@@ -53,7 +53,8 @@ def main() -> None:
             z0 = model.encode(torch.from_numpy(x[:24])).numpy()
         k = knob_sweeps(pool, model, read_info(run), z0, 9)
         print("knobs own " + " ".join(f"{d['spearman_own_median']:+.2f}" for d in k["dims"])
-              + f" median {k['spearman_own_median']:.2f} | others {k['abs_corr_others_median']:.2f}")
+              + f" median {k['spearman_own_median']:.2f} | others {k['abs_corr_others_median']:.2f} | sweeps that "
+              "transpose " + " ".join(f"{d['sweeps_transposing']:.0%}" for d in k["dims"]))
 
 
 if __name__ == "__main__":
