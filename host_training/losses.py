@@ -60,12 +60,12 @@ def param_loss(pred: torch.Tensor, target: torch.Tensor,
     "mse" (squared error) or "l1" (absolute error)."""
     idx = SCALED_SLOTS.to(pred.device)
     err = pred.index_select(1, idx) - target.index_select(1, idx)
-    mse = (err.abs() if numeric == "l1" else err.pow(2)).sum(1)
+    num = (err.abs() if numeric == "l1" else err.pow(2)).sum(1)
     ce = pred.new_zeros(pred.shape[0])
     for start, width in GROUP_SPANS:
         logits = pred[:, start : start + width]
         ce = ce + F.cross_entropy(logits.float(), target[:, start : start + width].argmax(1), reduction="none")
-    return mse + ce, mse, ce
+    return num + ce, num, ce
 
 
 def disentangle(z: torch.Tensor, tags: torch.Tensor, mu: float, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,14 +143,15 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
     kl = kl_mc(z, log_q, replaced)
     vec = model.to_vector(z)
-    reg, mse, ce = param_loss(vec, target, cfg.param_numeric)
+    reg, num, ce = param_loss(vec, target, cfg.param_numeric)
     loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
     con = x.new_zeros(())
     if contrastive and cfg.contrastive_weight > 0:
         con = supervised_contrastive(model.per_note_latent(h), cfg.temperature, cfg.contrastive_metric)
         loss = loss + cfg.contrastive_weight * con
     figures = {"recon": rec.mean().item(), "kl": kl.mean().item(), "dis": dis.mean().item(),
-               "param": reg.mean().item(), "param_mse": mse.mean().item(), "param_ce": ce.mean().item(),
+               "param": reg.mean().item(), f"param_{cfg.param_numeric}": num.mean().item(),
+               "param_ce": ce.mean().item(),
                "contrastive": con.item()}
     if surrogate is not None and scores is not None and cfg.knob_weight > 0:
         from host_training import knob_loss
@@ -170,7 +171,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
 
 def direct_loss(model, x: torch.Tensor, target: torch.Tensor,
                 numeric: str = "mse") -> tuple[torch.Tensor, dict[str, float]]:
-    reg, mse, ce = param_loss(model(x), target, numeric)
+    reg, num, ce = param_loss(model(x), target, numeric)
     loss = reg.mean()
-    return loss, {"loss": loss.item(), "param": loss.item(), "param_mse": mse.mean().item(),
+    return loss, {"loss": loss.item(), "param": loss.item(), f"param_{numeric}": num.mean().item(),
                   "param_ce": ce.mean().item()}
