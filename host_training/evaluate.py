@@ -78,6 +78,18 @@ def score_voices(pool: Pool, pred_params: np.ndarray, true_params: np.ndarray,
     return pool.map(one, list(range(len(pred_params))))
 
 
+def references(pool: Pool, ds, test: np.ndarray, ood_voices: list[Voice]) -> tuple[np.ndarray, np.ndarray, list]:
+    """The inputs, true parameters and renders (at every note) of the test voices followed by
+    the out-of-domain ones: (features (N, K, M, F) float32, (N, 145) values, N lists of audio).
+    Test features come from the data set, out-of-domain ones from their renders."""
+    refs = pool.map(lambda r, v: r.all_notes(v), [ds.voice(int(i)) for i in test] + list(ood_voices))
+    rate = pool.settings.rate
+    ood_feats = np.stack([[features_of(a, rate)[0] for a in aud] for aud in refs[len(test):]])
+    x = np.concatenate([np.asarray(ds.features[test], dtype=np.float32), ood_feats.astype(np.float32)])
+    true = np.concatenate([np.asarray(ds.params[test]), np.stack([v.parameters for v in ood_voices])])
+    return x, true, refs
+
+
 def summarize(rows: list[dict[str, float]], mask: np.ndarray) -> dict[str, Any]:
     sel = [r for r, m in zip(rows, mask) if m]
     if not sel:
@@ -106,9 +118,18 @@ def pitch_drift(sweeps: list[np.ndarray]) -> dict[str, float]:
             "pitch_eg_range_median": float(np.median(eg))}
 
 
-def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
+def sweep_spearman(pos: np.ndarray, score: np.ndarray) -> float:
+    """Spearman correlation of a score with the knob position along one sweep; a sweep that is
+    silent (NaN) at all but two steps or never changes the score counts 0."""
     from scipy.stats import spearmanr
 
+    ok = np.isfinite(score)
+    if ok.sum() < 3 or np.ptp(score[ok]) == 0:
+        return 0.0
+    return float(spearmanr(pos[ok], score[ok]).statistic)
+
+
+def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
     fn = descriptor_fn(pool.settings)
     sems = info["semantic_dims"]
     result: dict[str, Any] = {"dims": []}
@@ -143,13 +164,7 @@ def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray
             scores = all_scores[j * steps : (j + 1) * steps]
             jumps.append(jump)
             for t in range(scores.shape[1]):
-                col = scores[:, t]
-                ok = np.isfinite(col)
-                if ok.sum() < 3 or np.ptp(col[ok]) == 0:
-                    r = 0.0
-                else:
-                    r = float(spearmanr(pos[ok], col[ok]).statistic)
-                (own if t == d else others).append(r)
+                (own if t == d else others).append(sweep_spearman(pos, scores[:, t]))
         result["dims"].append({"index": d, "name": sd["name"], "spearman_own_median": float(np.median(own)),
                                "abs_corr_others_median": float(np.median(np.abs(others))) if others else None,
                                "max_step_change_db_median": float(np.median(jumps)), **pitch_drift(jobs)})
@@ -243,11 +258,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     # Out-of-domain voices: the synthetic generator, rendered like the data set.
     ood_voices = synth_generate(int(ecfg.get("n_ood", 60)), int(ecfg.get("ood_seed", 12345)))
     log(f"rendering {len(test)} test and {len(ood_voices)} out-of-domain references")
-    test_voices = [ds.voice(int(i)) for i in test]
-    refs = pool.map(lambda r, v: r.all_notes(v), test_voices + ood_voices)
-    ood_feats = np.stack([[features_of(a, settings.rate)[0] for a in aud] for aud in refs[len(test):]])
-    x = np.concatenate([np.asarray(ds.features[test], dtype=np.float32), ood_feats.astype(np.float32)])
-    true = np.concatenate([np.asarray(ds.params[test]), np.stack([v.parameters for v in ood_voices])])
+    x, true, refs = references(pool, ds, test, ood_voices)
     strata = {"all": np.r_[np.ones(len(test), bool), np.zeros(len(ood_voices), bool)],
               "novel": np.r_[novel, np.zeros(len(ood_voices), bool)],
               "ood": np.r_[np.zeros(len(test), bool), np.ones(len(ood_voices), bool)]}
@@ -341,17 +352,14 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {k} | {r['within']:.3f} | {r['between']:.3f} | {r['ratio']:.2f} |")
     knobs = report.get("knobs", {})
     lines += ["", "## Semantic knobs", ""]
-    if "skipped" in knobs:
-        lines.append(f"Skipped: {knobs['skipped']}")
-    else:
-        lines += ["| dim | name | Spearman own (median) | abs corr others (median) | largest step dB (median) | "
-                  "transpose range, semitones (median) | sweeps that transpose | pitch EG range (median) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for d in knobs.get("dims", []):
-            lines.append(f"| {d['index']} | {d['name']} | {d['spearman_own_median']:.2f} | "
-                         f"{d['abs_corr_others_median'] or 0:.2f} | {d['max_step_change_db_median']:.2f} | "
-                         f"{d['transpose_range_median']:.0f} | {d['sweeps_transposing']:.0%} | "
-                         f"{d['pitch_eg_range_median']:.0f} |")
+    lines += ["| dim | name | Spearman own (median) | abs corr others (median) | largest step dB (median) | "
+              "transpose range, semitones (median) | sweeps that transpose | pitch EG range (median) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for d in knobs.get("dims", []):
+        lines.append(f"| {d['index']} | {d['name']} | {d['spearman_own_median']:.2f} | "
+                     f"{d['abs_corr_others_median'] or 0:.2f} | {d['max_step_change_db_median']:.2f} | "
+                     f"{d['transpose_range_median']:.0f} | {d['sweeps_transposing']:.0%} | "
+                     f"{d['pitch_eg_range_median']:.0f} |")
     g = report.get("generation", {})
     lines += ["", "## Generation (raw prior samples, no re-drawing)", "",
               f"n {g.get('n')}, valid {g.get('valid', 0):.1%}, unique {g.get('unique', 0):.1%}, "

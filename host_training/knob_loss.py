@@ -115,7 +115,7 @@ def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: n
     x, y = torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
     device = next(surrogate.parameters()).device
     opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, weight_decay=1e-2)
-    moves = [torch.from_numpy(probes.state()[f]) for f in ProbeBuffer.FIELDS] if probes is not None and len(probes) else None
+    moves = [torch.from_numpy(a) for a in probes.state().values()] if probes is not None and len(probes) else None
     loss = torch.zeros(())
     for _ in range(steps):
         i = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)

@@ -46,6 +46,12 @@ class LossConfig:
     surrogate_render_voices: float = 0
     surrogate_refit_steps: float = 300  # surrogate steps after each epoch's renders
 
+    @property
+    def knob_travel(self) -> float:
+        """How far a knob's latent dimension reaches each way: the tagged voices' targets
+        (dis_mu) plus one of their standard deviations."""
+        return self.dis_mu + self.dis_sigma
+
     @classmethod
     def from_dict(cls, d: dict) -> LossConfig:
         fields = cls.__dataclass_fields__
@@ -161,7 +167,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         else:  # without renders: the head's prediction labelled with its target's scores
             second = knob_loss.surrogate_loss(surrogate, knob_loss.synth_view(vec.detach()), scores)
         fit = 0.5 * (knob_loss.surrogate_loss(surrogate, target, scores) + second)
-        sweep, gain = knob_loss.sweep_loss(model.to_vector, surrogate, z, tags.shape[1], cfg.dis_mu + cfg.dis_sigma,
+        sweep, gain = knob_loss.sweep_loss(model.to_vector, surrogate, z, tags.shape[1], cfg.knob_travel,
                                            cfg.knob_margin, cfg.knob_cross_weight, cfg.knob_pitch_weight)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())

@@ -68,6 +68,17 @@ class ScoreRenderer:
         self.describe = descriptor_fn(settings)
         self.reference = np.asarray(dataset_descriptors, dtype=np.float64)
         self.n_scores = n_scores
+        # each score's finite values over the data set, sorted: what a new voice is ranked in
+        # (the data set alone, as knob_loss.score_targets ranks it)
+        ref = self._raw(self.reference)
+        self.sorted_ref = [np.sort(col[np.isfinite(col)]) for col in ref.T]
+
+    def _raw(self, desc: np.ndarray) -> np.ndarray:
+        from host_training.dataset import tags
+
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are silent voices
+            return tags.scores(desc)[:, : self.n_scores]
 
     def descriptors(self, params: np.ndarray) -> np.ndarray:
         """(N, 145) DX7 values -> (N, K, D) descriptors of their renders."""
@@ -79,25 +90,17 @@ class ScoreRenderer:
 
     def scores(self, params: np.ndarray) -> np.ndarray:
         """(N, n_scores) float32 ranks (NaN where a voice is silent at every note)."""
-        from host_training.dataset import tags
-
         desc = self.descriptors(params).astype(np.float64)
         n_ref = len(self.reference)
-        # Some scores rank a descriptor inside the population ("aggressive"); the probes join
-        # it a few at a time (at most 1 % of it), so they barely move the reference's ranks.
+        # Some scores rank a descriptor inside the population they are computed over
+        # ("aggressive"): a probe's is computed beside the data set and a few other probes (at
+        # most 1 % more voices), so the probes barely move one another's ranks.
         chunk = max(1, n_ref // 100)
-        raw_ref, raw_new = None, []
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are silent voices
-            for c in range(0, len(desc), chunk):
-                raw = tags.scores(np.concatenate([self.reference, desc[c : c + chunk]]))[:, : self.n_scores]
-                raw_ref = raw[:n_ref] if raw_ref is None else raw_ref
-                raw_new.append(raw[n_ref:])
-        new_all = np.concatenate(raw_new) if raw_new else np.zeros((0, self.n_scores))
+        raw = np.concatenate([self._raw(np.concatenate([self.reference, desc[c : c + chunk]]))[n_ref:]
+                              for c in range(0, len(desc), chunk)])
         out = np.full((len(desc), self.n_scores), np.nan, dtype=np.float32)
-        for j in range(self.n_scores):
-            ref = np.sort(raw_ref[:, j][np.isfinite(raw_ref[:, j])]) if raw_ref is not None else np.zeros(0)
-            new = new_all[:, j]
+        for j, ref in enumerate(self.sorted_ref):
+            new = raw[:, j]
             ok = np.isfinite(new)
             if len(ref) >= 2 and ok.any():
                 # a value tied with reference voices gets the middle of their ranks

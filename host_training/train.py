@@ -320,7 +320,7 @@ def refresh_surrogate(surrogate: nn.Module, model: nn.Module, data: Data, probes
     idx = rng.choice(data.train, min(int(lcfg.surrogate_render_voices), len(data.train)), replace=False)
     model.eval()
     x = data.batch(idx)[0].to(device)
-    pa, pb = knob_probes(model, x, data.tags.shape[1], lcfg.dis_mu + lcfg.dis_sigma, rng)
+    pa, pb = knob_probes(model, x, data.tags.shape[1], lcfg.knob_travel, rng)
     scores = scorer.scores(np.concatenate([pa, pb]))
     probes.add(pa, pb, scores[: len(pa)], scores[len(pa):])
     fit_surrogate(surrogate, data.targets[data.train], data.scores[data.train], int(lcfg.surrogate_refit_steps),

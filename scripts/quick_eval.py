@@ -18,11 +18,11 @@ import torch
 
 from dx7 import layout
 from host_training.dataset import open_dataset
-from host_training.evaluate import knob_sweeps, predict_vectors, score_voices
+from host_training.evaluate import knob_sweeps, predict_vectors, references, score_voices
 from host_training.export import read_info
 from host_training.model import VAE_KINDS
 from host_training.rendered_scores import Pool
-from host_training.sound import RenderSettings, features_of
+from host_training.sound import RenderSettings
 from host_training.synth_voices import generate as synth_generate
 from host_training.train import load_model
 
@@ -33,14 +33,10 @@ def main() -> None:
     kind = args[2] if len(args) > 2 else json.load(open(f"{run}/run.json"))["models"][0]
     torch.set_num_threads(2)
     ds = open_dataset(data)
-    settings = RenderSettings.from_manifest(ds.settings)
-    pool = Pool(settings, 2)
+    pool = Pool(RenderSettings.from_manifest(ds.settings), 2)
     test = ds.indices("test")[:176]
     ood = synth_generate(60, 12345)
-    refs = pool.map(lambda r, v: r.all_notes(v), [ds.voice(int(i)) for i in test] + ood)
-    ood_x = np.stack([[features_of(a, settings.rate)[0] for a in aud] for aud in refs[len(test):]])
-    x = np.concatenate([np.asarray(ds.features[test], np.float32), ood_x.astype(np.float32)])
-    true = np.concatenate([np.asarray(ds.params[test]), np.stack([v.parameters for v in ood])])
+    x, true, refs = references(pool, ds, test, ood)
     _, model, _ = load_model(f"{run}/models/{kind}/model.pt")
     rows = score_voices(pool, layout.decode(predict_vectors(model, kind, x)), true, refs)
     n = len(test)

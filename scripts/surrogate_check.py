@@ -15,10 +15,9 @@ import warnings
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
-
 from dx7 import layout
 from host_training.dataset import open_dataset
+from host_training.evaluate import sweep_spearman
 from host_training.export import load_vae, read_info
 from host_training.knob_loss import DescriptorSurrogate, synth_view
 from host_training.rendered_scores import ScoreRenderer
@@ -26,12 +25,8 @@ from host_training.sound import RenderSettings
 
 
 def median_spearman(pos: np.ndarray, scores: np.ndarray) -> float:
-    """Median over sweeps (rows) of Spearman(position, score); a flat or silent sweep counts 0."""
-    out = []
-    for row in scores:
-        ok = np.isfinite(row)
-        out.append(0.0 if ok.sum() < 3 or np.ptp(row[ok]) == 0 else spearmanr(pos[ok], row[ok]).statistic)
-    return float(np.median(out))
+    """Median over sweeps (rows) of evaluate's per-sweep Spearman."""
+    return float(np.median([sweep_spearman(pos, row) for row in scores]))
 
 
 def main() -> None:
