@@ -26,7 +26,7 @@ from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, comp
                                  param_measures)
 
 AUDIO_METRICS = ("logmel_mae_db", "spectral_convergence", "mfcc13_mae", "mfcc40_mae")
-PARAM_METRICS = ("param_mae", "categorical_acc")
+PARAM_METRICS = ("param_mae", "categorical_acc", "transpose_error")
 
 
 # -- predictions -----------------------------------------------------------------------------
@@ -334,7 +334,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Evaluation of {report['run']}", "", f"Data: {report['data']}; main model: {report['main_model']}; "
              f"near-copy threshold {report['near_copy_db']} dB; strata sizes {report['strata_sizes']}.", ""]
     labels = {"logmel_mae_db": "log-mel MAE dB", "spectral_convergence": "spectral conv.", "mfcc13_mae": "MFCC-13 MAE",
-              "mfcc40_mae": "MFCC-40 MAE", "param_mae": "param MAE", "categorical_acc": "cat. acc."}
+              "mfcc40_mae": "MFCC-40 MAE", "param_mae": "param MAE", "categorical_acc": "cat. acc.",
+              "transpose_error": "transpose error, semitones"}
     for stratum in ("all", "novel", "ood"):
         lines += [f"## Stratum: {stratum} (median; mean in brackets)", "",
                   "| method | n | " + " | ".join(labels[k] for k in AUDIO_METRICS + PARAM_METRICS) + " |",

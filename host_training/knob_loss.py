@@ -85,24 +85,44 @@ def synth_view(v: torch.Tensor) -> torch.Tensor:
 
 
 class DescriptorSurrogate(nn.Module):
-    """Parameter vector (B, 225) -> (B, S) predicted tag scores in [-1, 1]."""
+    """Parameter vector (B, 225) -> (B, S) predicted tag scores in [-1, 1].
 
-    def __init__(self, n_scores: int, hidden: int = 256) -> None:
+    ``kind`` names its members: "mlp" (a two-layer MLP of width ``hidden``), "linear" (one
+    linear map), or "mlp+linear" (both, fitted side by side; the sweep loss wants each of them
+    to see a knob's rise). Why a linear member: the head meets the sweep loss with whatever
+    moves the surrogate believes in, and an MLP fitted on a few thousand voices believes in
+    moves the synth does not make (a "bright" knob that raised keyboard scaling depths and EG
+    rates, docs/results.md); a linear map can only reward moves along the directions in which
+    the training voices' scores really differ on average."""
+
+    KINDS = ("mlp", "linear", "mlp+linear")
+
+    def __init__(self, n_scores: int, hidden: int = 256, kind: str = "mlp") -> None:
         super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown surrogate {kind!r} (one of {', '.join(self.KINDS)})")
         self.n_scores = n_scores
-        self.net = nn.Sequential(nn.Linear(VECTOR_SIZE, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, hidden),
-                                 nn.LeakyReLU(0.1), nn.Linear(hidden, n_scores), nn.Tanh())
+        nets = []
+        for member in kind.split("+"):
+            if member == "linear":
+                nets.append(nn.Sequential(nn.Linear(VECTOR_SIZE, n_scores), nn.Tanh()))
+            else:
+                nets.append(nn.Sequential(nn.Linear(VECTOR_SIZE, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, hidden),
+                                          nn.LeakyReLU(0.1), nn.Linear(hidden, n_scores), nn.Tanh()))
+        self.nets = nn.ModuleList(nets)
 
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        return self.net(v)
+    def forward(self, v: torch.Tensor, members: bool = False) -> torch.Tensor:
+        """The members' mean (B, S), or with ``members`` every member's reading (E, B, S)."""
+        each = torch.stack([net(v) for net in self.nets])
+        return each if members else each.mean(0)
 
 
 def surrogate_loss(surrogate: DescriptorSurrogate, vectors: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """Mean squared error of the predicted scores over the entries that have a score."""
+    """Mean squared error of every member's predicted scores over the entries that have a score."""
     ok = torch.isfinite(scores)
-    pred = surrogate(vectors.float())
+    pred = surrogate(vectors.float(), members=True)
     err = (pred - torch.nan_to_num(scores, nan=0.0)).pow(2) * ok
-    return err.sum() / ok.sum().clamp_min(1)
+    return err.sum() / (ok.sum() * pred.shape[0]).clamp_min(1)
 
 
 def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: np.ndarray, steps: int,
@@ -148,17 +168,20 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     zz[dims, :, :, dims] = pos
     frozen = {k: p.detach() for k, p in surrogate.named_parameters()}
     vec = head(zz.reshape(-1, z.shape[1]))
-    scores = torch.func.functional_call(surrogate, frozen, (synth_view(vec),))
-    scores = scores.reshape(n_sem, 2, b, n_scores)
-    pitch = vec.index_select(1, _PITCH_SLOTS.to(z.device)).float().clamp(0.0, 1.0) * _PITCH_HIGH.to(z.device)
+    scores = torch.func.functional_call(surrogate, frozen, (synth_view(vec),), {"members": True})
+    scores = scores.reshape(-1, n_sem, 2, b, n_scores)  # (E member, S knob, 2 ends, B, T score)
+    # not clipped to the slots' range: a head met a clipped penalty by pushing transpose far
+    # below 0, where no knob move changes it (every voice of the tiny run played two octaves
+    # down, docs/results.md)
+    pitch = vec.index_select(1, _PITCH_SLOTS.to(z.device)).float() * _PITCH_HIGH.to(z.device)
     pitch = pitch.reshape(n_sem, 2, b, -1)
     drift = (pitch[:, 1] - pitch[:, 0]).pow(2).sum(-1).mean()
-    delta = scores[:, 1] - scores[:, 0]  # (S knob, B, T score)
+    delta = scores[:, :, 1] - scores[:, :, 0]  # (E, S, B, T)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
-    own = delta[dims, :, dims]  # (S, B)
-    shortfall = F.relu(margin * frac - own).mean()
+    own = torch.stack([delta[:, t, :, t] for t in range(n_sem)], 1)  # (E, S, B)
+    shortfall = F.relu(margin * frac - own).mean()  # every member must see the rise
     off = ~torch.eye(n_sem, n_scores, dtype=torch.bool, device=z.device)
-    cross = (delta.pow(2) * off[:, None, :]).sum(-1).mean()
+    cross = (delta.pow(2) * off[None, :, None, :]).sum(-1).mean()
     gain = (own / frac.clamp_min(1e-3)).mean()
     return shortfall + cross_weight * cross + pitch_weight * drift, gain
 
@@ -188,13 +211,14 @@ def pair_loss(surrogate: nn.Module, va: torch.Tensor, vb: torch.Tensor, sa: torc
     """Surrogate error on rendered knob moves: each end's scores, plus the change from a to
     b, which is what the sweep loss reads (a surrogate right about voices but wrong about
     small moves lets the head meet the sweep loss with moves the synth does not make)."""
-    pa, pb = surrogate(va.float()), surrogate(vb.float())
+    pa, pb = surrogate(va.float(), members=True), surrogate(vb.float(), members=True)
+    e = pa.shape[0]
     oka, okb = torch.isfinite(sa), torch.isfinite(sb)
     ta, tb = torch.nan_to_num(sa, nan=0.0), torch.nan_to_num(sb, nan=0.0)
     ends = ((pa - ta).pow(2) * oka).sum() + ((pb - tb).pow(2) * okb).sum()
     both = oka & okb
     delta = (((pb - pa) - (tb - ta)).pow(2) * both).sum()
-    return ends / (oka.sum() + okb.sum()).clamp_min(1) + delta / both.sum().clamp_min(1)
+    return ends / (e * (oka.sum() + okb.sum())).clamp_min(1) + delta / (e * both.sum()).clamp_min(1)
 
 
 class ProbeBuffer:

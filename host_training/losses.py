@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dx7.layout import categorical_groups, scaled_slots
+from dx7.layout import SLOTS, categorical_groups, scaled_slots
+from dx7.params import param
 
 SCALED_SLOTS = torch.as_tensor(scaled_slots(), dtype=torch.long)  # dx7.layout's scaled slots
+TRANSPOSE_SLOT = SLOTS[param("transpose").index].start
 GROUP_SPANS = [(s.start, s.width) for s in categorical_groups()]  # (first slot, width) of each one-hot group
 LOG2PI = math.log(2 * math.pi)
 
@@ -25,6 +27,7 @@ class LossConfig:
     recon_weight: float = 1.0
     reg_weight: float = 20.0
     param_numeric: str = "mse"  # error on the scaled slots: "mse" or "l1" (docs/results.md)
+    transpose_weight: float = 1.0  # the transpose slot's weight in that error (slot_weights)
     dis_weight: float = 10.0
     dis_mu: float = 2.0
     dis_sigma: float = 0.5
@@ -40,6 +43,7 @@ class LossConfig:
     knob_cross_weight: float = 1.0
     knob_pitch_weight: float = 0.0  # squared pitch-parameter change along a sweep, per DX7 step
     surrogate_weight: float = 1.0
+    surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear" or "mlp+linear" (knob_loss)
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
     # every epoch, this many of the head's own knob voices are rendered (Dexed), scored and
     # added to what the surrogate learns from (host_training.rendered_scores); 0 = off
@@ -59,14 +63,29 @@ class LossConfig:
                       if k in fields})
 
 
-def param_loss(pred: torch.Tensor, target: torch.Tensor,
-               numeric: str = "mse") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def slot_weights(transpose_weight: float = 1.0) -> torch.Tensor:
+    """Weight of each scaled slot's error (``SCALED_SLOTS`` order): 1, but ``transpose_weight``
+    for the transpose. Why: a slot's error is in units of its parameter's whole range, so an
+    octave of transpose (12 of 48 steps) costs as much as an output level 25 steps off, while
+    in sound it puts every note in another octave; unweighted, every model of the tiny run got
+    the transpose exactly right for 7 % of the test voices (docs/results.md)."""
+    w = torch.ones(len(SCALED_SLOTS))
+    w[(SCALED_SLOTS == TRANSPOSE_SLOT).nonzero()] = float(transpose_weight)
+    return w
+
+
+def param_loss(pred: torch.Tensor, target: torch.Tensor, numeric: str = "mse",
+               weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per voice: (total, error summed over scaled slots, cross-entropy summed over the one-hot
     groups). The groups' slots are logits (layout.decode takes their argmax). ``numeric``:
-    "mse" (squared error) or "l1" (absolute error)."""
+    "mse" (squared error) or "l1" (absolute error); ``weights``: per scaled slot
+    (``slot_weights``), 1 when omitted."""
     idx = SCALED_SLOTS.to(pred.device)
     err = pred.index_select(1, idx) - target.index_select(1, idx)
-    num = (err.abs() if numeric == "l1" else err.pow(2)).sum(1)
+    per_slot = err.abs() if numeric == "l1" else err.pow(2)
+    if weights is not None:
+        per_slot = per_slot * weights.to(per_slot.device, per_slot.dtype)
+    num = per_slot.sum(1)
     ce = pred.new_zeros(pred.shape[0])
     for start, width in GROUP_SPANS:
         logits = pred[:, start : start + width]
@@ -149,7 +168,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
     kl = kl_mc(z, log_q, replaced)
     vec = model.to_vector(z)
-    reg, num, ce = param_loss(vec, target, cfg.param_numeric)
+    reg, num, ce = param_loss(vec, target, cfg.param_numeric, slot_weights(cfg.transpose_weight))
     loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
     con = x.new_zeros(())
     if contrastive and cfg.contrastive_weight > 0:
@@ -175,9 +194,9 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     return loss, figures
 
 
-def direct_loss(model, x: torch.Tensor, target: torch.Tensor,
-                numeric: str = "mse") -> tuple[torch.Tensor, dict[str, float]]:
-    reg, num, ce = param_loss(model(x), target, numeric)
+def direct_loss(model, x: torch.Tensor, target: torch.Tensor, numeric: str = "mse",
+                transpose_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    reg, num, ce = param_loss(model(x), target, numeric, slot_weights(transpose_weight))
     loss = reg.mean()
     return loss, {"loss": loss.item(), "param": loss.item(), f"param_{numeric}": num.mean().item(),
                   "param_ce": ce.mean().item()}

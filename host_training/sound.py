@@ -86,10 +86,15 @@ def compare(candidate: np.ndarray, reference: np.ndarray, rate: int) -> dict[str
 
 
 def param_measures(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Numeric parameter MAE in DX7 units and categorical accuracy of one voice."""
+    """Numeric parameter MAE in DX7 units, categorical accuracy and the transpose error in
+    semitones of one voice (the transpose on its own because every note follows it: a voice
+    an octave off is wrong at every note, whatever its timbre)."""
     from dx7.layout import categorical_groups
+    from dx7.params import param
 
     cat = np.array([s.param for s in categorical_groups()])
     num = np.setdiff1d(np.arange(len(true)), cat)
     p, t = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
-    return {"param_mae": float(np.mean(np.abs(p[num] - t[num]))), "categorical_acc": float(np.mean(p[cat] == t[cat]))}
+    tr = param("transpose").index
+    return {"param_mae": float(np.mean(np.abs(p[num] - t[num]))), "categorical_acc": float(np.mean(p[cat] == t[cat])),
+            "transpose_error": float(abs(p[tr] - t[tr]))}

@@ -86,6 +86,9 @@ def validate_config(cfg: dict[str, Any], where: str) -> None:
     metric = cfg.get("loss", {}).get("contrastive_metric", "cosine")
     if metric not in ("cosine", "euclidean"):
         raise DxmacroError(f"{where}: [loss] contrastive_metric must be \"cosine\" or \"euclidean\" (got {metric!r})")
+    surrogate = cfg.get("loss", {}).get("surrogate", "mlp")
+    if surrogate not in ("mlp", "linear", "mlp+linear"):
+        raise DxmacroError(f"{where}: [loss] surrogate must be \"mlp\", \"linear\" or \"mlp+linear\" (got {surrogate!r})")
     t = cfg.get("train", {})
     for key in ("epochs", "batch_size"):
         if not isinstance(t.get(key), int) or t[key] < 1:
@@ -147,14 +150,14 @@ class LossModule(nn.Module):
         if kind in VAE_KINDS and lcfg.knob_weight > 0 and n_scores > 0:
             from host_training.knob_loss import DescriptorSurrogate
 
-            self.surrogate = DescriptorSurrogate(n_scores)
+            self.surrogate = DescriptorSurrogate(n_scores, kind=lcfg.surrogate)
 
     def forward(self, x, target, tags, scores, mask, beta: float, probe=None):
         if self.kind in VAE_KINDS:
             return losses.vae_loss(self.model, x, target, tags, self.lcfg, beta, mask,
                                    contrastive=self.kind != "flow_nocontrastive", scores=scores,
                                    surrogate=self.surrogate, probe=probe)
-        return losses.direct_loss(self.model, x, target, self.lcfg.param_numeric)
+        return losses.direct_loss(self.model, x, target, self.lcfg.param_numeric, self.lcfg.transpose_weight)
 
 
 def save_model(path: Path, kind: str, shape: Shape, mcfg: dict[str, Any], model: nn.Module) -> None:

@@ -4,6 +4,7 @@ view, and that the sweep loss teaches a head to move its own score and only its 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -46,14 +47,14 @@ def test_synth_view_is_what_the_synth_gets_with_a_gradient():
     assert (v.grad[:, g.start : g.start + g.width] != 0).any()
 
 
-def _surrogate_reading(slots: list[int]) -> DescriptorSurrogate:
+def _surrogate_reading(slots: list[int], kind: str = "mlp") -> DescriptorSurrogate:
     """A surrogate fitted so that score j rises with scaled slot slots[j]."""
     torch.manual_seed(0)
-    sur = DescriptorSurrogate(len(slots), hidden=64)
-    opt = torch.optim.Adam(sur.parameters(), lr=3e-3)
+    sur = DescriptorSurrogate(len(slots), hidden=64, kind=kind)
+    opt = torch.optim.Adam(sur.parameters(), lr=1e-2)
     for _ in range(300):
         v = torch.rand(256, VECTOR_SIZE)
-        target = 2 * v[:, slots] - 1
+        target = 1.6 * v[:, slots] - 0.8  # inside tanh's range, so a linear member fits it too
         loss = surrogate_loss(sur, v, target)
         opt.zero_grad()
         loss.backward()
@@ -62,10 +63,11 @@ def _surrogate_reading(slots: list[int]) -> DescriptorSurrogate:
     return sur
 
 
-def test_sweep_loss_teaches_the_head_to_move_its_own_score_only():
+@pytest.mark.parametrize("kind", DescriptorSurrogate.KINDS)
+def test_sweep_loss_teaches_the_head_to_move_its_own_score_only(kind):
     # three knobs, four scores: the fourth (a tag pair without a knob, like loudness) must stay put too
     slots = [int(s) for s in scaled_slots()[:4]]
-    sur = _surrogate_reading(slots)
+    sur = _surrogate_reading(slots, kind)
     torch.manual_seed(1)
     # a head that starts by ignoring the semantic dimensions: its output depends on z[:, 3:]
     head = nn.Sequential(nn.Linear(VECTOR_SIZE, 64), nn.Tanh(), nn.Linear(64, VECTOR_SIZE))
@@ -91,6 +93,47 @@ def test_sweep_loss_teaches_the_head_to_move_its_own_score_only():
             delta = (sur(synth_view(head(hi))) - sur(synth_view(head(lo)))).mean(0)
             assert delta[t] > 0.9
             assert delta[[u for u in range(4) if u != t]].abs().max() < 0.2
+
+
+def test_every_member_of_the_surrogate_must_see_the_rise():
+    """With two members, a head whose moves raise the score that only one member reads has
+    not met the sweep loss: the other member's shortfall remains."""
+    slot_a, slot_b = (int(s) for s in scaled_slots()[:2])
+    torch.manual_seed(0)
+    sur = DescriptorSurrogate(1, hidden=64, kind="mlp+linear")
+    opt = torch.optim.Adam(sur.parameters(), lr=1e-2)
+    for _ in range(300):  # the MLP member reads slot a, the linear member slot b
+        v = torch.rand(256, VECTOR_SIZE)
+        pred = sur(v, members=True)
+        loss = ((pred[0, :, 0] - (1.6 * v[:, slot_a] - 0.8)).pow(2).mean()
+                + (pred[1, :, 0] - (1.6 * v[:, slot_b] - 0.8)).pow(2).mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def head_moving(slot: int) -> nn.Module:
+        """z -> 0.5 everywhere, but ``slot`` follows knob 0 over its travel."""
+        lin = nn.Linear(VECTOR_SIZE, VECTOR_SIZE)
+        with torch.no_grad():
+            lin.weight.zero_()
+            lin.bias.fill_(0.5)
+            lin.weight[slot, 0] = 0.2
+        return lin
+
+    z = torch.zeros(256, VECTOR_SIZE)
+    only_a, _ = sweep_loss(head_moving(slot_a), sur, z, 1, 2.5, 0.5, 0.0)
+    both = nn.Linear(VECTOR_SIZE, VECTOR_SIZE)
+    with torch.no_grad():
+        both.weight.copy_(head_moving(slot_a).weight + head_moving(slot_b).weight)
+        both.bias.fill_(0.5)
+    met, gain = sweep_loss(both, sur, z, 1, 2.5, 0.5, 0.0)
+    assert met.item() < 0.5 * only_a.item()
+    assert gain.item() > 0.5
+
+
+def test_an_unknown_surrogate_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        DescriptorSurrogate(2, kind="transformer")
 
 
 def test_sweep_loss_trains_neither_the_surrogate_nor_the_latents():
@@ -195,3 +238,21 @@ def test_probe_buffer_keeps_moves_as_encoded_vectors_and_round_trips():
     b = again.sample(np.random.default_rng(7), 8)
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and a[0].shape == (8, VECTOR_SIZE)
     assert ProbeBuffer(2).sample(rng, 4) is None
+
+
+def test_the_pitch_penalty_counts_moves_beyond_the_slot_range():
+    """Clipped to the slot's range, the penalty was met by a head that pushed transpose far
+    below 0, where a knob could move it freely (the shipped tiny model of an earlier session
+    played every voice two octaves down): a move out there must cost as much as one inside."""
+    sur = DescriptorSurrogate(1, hidden=8)
+    tr = layout.SLOTS[TRANSPOSE].start
+    head = nn.Linear(VECTOR_SIZE, VECTOR_SIZE)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(0.5)
+        head.bias[tr] = -1.0  # decodes to transpose 0 at every knob position
+        head.weight[tr, 0] = 0.1
+    z = torch.zeros(16, VECTOR_SIZE)
+    loss = {w: sweep_loss(head, sur, z, 1, 2.5, 0.0, 0.0, w, generator=torch.Generator().manual_seed(0))[0].item()
+            for w in (0.0, 1.0)}
+    assert loss[1.0] - loss[0.0] > 1.0  # several DX7 steps of transpose change, squared

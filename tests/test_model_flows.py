@@ -129,6 +129,26 @@ def test_param_loss_l1_is_the_absolute_error_and_pulls_to_the_median():
     assert torch.allclose(param_loss(pred, target, "l1")[1], torch.full((3,), 0.5 * len(SCALED_SLOTS)))
 
 
+def test_transpose_weight_scales_the_transpose_error_only():
+    """[loss] transpose_weight: an octave of transpose error weighs ``transpose_weight`` times
+    what it weighed; the same error on any other scaled slot is unchanged."""
+    from dx7.layout import SLOTS, VECTOR_SIZE
+    from dx7.params import param
+    from host_training.losses import SCALED_SLOTS, param_loss, slot_weights
+
+    tr = SLOTS[param("transpose").index].start
+    other = int(SCALED_SLOTS[0])
+    target = torch.full((1, VECTOR_SIZE), 0.5)
+    octave = 12 / param("transpose").high
+    for slot, factor in ((tr, 48.0), (other, 1.0)):
+        pred = target.clone()
+        pred[0, slot] += octave
+        plain = param_loss(pred, target, "l1")[1]
+        weighted = param_loss(pred, target, "l1", slot_weights(48.0))[1]
+        assert torch.allclose(weighted, plain * factor)
+        assert torch.allclose(plain, torch.tensor([octave]))
+
+
 def test_contrastive_loss_rewards_same_voice_agreement():
     from host_training.losses import supervised_contrastive
 
