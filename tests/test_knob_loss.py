@@ -203,9 +203,9 @@ def test_pair_loss_reads_the_move_not_only_its_ends():
     more, and the right answer costs nothing. NaN scores (silent voices) are left out."""
     from host_training.knob_loss import pair_loss
 
-    class Fixed(nn.Module):  # "predicts" the first n_scores slots of the vector
-        def forward(self, v):
-            return v[:, :3]
+    class Fixed(nn.Module):  # "predicts" the first n_scores slots of the vector (one member)
+        def forward(self, v, members=False):
+            return v[None, :, :3] if members else v[:, :3]
 
     va, vb = torch.zeros(4, VECTOR_SIZE), torch.zeros(4, VECTOR_SIZE)
     va[:, :3], vb[:, :3] = -0.5, 0.5
