@@ -4,6 +4,7 @@ semantic dimensions, and Tanaka et al.'s weakly supervised contrastive loss."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,12 +64,14 @@ class LossConfig:
                       if k in fields})
 
 
+@functools.lru_cache(maxsize=None)
 def slot_weights(transpose_weight: float = 1.0) -> torch.Tensor:
     """Weight of each scaled slot's error (``SCALED_SLOTS`` order): 1, but ``transpose_weight``
     for the transpose. Why: a slot's error is in units of its parameter's whole range, so an
     octave of transpose (12 of 48 steps) costs as much as an output level 25 steps off, while
     in sound it puts every note in another octave; unweighted, every model of the tiny run got
-    the transpose exactly right for 7 % of the test voices (docs/results.md)."""
+    the transpose exactly right for 7 % of the test voices (docs/results.md). Built once per
+    weight (every batch asks for it); callers must not modify it."""
     w = torch.ones(len(SCALED_SLOTS))
     w[(SCALED_SLOTS == TRANSPOSE_SLOT).nonzero()] = float(transpose_weight)
     return w

@@ -86,9 +86,12 @@ def validate_config(cfg: dict[str, Any], where: str) -> None:
     metric = cfg.get("loss", {}).get("contrastive_metric", "cosine")
     if metric not in ("cosine", "euclidean"):
         raise DxmacroError(f"{where}: [loss] contrastive_metric must be \"cosine\" or \"euclidean\" (got {metric!r})")
+    from host_training.knob_loss import DescriptorSurrogate
+
     surrogate = cfg.get("loss", {}).get("surrogate", "mlp")
-    if surrogate not in ("mlp", "linear", "mlp+linear"):
-        raise DxmacroError(f"{where}: [loss] surrogate must be \"mlp\", \"linear\" or \"mlp+linear\" (got {surrogate!r})")
+    if surrogate not in DescriptorSurrogate.KINDS:
+        raise DxmacroError(f"{where}: [loss] surrogate must be one of {', '.join(DescriptorSurrogate.KINDS)} "
+                           f"(got {surrogate!r})")
     t = cfg.get("train", {})
     for key in ("epochs", "batch_size"):
         if not isinstance(t.get(key), int) or t[key] < 1:

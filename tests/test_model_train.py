@@ -307,13 +307,16 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['mlp']\n[loss]\nparam_numeric = 'l2'\n")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
+    bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['flow']\n[loss]\nsurrogate = 'gp'\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
     wav = tmp_path / "x.wav"
     wav.write_bytes(b"")
     assert main(["match", str(wav), "--polish", "-1", "--out", str(tmp_path / "m.syx")]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("dxmacro: error:") == 6
+    assert "Traceback" not in err and err.count("dxmacro: error:") == 7
     assert "contrastive_metric" in err and "param_numeric" in err and "--polish" in err
+    assert "[loss] surrogate must be one of mlp, linear, mlp+linear (got 'gp')" in err
 
 
 def test_shipped_default_model_decodes_and_generates(tmp_path):
