@@ -10,6 +10,7 @@ score (the figure `dxmacro evaluate` reports). A knob where the first is high an
 is not is one the head has learnt to fool the surrogate with (docs/model.md).
 """
 
+import json
 import sys
 import warnings
 
@@ -37,8 +38,9 @@ def main() -> None:
     ck = torch.load(f"{run}/models/{kind}/checkpoint.pt", map_location="cpu", weights_only=False)
     if ck.get("surrogate") is None:
         sys.exit(f"{run}: the {kind} model trained without a knob surrogate")
-    n_scores = ck["surrogate"]["net.4.weight"].shape[0]
-    surrogate = DescriptorSurrogate(n_scores)
+    n_scores = list(ck["surrogate"].values())[-1].shape[0]  # the last member's output bias
+    members = json.load(open(f"{run}/run.json"))["config"].get("loss", {}).get("surrogate", "mlp")
+    surrogate = DescriptorSurrogate(n_scores, kind=members)
     surrogate.load_state_dict(ck["surrogate"])
     surrogate.eval()
     scorer = ScoreRenderer(RenderSettings.from_manifest(ds.settings), ds.descriptors, n_scores, threads=2)
