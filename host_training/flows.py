@@ -12,6 +12,9 @@ three transforms below are ~100 lines and export as plain ops. Every transform h
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -151,6 +154,29 @@ def noise_peaks(module: nn.Module) -> dict[str, torch.Tensor]:
     noise as an uninterrupted one (model.pt leaves them out)."""
     return {f"{name}/{site}": peak.clone() for name, m in module.named_modules()
             if isinstance(m, AffineCoupling) for site, peak in m.peaks.items()}
+
+
+def has_noise(module: nn.Module) -> bool:
+    """Whether any coupling of ``module`` adds int8 noise while training."""
+    return any(isinstance(m, AffineCoupling) and m.quant_noise > 0 for m in module.modules())
+
+
+@contextlib.contextmanager
+def noise_off(module: nn.Module) -> Iterator[None]:
+    """Every coupling of ``module`` without its int8 noise (and without updating its running
+    ranges) inside the block. Why: the knob sweep loss asks what a knob move does to the
+    sound; with the noise on, the two ends of a sweep differ by noise as well, and the
+    surrogate read that as part of the knob's move (the own-score rise it saw stayed near a
+    tenth of its target, docs/results.md)."""
+    couplings = [m for m in module.modules() if isinstance(m, AffineCoupling)]
+    saved = [m.quant_noise for m in couplings]
+    try:
+        for m in couplings:
+            m.quant_noise = 0.0
+        yield
+    finally:
+        for m, q in zip(couplings, saved):
+            m.quant_noise = q
 
 
 def load_noise_peaks(module: nn.Module, peaks: dict[str, torch.Tensor]) -> None:

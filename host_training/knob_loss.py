@@ -30,6 +30,8 @@ resume checkpoint), not in model.pt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,6 +46,11 @@ _HIGH = torch.as_tensor(scaled_highs(), dtype=torch.float32)
 PITCH_PARAMS = ("transpose", "pitch_eg_level1", "pitch_eg_level2", "pitch_eg_level3", "pitch_eg_level4")
 _PITCH_SLOTS = torch.as_tensor([SLOTS[param(n).index].start for n in PITCH_PARAMS])
 _PITCH_HIGH = torch.as_tensor([float(param(n).high) for n in PITCH_PARAMS])
+
+
+def pitch_steps(vec: torch.Tensor) -> torch.Tensor:
+    """(B, 225) head outputs -> (B, 5) the ``PITCH_PARAMS`` in DX7 steps, unclipped."""
+    return vec.index_select(1, _PITCH_SLOTS.to(vec.device)).float() * _PITCH_HIGH.to(vec.device)
 
 
 def score_targets(descriptors: np.ndarray, n_sem: int) -> np.ndarray:
@@ -93,9 +100,11 @@ class DescriptorSurrogate(nn.Module):
     moves the surrogate believes in, and an MLP fitted on a few thousand voices believes in
     moves the synth does not make (a "bright" knob that raised keyboard scaling depths and EG
     rates, docs/results.md); a linear map can only reward moves along the directions in which
-    the training voices' scores really differ on average."""
+    the training voices' scores really differ on average. "prior" is a member written from how
+    FM works rather than fitted (``host_training.knob_prior``): it rewards only moves that
+    cause the sound change, such as raising a modulator's level for "bright"."""
 
-    KINDS = ("mlp", "linear", "mlp+linear")
+    KINDS = ("mlp", "linear", "mlp+linear", "prior", "mlp+prior", "mlp+linear+prior")
 
     def __init__(self, n_scores: int, hidden: int = 256, kind: str = "mlp") -> None:
         super().__init__()
@@ -104,7 +113,11 @@ class DescriptorSurrogate(nn.Module):
         self.n_scores = n_scores
         nets = []
         for member in kind.split("+"):
-            if member == "linear":
+            if member == "prior":
+                from host_training.knob_prior import PriorMember
+
+                nets.append(PriorMember(n_scores))
+            elif member == "linear":
                 nets.append(nn.Sequential(nn.Linear(VECTOR_SIZE, n_scores), nn.Tanh()))
             else:
                 nets.append(nn.Sequential(nn.Linear(VECTOR_SIZE, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, hidden),
@@ -134,6 +147,9 @@ def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: n
     gen = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(np.asarray(vectors, np.float32)), torch.from_numpy(np.asarray(scores, np.float32))
     device = next(surrogate.parameters()).device
+    for net in surrogate.nets:
+        if hasattr(net, "calibrate"):
+            net.calibrate(x.to(device))
     opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, weight_decay=1e-2)
     moves = [torch.from_numpy(a) for a in probes.state().values()] if probes is not None and len(probes) else None
     loss = torch.zeros(())
@@ -151,14 +167,19 @@ def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: n
 
 def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor, n_sem: int, travel: float,
                margin: float, cross_weight: float, pitch_weight: float = 0.0,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None = None,
+               pitch_head: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, mean own-score change over a full travel) for knob sweeps from the latents ``z``.
 
     Each of the ``n_sem`` semantic dimensions (knob t drives score t) is set to two positions
     drawn uniformly from [-travel, travel] (sorted, a < b) for every row of ``z``; one head
-    pass decodes all 2*S*B latents. Every other score the surrogate reads (the tag pairs
+    pass decodes all 2*S*B latents (two with a ``pitch_head``). Every other score the surrogate reads (the tag pairs
     without a knob too, such as loudness) counts as a cross change; ``pitch_weight`` weighs
-    the squared change of the pitch parameters in DX7 steps (summed over them)."""
+    the squared change of the pitch parameters in DX7 steps (summed over them), read from
+    ``pitch_head`` where one is given (the trainer passes the head with its int8 noise, and
+    ``head`` without it: the sound a knob makes is the clean head's, the pitch must hold for
+    the int8 decoder too; with the clean head alone, 12 % of the int8 model's transposes
+    were a semitone off and the audio gate failed, docs/results.md)."""
     n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
@@ -167,14 +188,14 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     dims = torch.arange(n_sem, device=z.device)
     zz[dims, :, :, dims] = pos
     frozen = {k: p.detach() for k, p in surrogate.named_parameters()}
-    vec = head(zz.reshape(-1, z.shape[1]))
+    flat = zz.reshape(-1, z.shape[1])
+    vec = head(flat)
     scores = torch.func.functional_call(surrogate, frozen, (synth_view(vec),), {"members": True})
     scores = scores.reshape(-1, n_sem, 2, b, n_scores)  # (E member, S knob, 2 ends, B, T score)
     # not clipped to the slots' range: a head met a clipped penalty by pushing transpose far
     # below 0, where no knob move changes it (every voice of the tiny run played two octaves
     # down, docs/results.md)
-    pitch = vec.index_select(1, _PITCH_SLOTS.to(z.device)).float() * _PITCH_HIGH.to(z.device)
-    pitch = pitch.reshape(n_sem, 2, b, -1)
+    pitch = pitch_steps(vec if pitch_head is None else pitch_head(flat)).reshape(n_sem, 2, b, -1)
     drift = (pitch[:, 1] - pitch[:, 0]).pow(2).sum(-1).mean()
     delta = scores[:, :, 1] - scores[:, :, 0]  # (E, S, B, T)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel

@@ -14,6 +14,7 @@ from torch import nn
 
 from dx7.layout import SLOTS, categorical_groups, scaled_slots
 from dx7.params import param
+from host_training.flows import has_noise, noise_off
 
 SCALED_SLOTS = torch.as_tensor(scaled_slots(), dtype=torch.long)  # dx7.layout's scaled slots
 TRANSPOSE_SLOT = SLOTS[param("transpose").index].start
@@ -44,7 +45,7 @@ class LossConfig:
     knob_cross_weight: float = 1.0
     knob_pitch_weight: float = 0.0  # squared pitch-parameter change along a sweep, per DX7 step
     surrogate_weight: float = 1.0
-    surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear" or "mlp+linear" (knob_loss)
+    surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear", "prior" or sums such as "mlp+prior"
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
     # every epoch, this many of the head's own knob voices are rendered (Dexed), scored and
     # added to what the surrogate learns from (host_training.rendered_scores); 0 = off
@@ -189,8 +190,15 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         else:  # without renders: the head's prediction labelled with its target's scores
             second = knob_loss.surrogate_loss(surrogate, knob_loss.synth_view(vec.detach()), scores)
         fit = 0.5 * (knob_loss.surrogate_loss(surrogate, target, scores) + second)
-        sweep, gain = knob_loss.sweep_loss(model.to_vector, surrogate, z, tags.shape[1], cfg.knob_travel,
-                                           cfg.knob_margin, cfg.knob_cross_weight, cfg.knob_pitch_weight)
+
+        def clean_head(latents: torch.Tensor) -> torch.Tensor:
+            with noise_off(model):  # what a knob does to the sound, not what int8 noise does
+                return model.to_vector(latents)
+
+        # the pitch must hold along a sweep as the int8 decoder plays it: the noisy head
+        pitch_head = model.to_vector if model.training and has_noise(model) else None
+        sweep, gain = knob_loss.sweep_loss(clean_head, surrogate, z, tags.shape[1], cfg.knob_travel, cfg.knob_margin,
+                                           cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
     figures["loss"] = loss.item()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dx7.layout import VECTOR_SIZE, decode, encode
-from host_training.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, realnvp
+from host_training.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, noise_off, realnvp
 from host_training.model import LATENT, Shape, build
 
 
@@ -236,3 +236,29 @@ def test_quant_noise_is_training_only_sized_in_int8_steps_and_not_saved():
     flow = flow.double().eval()
     back, _ = flow.inverse(flow(x.double())[0])
     assert torch.allclose(back, x.double(), atol=1e-8)
+
+
+def test_noise_off_gives_the_clean_map_in_training_and_restores_the_noise():
+    """The knob sweep loss runs the head under ``noise_off``: the clean function, no widening
+    of the noise's running ranges, and the noise back afterwards (even after an error)."""
+    torch.manual_seed(0)
+    flow = realnvp(VECTOR_SIZE, 2, 32, seed=1, alternate=True, lead=6)
+    _randomize(flow, 3)
+    couplings = [t for t in flow.transforms if isinstance(t, AffineCoupling)]
+    for t in couplings:
+        t.quant_noise = 4.0
+    x = torch.randn(64, VECTOR_SIZE)
+    flow.eval()
+    clean = flow.map(x)
+    flow.train()
+    flow.map(x)  # the noise's ranges from ordinary latents
+    peaks = {k: v.clone() for k, v in couplings[0].peaks.items()}
+    with noise_off(flow):
+        assert torch.equal(flow.map(x), clean)
+        flow.map(x * 10.0)  # far latents, like a sweep's ends
+    assert all(torch.equal(couplings[0].peaks[k], v) for k, v in peaks.items())
+    with pytest.raises(RuntimeError), noise_off(flow):
+        raise RuntimeError("a failing batch")
+    assert all(t.quant_noise == 4.0 for t in couplings)
+    assert not torch.allclose(flow.map(x), clean)
+

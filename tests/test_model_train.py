@@ -39,7 +39,7 @@ beta_warmup_epochs = 1
 knob_weight = 20.0
 knob_pitch_weight = 1.0
 transpose_weight = 48.0
-surrogate = "mlp+linear"
+surrogate = "mlp+linear+prior"
 surrogate_steps = 50
 surrogate_render_voices = 6
 surrogate_refit_steps = 20
@@ -316,7 +316,8 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("dxmacro: error:") == 7
     assert "contrastive_metric" in err and "param_numeric" in err and "--polish" in err
-    assert "[loss] surrogate must be one of mlp, linear, mlp+linear (got 'gp')" in err
+    kinds = "mlp, linear, mlp+linear, prior, mlp+prior, mlp+linear+prior"
+    assert f"[loss] surrogate must be one of {kinds} (got 'gp')" in err
 
 
 def test_shipped_default_model_decodes_and_generates(tmp_path):
