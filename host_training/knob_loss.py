@@ -178,8 +178,8 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     the squared change of the pitch parameters in DX7 steps (summed over them), read from
     ``pitch_head`` where one is given (the trainer passes the head with its int8 noise, and
     ``head`` without it: the sound a knob makes is the clean head's, the pitch must hold for
-    the int8 decoder too; with the clean head alone, 12 % of the int8 model's transposes
-    were a semitone off and the audio gate failed, docs/results.md)."""
+    the int8 decoder too; with the clean head alone the int8 decoder was less exact on the
+    pitch EG levels and issue 5's audio gate failed, docs/results.md)."""
     n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
