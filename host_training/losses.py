@@ -44,6 +44,10 @@ class LossConfig:
     knob_margin: float = 1.0  # own-score rise (rank units, range 2) over a full travel
     knob_cross_weight: float = 1.0
     knob_pitch_weight: float = 0.0  # squared pitch-parameter change along a sweep, per DX7 step
+    # 1: that change is read from the head with its int8 noise (the pitch must hold for the int8
+    # decoder); 0: from the clean head, like the rest of the sweep (better knobs, but the tiny
+    # run's int8 decoder then failed issue 5's audio gate, docs/results.md)
+    knob_pitch_int8: float = 1.0
     surrogate_weight: float = 1.0
     surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear", "prior" or sums such as "mlp+prior"
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
@@ -196,7 +200,8 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
                 return model.to_vector(latents)
 
         # the pitch must hold along a sweep as the int8 decoder plays it: the noisy head
-        pitch_head = model.to_vector if model.training and has_noise(model) else None
+        noisy = cfg.knob_pitch_int8 > 0 and model.training and has_noise(model)
+        pitch_head = model.to_vector if noisy else None
         sweep, gain = knob_loss.sweep_loss(clean_head, surrogate, z, tags.shape[1], cfg.knob_travel, cfg.knob_margin,
                                            cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep

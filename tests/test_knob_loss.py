@@ -283,3 +283,38 @@ def test_the_pitch_penalty_reads_the_pitch_head_where_one_is_given():
     assert loss(still, None) == pytest.approx(0.0, abs=1e-9)
     assert loss(still, moving) == pytest.approx(loss(moving, None)) and loss(moving, None) > 1.0
     assert loss(moving, still) == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("int8", [1.0, 0.0])
+def test_the_trainer_reads_the_sweep_s_sound_clean_and_its_pitch_as_knob_pitch_int8_says(monkeypatch, int8):
+    """vae_loss hands sweep_loss a head without the int8 noise, and the noisy head for the
+    pitch penalty only while ``knob_pitch_int8`` is on."""
+    from host_training import knob_loss
+    from host_training.flows import AffineCoupling
+    from host_training.losses import LossConfig, vae_loss
+    from host_training.model import Shape, build
+
+    torch.manual_seed(0)
+    model = build("flow", Shape(3, 128, 24, mean=-40.0, std=20.0),
+                  {"enc_channels": [4, 8], "hidden": 16, "post_flow_blocks": 1, "post_flow_hidden": 16,
+                   "reg_flow_blocks": 1, "reg_flow_hidden": 16, "dec_channels": [8, 4],
+                   "reg_flow_quant_noise": 10.0}).train()
+    for m in model.modules():
+        if isinstance(m, AffineCoupling):
+            torch.nn.init.normal_(m.net[-1].weight, std=0.1)  # away from the identity, so noise shows
+    seen = {}
+
+    def spy(head, surrogate, z, *args, pitch_head=None, **kw):
+        zz = torch.randn(8, z.shape[1])
+        seen["clean"] = torch.equal(head(zz), head(zz))
+        seen["pitch"] = None if pitch_head is None else not torch.equal(pitch_head(zz), pitch_head(zz))
+        return z.new_zeros(()), z.new_zeros(())
+
+    monkeypatch.setattr(knob_loss, "sweep_loss", spy)
+    cfg = LossConfig.from_dict({"knob_weight": 1.0, "knob_pitch_weight": 1.0, "knob_pitch_int8": int8})
+    x = torch.randn(4, 3, 128, 24) * 20 - 40
+    target = torch.as_tensor(layout.encode(np.zeros((4, 145), np.int64)))
+    sur = DescriptorSurrogate(2, hidden=8)
+    vae_loss(model, x, target, torch.zeros(4, 2), cfg, 1.0, None, False, scores=torch.zeros(4, 2), surrogate=sur)
+    assert seen["clean"]  # the same latents decode the same: no noise in the sound's head
+    assert seen["pitch"] is (True if int8 else None)  # fresh noise in each pass of the pitch head
