@@ -93,6 +93,13 @@ def decode(vector: np.ndarray) -> np.ndarray:
     return out
 
 
+def slot(name: str) -> Slot:
+    """The slot of the learnable parameter ``name`` (e.g. ``transpose``, ``op1_output_level``)."""
+    from dx7.params import param
+
+    return SLOTS[param(name).index]
+
+
 def categorical_groups() -> tuple[Slot, ...]:
     return _GROUPS
 

@@ -37,14 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dx7.layout import SLOTS, VECTOR_SIZE, scaled_highs
+from dx7.layout import VECTOR_SIZE, scaled_highs, slot
 from dx7.params import param
 from host_training.losses import GROUP_SPANS, SCALED_SLOTS
 
 _HIGH = torch.as_tensor(scaled_highs(), dtype=torch.float32)
 # what sets the pitch of every note the performer plays, rather than the timbre
 PITCH_PARAMS = ("transpose", "pitch_eg_level1", "pitch_eg_level2", "pitch_eg_level3", "pitch_eg_level4")
-_PITCH_SLOTS = torch.as_tensor([SLOTS[param(n).index].start for n in PITCH_PARAMS])
+_PITCH_SLOTS = torch.as_tensor([slot(n).start for n in PITCH_PARAMS])
 _PITCH_HIGH = torch.as_tensor([float(param(n).high) for n in PITCH_PARAMS])
 
 

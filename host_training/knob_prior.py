@@ -33,20 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dx7.layout import SLOTS
-from dx7.params import param
+from dx7.layout import slot
 
 # the order of host_training.dataset.tags.PAIRS, upper tag of each pair
 PROXIES = ("bright", "aggressive", "moving", "long", "metallic", "swelling", "loud")
 _OPS = range(1, 7)
 
 
-def _slot(name: str) -> int:
-    return SLOTS[param(name).index].start
-
-
 def _op_slots(field: str) -> torch.Tensor:
-    return torch.as_tensor([_slot(f"op{op}_{field}") for op in _OPS])
+    return torch.as_tensor([slot(f"op{op}_{field}").start for op in _OPS])
 
 
 def _carrier_table() -> torch.Tensor:
@@ -77,15 +72,14 @@ class PriorMember(nn.Module):
         self.register_buffer("std", torch.ones(n_scores))
         self.slope = nn.Parameter(torch.full((n_scores,), math.log(math.e - 1.0)))  # softplus -> 1
         self.bias = nn.Parameter(torch.zeros(n_scores))
-        alg = SLOTS[param("algorithm").index]
+        alg = slot("algorithm")
         self._alg = slice(alg.start, alg.start + alg.width)
-        mode = SLOTS[param("op1_osc_mode").index]
-        assert mode.width == 2
-        self._fixed = torch.as_tensor([_slot(f"op{op}_osc_mode") + 1 for op in _OPS])
+        assert slot("op1_osc_mode").width == 2  # ("ratio", "fixed")
+        self._fixed = torch.as_tensor([slot(f"op{op}_osc_mode").start + 1 for op in _OPS])
         self._op = {f: _op_slots(f) for f in ("output_level", "eg_rate1", "eg_rate2", "eg_rate3", "eg_rate4",
                                                "eg_level1", "eg_level2", "eg_level3", "amp_mod_sens",
                                                "freq_coarse", "freq_fine")}
-        self._voice = {n: _slot(n) for n in ("feedback", "lfo_speed", "lfo_pm_depth", "lfo_am_depth",
+        self._voice = {n: slot(n).start for n in ("feedback", "lfo_speed", "lfo_pm_depth", "lfo_am_depth",
                                              "pitch_mod_sens")}
 
     def proxies(self, v: torch.Tensor) -> torch.Tensor:

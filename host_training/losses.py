@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dx7.layout import SLOTS, categorical_groups, scaled_slots
-from dx7.params import param
+from dx7.layout import categorical_groups, scaled_slots, slot
 from host_training.flows import has_noise, noise_off
 
 SCALED_SLOTS = torch.as_tensor(scaled_slots(), dtype=torch.long)  # dx7.layout's scaled slots
-TRANSPOSE_SLOT = SLOTS[param("transpose").index].start
+TRANSPOSE_SLOT = slot("transpose").start
 GROUP_SPANS = [(s.start, s.width) for s in categorical_groups()]  # (first slot, width) of each one-hot group
 LOG2PI = math.log(2 * math.pi)
 

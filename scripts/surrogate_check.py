@@ -38,7 +38,7 @@ def main() -> None:
     ck = torch.load(f"{run}/models/{kind}/checkpoint.pt", map_location="cpu", weights_only=False)
     if ck.get("surrogate") is None:
         sys.exit(f"{run}: the {kind} model trained without a knob surrogate")
-    n_scores = list(ck["surrogate"].values())[-1].shape[0]  # the last member's output bias
+    n_scores = np.asarray(ds.tags).shape[1]  # every tag pair, as the trainer built it
     members = json.load(open(f"{run}/run.json"))["config"].get("loss", {}).get("surrogate", "mlp")
     surrogate = DescriptorSurrogate(n_scores, kind=members)
     surrogate.load_state_dict(ck["surrogate"])

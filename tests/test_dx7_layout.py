@@ -1,8 +1,10 @@
 """The learnable vector: encode/decode, and decode's semantics on any real input."""
 
 import numpy as np
+import pytest
 
 from dx7 import layout
+from dx7.errors import DX7Error
 from dx7.params import PARAMS
 
 
@@ -49,3 +51,13 @@ def test_decode_matches_the_definition_on_adversarial_vectors():
         batch.append(x)
     assert np.array_equal(layout.decode(np.stack(batch)), np.stack([_reference_decode(x) for x in batch]))
     assert np.array_equal(layout.decode(np.full(225, np.nan)), _reference_decode(np.full(225, np.nan)))
+
+
+def test_slot_names_a_parameter_s_place_in_the_vector():
+    from dx7.layout import SLOTS, slot
+    from dx7.params import param
+
+    assert slot("transpose") == SLOTS[param("transpose").index]
+    assert slot("algorithm").width == 32 and slot("transpose").width == 1
+    with pytest.raises(DX7Error, match="unknown DX7 parameter"):
+        slot("op7_output_level")

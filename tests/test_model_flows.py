@@ -132,11 +132,11 @@ def test_param_loss_l1_is_the_absolute_error_and_pulls_to_the_median():
 def test_transpose_weight_scales_the_transpose_error_only():
     """[loss] transpose_weight: an octave of transpose error weighs ``transpose_weight`` times
     what it weighed; the same error on any other scaled slot is unchanged."""
-    from dx7.layout import SLOTS, VECTOR_SIZE
+    from dx7.layout import VECTOR_SIZE, slot
     from dx7.params import param
     from host_training.losses import SCALED_SLOTS, param_loss, slot_weights
 
-    tr = SLOTS[param("transpose").index].start
+    tr = slot("transpose").start
     other = int(SCALED_SLOTS[0])
     target = torch.full((1, VECTOR_SIZE), 0.5)
     octave = 12 / param("transpose").high
