@@ -129,8 +129,42 @@ def sweep_spearman(pos: np.ndarray, score: np.ndarray) -> float:
     return float(spearmanr(pos[ok], score[ok]).statistic)
 
 
-def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
+def sweep_scores(pool: Pool, sweeps: list[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
+    """Sweeps of DX7 values (each (steps, 145)) -> each sweep's (steps, T) tag scores and its
+    largest step-to-step log-mel change (dB, middle note). The scores are computed over all
+    the sweeps' steps at once, as the data set computes them over its voices (some are
+    percentile ranks)."""
+    from host_training.dataset import tags as tag_defs
+
     fn = descriptor_fn(pool.settings)
+
+    def sweep(r: VoiceRenderer, params: np.ndarray):
+        descs, mels = [], []
+        for p in params:
+            v = Voice.from_parameters(p, "KNOB")
+            audios = r.all_notes(v)
+            descs.append(fn(v, audios))
+            mels.append(features_of(audios[len(audios) // 2], r.s.rate)[0])
+        jumps = [float(np.mean(np.abs(a - b))) for a, b in zip(mels[:-1], mels[1:])]
+        return np.array(descs), max(jumps) if jumps else 0.0
+
+    res = pool.map(sweep, sweeps)
+    with np.errstate(all="ignore"):
+        all_scores = tag_defs.scores(np.concatenate([d for d, _ in res]))  # (sweeps * steps, T)
+    bounds = np.cumsum([0] + [len(p) for p in sweeps])
+    return [all_scores[a:b] for a, b in zip(bounds[:-1], bounds[1:])], [j for _, j in res]
+
+
+def knob_correlations(pos: np.ndarray, scores: list[np.ndarray], own: int) -> tuple[list[float], list[float]]:
+    """Per-sweep Spearman of score ``own`` with the knob position, and of every other score."""
+    mine, others = [], []
+    for s in scores:
+        for t in range(s.shape[1]):
+            (mine if t == own else others).append(sweep_spearman(pos, s[:, t]))
+    return mine, others
+
+
+def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray, steps: int) -> dict[str, Any]:
     sems = info["semantic_dims"]
     result: dict[str, Any] = {"dims": []}
     for sd in sems:
@@ -143,28 +177,8 @@ def knob_sweeps(pool: Pool, model: FlowVAE, info: dict[str, Any], z0: np.ndarray
             with torch.no_grad():
                 params = layout.decode(model.to_vector(torch.from_numpy(zz.astype(np.float32))).numpy())
             jobs.append(params)
-
-        def sweep(r: VoiceRenderer, params: np.ndarray):
-            descs, mels = [], []
-            for p in params:
-                v = Voice.from_parameters(p, "KNOB")
-                audios = r.all_notes(v)
-                descs.append(fn(v, audios))
-                mels.append(features_of(audios[len(audios) // 2], r.s.rate)[0])
-            jumps = [float(np.mean(np.abs(a - b))) for a, b in zip(mels[:-1], mels[1:])]
-            return np.array(descs), max(jumps) if jumps else 0.0
-
-        from host_training.dataset import tags as tag_defs
-
-        res = pool.map(sweep, jobs)
-        with np.errstate(all="ignore"):
-            all_scores = tag_defs.scores(np.concatenate([d for d, _ in res]))  # (sweeps * steps, T)
-        own, others, jumps = [], [], []
-        for j, (_, jump) in enumerate(res):
-            scores = all_scores[j * steps : (j + 1) * steps]
-            jumps.append(jump)
-            for t in range(scores.shape[1]):
-                (own if t == d else others).append(sweep_spearman(pos, scores[:, t]))
+        scores, jumps = sweep_scores(pool, jobs)
+        own, others = knob_correlations(pos, scores, d)
         result["dims"].append({"index": d, "name": sd["name"], "spearman_own_median": float(np.median(own)),
                                "abs_corr_others_median": float(np.median(np.abs(others))) if others else None,
                                "max_step_change_db_median": float(np.median(jumps)), **pitch_drift(jobs)})
