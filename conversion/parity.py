@@ -53,7 +53,7 @@ def audio_difference(reference: np.ndarray, candidate: np.ndarray, names: list[s
     (host_training.features.log_mel_difference: |dB| per bin and frame, floored 80 dB under the
     fp32 render's peak). Voices are drawn where int8 and fp32 differ, when any do."""
     from dx7 import Voice
-    from host_training.features import log_mel_difference
+    from host_training.features import sounding_difference
     from host_training.render import DexedRenderer, Note
 
     rng = np.random.default_rng(seed)
@@ -62,7 +62,7 @@ def audio_difference(reference: np.ndarray, candidate: np.ndarray, names: list[s
     pick = np.sort(rng.choice(pool, min(count, len(pool)), replace=False))
     renderer = DexedRenderer(sample_rate)
     n = Note(note, 100, 0.75, 1.0)
-    medians, silent = [], 0
+    medians, sounding, shares, silent = [], [], [], 0
     for i in pick:
         a = renderer.render(Voice.from_parameters(reference[i]), n)
         b = renderer.render(Voice.from_parameters(candidate[i]), n)
@@ -70,10 +70,19 @@ def audio_difference(reference: np.ndarray, candidate: np.ndarray, names: list[s
             silent += 1
             medians.append(0.0)
             continue
-        medians.append(float(np.median(log_mel_difference(b, a, sample_rate))))
+        diff, on = sounding_difference(b, a, sample_rate)
+        medians.append(float(np.median(diff)))
+        shares.append(float(on.mean()))
+        if on.any():
+            sounding.append(float(np.median(diff[on])))
     return {"voices": int(len(pick)), "drawn_from_differing": bool(len(differ) >= count), "silent_pairs": silent,
             "median_db": float(np.median(medians)) if medians else 0.0,
             "p90_db": float(np.percentile(medians, 90)) if medians else 0.0,
+            # not a gate: the same median over the bins where either render sounds, and how much
+            # of the spectrogram sounds (median voice); the gate's median is 0 for a voice whose
+            # renders leave more than half of it under the floor, however they differ
+            "sounding_median_db": float(np.median(sounding)) if sounding else 0.0,
+            "sounding_share_median": float(np.median(shares)) if shares else 0.0,
             "note": note, "sample_rate": sample_rate}
 
 
@@ -97,6 +106,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         a = report["audio"]
         lines.append(f"- rendered audio, median log-mel difference: {a['median_db']:.3f} dB over {a['voices']} voices "
                      f"(p90 {a['p90_db']:.3f} dB; gate {LOG_MEL_MEDIAN_MAX_DB} dB)")
+        if "sounding_median_db" in a:
+            lines.append(f"- the same over the bins where either render sounds (not a gate): "
+                         f"{a['sounding_median_db']:.3f} dB; they are {a['sounding_share_median']:.0%} of the "
+                         "bins x frames (median voice)")
     if "tflite_fp32_max_abs" in report:
         lines.append(f"- TFLite fp32 vs torch fp32, max |difference| of the output vector: "
                      f"{report['tflite_fp32_max_abs']:.2e}")

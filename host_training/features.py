@@ -77,10 +77,21 @@ def log_mel(audio: np.ndarray, sample_rate: int, *, ref_peak: float | None = Non
 
 def log_mel_difference(candidate: np.ndarray, reference: np.ndarray, sample_rate: int) -> np.ndarray:
     """|dB difference| per mel bin and frame, both floored 80 dB under the reference's peak."""
+    return sounding_difference(candidate, reference, sample_rate)[0]
+
+
+def sounding_difference(candidate: np.ndarray, reference: np.ndarray,
+                        sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """``log_mel_difference`` and a mask of the bins and frames where either render sounds
+    (above the floor). Why: where both are floored the difference is 0 whatever the two
+    voices are, so a median over every bin measures how much of the spectrogram a sound
+    leaves silent as well as how far the two renders differ (docs/results.md)."""
     ref = log_mel(reference, sample_rate)
+    floor = float(ref.max()) - TOP_DB
     cand = log_mel(candidate, sample_rate, ref_peak=float(ref.max()))
     frames = min(ref.shape[1], cand.shape[1])
-    return np.abs(cand[:, :frames] - ref[:, :frames])
+    ref, cand = ref[:, :frames], cand[:, :frames]
+    return np.abs(cand - ref), (ref > floor) | (cand > floor)
 
 
 def rms_db(audio: np.ndarray) -> float:
