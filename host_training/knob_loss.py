@@ -168,7 +168,8 @@ def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: n
 def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor, n_sem: int, travel: float,
                margin: float, cross_weight: float, pitch_weight: float = 0.0,
                generator: torch.Generator | None = None,
-               pitch_head: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               pitch_head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               pitch_head_share: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, mean own-score change over a full travel) for knob sweeps from the latents ``z``.
 
     Each of the ``n_sem`` semantic dimensions (knob t drives score t) is set to two positions
@@ -176,10 +177,11 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     pass decodes all 2*S*B latents (two with a ``pitch_head``). Every other score the surrogate reads (the tag pairs
     without a knob too, such as loudness) counts as a cross change; ``pitch_weight`` weighs
     the squared change of the pitch parameters in DX7 steps (summed over them), read from
-    ``pitch_head`` where one is given (the trainer passes the head with its int8 noise, and
-    ``head`` without it: the sound a knob makes is the clean head's, the pitch must hold for
-    the int8 decoder too; with the clean head alone the int8 decoder was less exact on the
-    pitch EG levels and issue 5's audio gate failed, docs/results.md)."""
+    ``pitch_head`` where one is given, for ``pitch_head_share`` of the penalty (the rest read
+    from ``head``). The trainer passes the head with its int8 noise as ``pitch_head`` and the
+    head without it as ``head``: the sound a knob makes is the clean head's, the pitch must
+    hold for the int8 decoder too (with the clean head alone, the tiny run's int8 decoder
+    failed issue 5's audio gate, docs/results.md)."""
     n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
@@ -195,8 +197,11 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     # not clipped to the slots' range: a head met a clipped penalty by pushing transpose far
     # below 0, where no knob move changes it (every voice of the tiny run played two octaves
     # down, docs/results.md)
-    pitch = pitch_steps(vec if pitch_head is None else pitch_head(flat)).reshape(n_sem, 2, b, -1)
-    drift = (pitch[:, 1] - pitch[:, 0]).pow(2).sum(-1).mean()
+    share = 0.0 if pitch_head is None else min(max(pitch_head_share, 0.0), 1.0)
+    drift = _drift(pitch_head(flat), n_sem, b) if share > 0 else None
+    if share < 1:
+        clean = _drift(vec, n_sem, b)
+        drift = clean if drift is None else (1.0 - share) * clean + share * drift
     delta = scores[:, :, 1] - scores[:, :, 0]  # (E, S, B, T)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
     own = torch.stack([delta[:, t, :, t] for t in range(n_sem)], 1)  # (E, S, B)
@@ -205,6 +210,12 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     cross = (delta.pow(2) * off[None, :, None, :]).sum(-1).mean()
     gain = (own / frac.clamp_min(1e-3)).mean()
     return shortfall + cross_weight * cross + pitch_weight * drift, gain
+
+
+def _drift(vec: torch.Tensor, n_sem: int, b: int) -> torch.Tensor:
+    """Mean squared change of the pitch parameters (DX7 steps, summed) between a sweep's ends."""
+    pitch = pitch_steps(vec).reshape(n_sem, 2, b, -1)
+    return (pitch[:, 1] - pitch[:, 0]).pow(2).sum(-1).mean()
 
 
 @torch.no_grad()

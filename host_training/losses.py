@@ -45,7 +45,8 @@ class LossConfig:
     knob_pitch_weight: float = 0.0  # squared pitch-parameter change along a sweep, per DX7 step
     # 1: that change is read from the head with its int8 noise (the pitch must hold for the int8
     # decoder); 0: from the clean head, like the rest of the sweep (better knobs, but the tiny
-    # run's int8 decoder then failed issue 5's audio gate, docs/results.md)
+    # run's int8 decoder then failed issue 5's audio gate, docs/results.md); in between: that
+    # share of the penalty from the noisy head, the rest from the clean one
     knob_pitch_int8: float = 1.0
     surrogate_weight: float = 1.0
     surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear", "prior" or sums such as "mlp+prior"
@@ -202,7 +203,8 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         noisy = cfg.knob_pitch_int8 > 0 and model.training and has_noise(model)
         pitch_head = model.to_vector if noisy else None
         sweep, gain = knob_loss.sweep_loss(clean_head, surrogate, z, tags.shape[1], cfg.knob_travel, cfg.knob_margin,
-                                           cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head)
+                                           cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head,
+                                           pitch_head_share=min(cfg.knob_pitch_int8, 1.0))
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
     figures["loss"] = loss.item()

@@ -276,19 +276,23 @@ def test_the_pitch_penalty_reads_the_pitch_head_where_one_is_given():
     still, moving = head_moving_transpose(False), head_moving_transpose(True)
     z = torch.zeros(16, VECTOR_SIZE)
 
-    def loss(head: nn.Module, pitch_head: nn.Module | None) -> float:
+    def loss(head: nn.Module, pitch_head: nn.Module | None, share: float = 1.0) -> float:
         gen = torch.Generator().manual_seed(0)
-        return sweep_loss(head, sur, z, 1, 2.5, 0.0, 0.0, 1.0, generator=gen, pitch_head=pitch_head)[0].item()
+        return sweep_loss(head, sur, z, 1, 2.5, 0.0, 0.0, 1.0, generator=gen, pitch_head=pitch_head,
+                          pitch_head_share=share)[0].item()
 
     assert loss(still, None) == pytest.approx(0.0, abs=1e-9)
     assert loss(still, moving) == pytest.approx(loss(moving, None)) and loss(moving, None) > 1.0
     assert loss(moving, still) == pytest.approx(0.0, abs=1e-9)
+    # a share between 0 and 1 blends the two heads' readings (knob_pitch_int8 = 0.3, say)
+    assert loss(still, moving, 0.3) == pytest.approx(0.3 * loss(moving, None))
+    assert loss(moving, still, 0.3) == pytest.approx(0.7 * loss(moving, None))
 
 
-@pytest.mark.parametrize("int8", [1.0, 0.0])
+@pytest.mark.parametrize("int8", [1.0, 0.3, 0.0])
 def test_the_trainer_reads_the_sweep_s_sound_clean_and_its_pitch_as_knob_pitch_int8_says(monkeypatch, int8):
     """vae_loss hands sweep_loss a head without the int8 noise, and the noisy head for the
-    pitch penalty only while ``knob_pitch_int8`` is on."""
+    pitch penalty only while ``knob_pitch_int8`` is on, with that option as its share."""
     from host_training import knob_loss
     from host_training.flows import AffineCoupling
     from host_training.losses import LossConfig, vae_loss
@@ -308,6 +312,7 @@ def test_the_trainer_reads_the_sweep_s_sound_clean_and_its_pitch_as_knob_pitch_i
         zz = torch.randn(8, z.shape[1])
         seen["clean"] = torch.equal(head(zz), head(zz))
         seen["pitch"] = None if pitch_head is None else not torch.equal(pitch_head(zz), pitch_head(zz))
+        seen["share"] = kw.get("pitch_head_share")
         return z.new_zeros(()), z.new_zeros(())
 
     monkeypatch.setattr(knob_loss, "sweep_loss", spy)
@@ -318,3 +323,4 @@ def test_the_trainer_reads_the_sweep_s_sound_clean_and_its_pitch_as_knob_pitch_i
     vae_loss(model, x, target, torch.zeros(4, 2), cfg, 1.0, None, False, scores=torch.zeros(4, 2), surrogate=sur)
     assert seen["clean"]  # the same latents decode the same: no noise in the sound's head
     assert seen["pitch"] is (True if int8 else None)  # fresh noise in each pass of the pitch head
+    assert seen["share"] == pytest.approx(int8)
