@@ -4,9 +4,9 @@
 
 Builds the int8 decoder exactly as `dxmacro convert` does, decodes the parity report's latents
 (test voices and knob sweeps) with it and with the fp32 module, and prints the audio gate's
-figure (median over 128 voices of the median log-mel difference, xnnpack kernels) twice per
-group of parameters: for the int8 values as they are, and with only that group's int8 values
-kept (fp32 everywhere else). A gate that fails while every group alone passes is failed by
+figure (median over 128 voices of the median log-mel difference, xnnpack kernels) for the int8
+values as they are, then once per group of parameters with only that group's int8 values kept
+(fp32 everywhere else). A gate that fails while every group alone passes is failed by
 many small differences together, not by one kind of output (docs/results.md). Also printed:
 the same median over the bins where either render sounds and their share (the gate's median
 is 0 for a voice that leaves most of its spectrogram under the floor), and the gate for the
