@@ -198,10 +198,9 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     # below 0, where no knob move changes it (every voice of the tiny run played two octaves
     # down, docs/results.md)
     share = 0.0 if pitch_head is None else min(max(pitch_head_share, 0.0), 1.0)
-    drift = _drift(pitch_head(flat), n_sem, b) if share > 0 else None
-    if share < 1:
-        clean = _drift(vec, n_sem, b)
-        drift = clean if drift is None else (1.0 - share) * clean + share * drift
+    drift = _drift(vec, n_sem, b) if share < 1 else 0.0
+    if share > 0:
+        drift = (1.0 - share) * drift + share * _drift(pitch_head(flat), n_sem, b)
     delta = scores[:, :, 1] - scores[:, :, 0]  # (E, S, B, T)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
     own = torch.stack([delta[:, t, :, t] for t in range(n_sem)], 1)  # (E, S, B)

@@ -204,7 +204,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         pitch_head = model.to_vector if noisy else None
         sweep, gain = knob_loss.sweep_loss(clean_head, surrogate, z, tags.shape[1], cfg.knob_travel, cfg.knob_margin,
                                            cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head,
-                                           pitch_head_share=min(cfg.knob_pitch_int8, 1.0))
+                                           pitch_head_share=cfg.knob_pitch_int8)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
     figures["loss"] = loss.item()

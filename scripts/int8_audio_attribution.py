@@ -57,7 +57,7 @@ def main() -> None:
           f"dB, {whole['sounding_share_median']:.0%} of the bins x frames")
     # the floor any int8 graph has: the fp32 output vector rounded to the int8 output's levels
     scale, zero = int8.output_quant
-    floor = layout.decode(((np.clip(np.round(exact / scale) + zero, -128, 127) - zero) * scale).astype(np.float32))
+    floor = layout.decode(int8.dequantize(np.clip(np.round(exact / scale) + zero, -128, 127)))
     part = parity.audio_difference(ref, floor, count=128, seed=0)
     print(f"  fp32 output rounded to the int8 output levels (scale {scale:.5f}): {np.mean(ref == floor):.1%} of the "
           f"values exact, gate {part['median_db']:.3f} dB (p90 {part['p90_db']:.2f}), over the bins that sound "
