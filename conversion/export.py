@@ -237,8 +237,9 @@ def _name(target) -> str:
     return "operator.getitem" if target is operator.getitem else str(target)
 
 
-def tf_function(exported):
-    """A TensorFlow function computing the exported graph with its weights as constants."""
+def tf_function(exported, grid=None):
+    """A TensorFlow function computing the exported graph with its weights as constants, then the
+    decode head (on the DX7 grid when ``grid`` is given: conversion/output_grid.py)."""
     import torch
 
     tf = _tf()
@@ -287,7 +288,7 @@ def tf_function(exported):
             elif n.op == "output":
                 outs = n.args[0]
                 out = outs[0] if isinstance(outs, (list, tuple)) else outs
-                return tf.identity(_decode_head(out, env, const_of), name="vector")
+                return tf.identity(_decode_head(out, env, const_of, grid), name="vector")
         raise DxmacroError("exported graph has no output")
 
     return run, latent_size
@@ -310,16 +311,29 @@ _ELEMENTWISE = {"aten.tanh.default", "aten.sigmoid.default", "aten.relu.default"
                 "aten.silu.default", "aten.elu.default", "aten.softplus.default"}
 
 
-def _split_at_last_affine(node, idx: np.ndarray, env: dict, const_of: dict, gain: float = 1.0):
-    """``gather(node's value, idx, axis=-1)`` computed by pushing the gather back through the final
-    Linear / per-slot affine / elementwise ops, so the split parts are quantized separately."""
+def _split_at_last_affine(node, idx: np.ndarray, env: dict, const_of: dict, gain=1.0, offset=0.0):
+    """``gather(node's value, idx, axis=-1) * gain + offset`` (``gain`` and ``offset``: scalars or
+    one value per index) computed by pushing the gather back through the final Linear / per-slot
+    affine / elementwise ops, so the split parts are quantized separately; a final Linear takes the
+    gain into its rows and the offset into its bias."""
+    tf = _tf()
+    gain = np.broadcast_to(np.asarray(gain, np.float32), idx.shape)
+    offset = np.broadcast_to(np.asarray(offset, np.float32), idx.shape)
+    name = _name(node.target) if node.op == "call_function" else ""
+    if name == "aten.linear.default" and all(getattr(a, "name", None) in const_of for a in node.args[1:]):
+        w = const_of[node.args[1].name][idx] * gain[:, None]
+        y = tf.matmul(env[node.args[0].name], tf.constant(w), transpose_b=True)
+        b = const_of[node.args[2].name][idx] * gain + offset if len(node.args) > 2 else offset
+        return y + tf.constant(np.asarray(b, np.float32)) if len(node.args) > 2 or np.any(offset != 0) else y
+    y = _split_unfolded(node, idx, env, const_of, gain)
+    return y + tf.constant(offset) if np.any(offset != 0) else y
+
+
+def _split_unfolded(node, idx: np.ndarray, env: dict, const_of: dict, gain: np.ndarray):
+    """``_split_at_last_affine`` below a final Linear: per-slot affines and elementwise ops."""
     tf = _tf()
     ops = _ops()
     name = _name(node.target) if node.op == "call_function" else ""
-    if name == "aten.linear.default" and all(getattr(a, "name", None) in const_of for a in node.args[1:]):
-        w = const_of[node.args[1].name][idx] * gain
-        y = tf.matmul(env[node.args[0].name], tf.constant(w), transpose_b=True)
-        return y + tf.constant(const_of[node.args[2].name][idx] * gain) if len(node.args) > 2 else y
     if name in ("aten.mul.Tensor", "aten.add.Tensor", "aten.sub.Tensor", "aten.div.Tensor") and not node.kwargs:
         a, b = node.args
         consts = [x for x in (a, b) if getattr(x, "name", None) in const_of
@@ -341,15 +355,17 @@ def _split_at_last_affine(node, idx: np.ndarray, env: dict, const_of: dict, gain
             if g is not None:
                 c = tf.constant(c.astype(np.float32))
                 return ops[name](c, g) if consts[0] is a else ops[name](g, c)
-    if name in _ELEMENTWISE and gain == 1.0:
+    if name in _ELEMENTWISE and np.all(gain == 1):
         g = _split_at_last_affine(node.args[0], idx, env, const_of)
         rest = [env[x.name] if hasattr(x, "name") else x for x in node.args[1:]]
         return ops[name](g, *rest, **node.kwargs)
     g = tf.gather(env[node.name], tf.constant(idx.astype(np.int32)), axis=-1)
-    return g if gain == 1.0 else g * gain
+    return g if np.all(gain == 1) else g * tf.constant(np.ascontiguousarray(gain))
 
 
-def _decode_head(out_node, env: dict, const_of: dict):
+def _decode_head(out_node, env: dict, const_of: dict, grid=None):
+    """The head (above); ``grid`` (conversion.output_grid.OutputGrid) puts the scaled slots' int8
+    levels on the DX7 steps."""
     from dx7 import layout
 
     tf = _tf()
@@ -359,7 +375,9 @@ def _decode_head(out_node, env: dict, const_of: dict):
     # clip to [0, 1] written as relu6(6 x) / 6: TFLite fuses RELU6 into the producing op, so the
     # scaled slots are quantized once, over exactly [0, 6] -> 1/255 of [0, 1] (a bare clip is not
     # fused and leaves the op's output quantized over its whole calibration range first)
-    s = tf.nn.relu6(_split_at_last_affine(out_node, scaled, env, const_of, gain=6.0)) * (1.0 / 6.0)
+    gain, shift = grid.head_gain_shift() if grid is not None else (1.0, 0.0)
+    s = tf.nn.relu6(_split_at_last_affine(out_node, scaled, env, const_of, gain=6.0 * np.asarray(gain),
+                                          offset=6.0 * np.asarray(shift))) * (1.0 / 6.0)
     logits = _split_at_last_affine(out_node, cat, env, const_of)
     probs, pos = [], 0
     for g in groups:
@@ -384,21 +402,22 @@ def decode_head(vector: np.ndarray) -> np.ndarray:
     return v
 
 
-def to_tflite(module, calibration: np.ndarray | None, latent_size: int) -> bytes:
+def to_tflite(module, calibration: np.ndarray | None, latent_size: int, grid=None) -> bytes:
     """TFLite flatbuffer bytes: fp32 when ``calibration`` is None, else full-integer int8 with
-    int8 input and output, scales fitted on ``calibration`` (n, latent)."""
-    conv = converter(module, calibration, latent_size)
+    int8 input and output, scales fitted on ``calibration`` (n, latent); ``grid``: the head's
+    output grid (conversion/output_grid.py), None for the plain [0, 1] head."""
+    conv = converter(module, calibration, latent_size, grid)
     try:
         return bytes(conv.convert())
     except Exception as exc:
         raise DxmacroError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
 
-def converter(module, calibration: np.ndarray | None, latent_size: int):
+def converter(module, calibration: np.ndarray | None, latent_size: int, grid=None):
     """The configured ``tf.lite.TFLiteConverter`` behind ``to_tflite`` (also what TFLite's
     QuantizationDebugger takes: scripts/int8_debug.py)."""
     tf = _tf()
-    run, size = tf_function(trace(module, latent_size))
+    run, size = tf_function(trace(module, latent_size), grid)
     if size != latent_size:
         raise DxmacroError(f"decoder takes a latent of {size}, expected {latent_size}")
     conv = tf.lite.TFLiteConverter.from_concrete_functions([run.get_concrete_function()], run)

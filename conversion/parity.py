@@ -110,6 +110,10 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- the same over the bins where either render sounds (not a gate): "
                          f"{a['sounding_median_db']:.3f} dB; they are {a['sounding_share_median']:.0%} of the "
                          "bins x frames (median voice)")
+    if "output_grid" in report:
+        grid = report["output_grid"] == "dx7"
+        lines.append("- int8 output levels: " + ("on the DX7 steps (one level per step)" if grid
+                                                 else "plain [0, 1] head, 1/255 steps"))
     if "tflite_fp32_max_abs" in report:
         lines.append(f"- TFLite fp32 vs torch fp32, max |difference| of the output vector: "
                      f"{report['tflite_fp32_max_abs']:.2e}")

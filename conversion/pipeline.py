@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from conversion import bundle, equalize, export, parity
+from conversion import bundle, equalize, export, output_grid, parity
 from dx7 import Voice, layout
 from dx7.params import PARAMS
 from dxmacro import __version__
@@ -69,12 +69,16 @@ def evaluation_latents(info: dict[str, Any], sweep_steps: int = 11, seed: int = 
     return np.concatenate([base] + sweeps).astype(np.float32), parts
 
 
-def _affine_entry(affine) -> dict[str, Any]:
-    """The manifest's record of the device-side input affine (u = latent * scale + shift), when the
-    model has one."""
+_AFFINE_RULES = {"input": "input = latent * scale + shift, per dimension, in float, then int8",
+                 "output": "vector = clip(output * scale + shift, 0, 1), per slot, after the dequantization"}
+
+
+def _affine_entry(affine, side: str = "input") -> dict[str, Any]:
+    """The manifest's record of a device-side affine (the input's: u = latent * scale + shift; the
+    output's: conversion/output_grid.py), when the model has one."""
     if affine is None:
         return {}
-    return {"affine": {"rule": "input = latent * scale + shift, per dimension, in float, then int8",
+    return {"affine": {"rule": _AFFINE_RULES[side],
                        "scale": [float(v) for v in affine[0]], "shift": [float(v) for v in affine[1]]}}
 
 
@@ -96,12 +100,14 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
                    "high": float(k["range"][1])} for i, k in enumerate(info["knobs"])],
         "layout": {
             "vector_size": layout.VECTOR_SIZE, "parameters": len(layout.SLOTS), "slots": slots,
-            "decode": "output = (int8 - zero_point) * scale, a vector in [0, 1]; scaled slot -> "
+            "decode": "output = (int8 - zero_point) * scale, then quantization.output.affine where present: "
+                      "a vector in [0, 1]; scaled slot -> "
                       "clip(rint(x * high), 0, high); categorical group -> argmax (dx7.layout.decode)",
         },
         "quantization": {"input": {"dtype": "int8", "scale": float(isc), "zero_point": int(izp),
                                    **_affine_entry(model.input_affine)},
-                         "output": {"dtype": "int8", "scale": float(osc), "zero_point": int(ozp)},
+                         "output": {"dtype": "int8", "scale": float(osc), "zero_point": int(ozp),
+                                    **_affine_entry(model.output_affine, "output")},
                          "calibration": calibration.parts},
         "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE, "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
     }
@@ -110,19 +116,29 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
 @dataclass
 class DeviceGraph:
     """What becomes the .tflite: the module to convert, the device-side input affine (None: the
-    graph takes the latent itself), the graph's calibration inputs, the calibration set."""
+    graph takes the latent itself), the graph's calibration inputs, the calibration set, and the
+    head's output grid (None: the plain [0, 1] head)."""
 
     module: Any
     affine: tuple[np.ndarray, np.ndarray] | None
     graph_input: np.ndarray
     calibration: export.Calibration
+    grid: output_grid.OutputGrid | None = None
+
+    @property
+    def output_affine(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.grid is None else self.grid.device_affine()
+
+    def to_tflite(self, int8: bool) -> bytes:
+        return export.to_tflite(self.module, self.graph_input if int8 else None, len(self.graph_input[0]), self.grid)
 
 
 def device_graph(module, info: dict[str, Any], *, prior: int = 512, seed: int = 0,
-                 groups: int = equalize.GROUPS) -> DeviceGraph:
+                 groups: int = equalize.GROUPS, grid: bool = True) -> DeviceGraph:
     """The run's decoder as it is converted: calibration set from the info's anchors and encoded
     training latents, a coupling flow equalized (conversion/equalize.py, each update in
-    ``groups`` parts) with its input affine taken out of the graph (equalize.split_input)."""
+    ``groups`` parts) with its input affine taken out of the graph (equalize.split_input), and
+    with ``grid`` the head's int8 levels on the DX7 steps (conversion/output_grid.py)."""
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
     knobs = info["knobs"]
@@ -133,13 +149,28 @@ def device_graph(module, info: dict[str, Any], *, prior: int = 512, seed: int = 
     equalized = equalize.equalize_flow(module, cal.latents, groups)
     split = equalize.split_input(equalized, n)
     if split is None:
-        return DeviceGraph(equalized, None, cal.latents, cal)
-    graph, scale, shift = split
-    return DeviceGraph(graph, (scale, shift), cal.latents * scale + shift, cal)
+        graph, affine, graph_input = equalized, None, cal.latents
+    else:
+        graph, scale, shift = split
+        affine, graph_input = (scale, shift), cal.latents * scale + shift
+    placed = output_grid.fit(export.torch_forward(graph, graph_input)) if grid else None
+    return DeviceGraph(graph, affine, graph_input, cal, placed)
+
+
+def on_grid(model, dg: DeviceGraph, rows: int = 256) -> bool:
+    """Whether the converted int8 model's scaled slots really come out on the DX7 grid: on the
+    calibration latents, every dequantized level decodes to a whole DX7 step (the head's int8
+    range is fitted, so this holds only where the calibration reached both ends of [0, 1])."""
+    if dg.grid is None or not model.quantized:
+        return False
+    scale, zero = model.output_quant
+    codes = model.raw(dg.calibration.latents[:: max(1, len(dg.calibration.latents) // rows)])
+    steps = (codes[:, layout.scaled_slots()].astype(np.float64) - zero) * scale * output_grid.LEVELS - dg.grid.offsets
+    return bool(np.max(np.abs(steps - np.rint(steps))) < 1e-3)
 
 
 def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
-            seed: int = 0, groups: int = equalize.GROUPS) -> tuple[bytes, dict[str, Any], bytes]:
+            seed: int = 0, groups: int = equalize.GROUPS, grid: bool = True) -> tuple[bytes, dict[str, Any], bytes]:
     """Returns (bundle bytes, parity report, fp32 tflite bytes). The reference of the parity
     report stays ``module`` as trained, so the report judges the rewrite in ``device_graph`` too."""
     from conversion.runtime import TFLiteModel, available_kernels, default_kernels
@@ -147,13 +178,17 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
     check_info(info)
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
-    dg = device_graph(module, info, prior=prior, seed=seed, groups=groups)
-    device_module, affine, graph_input, cal = dg.module, dg.affine, dg.graph_input, dg.calibration
-    fp32_bytes = export.to_tflite(device_module, None, n)
-    int8_bytes = export.to_tflite(device_module, graph_input, n)
-    fp32 = TFLiteModel(fp32_bytes, input_affine=affine)
+    dg = device_graph(module, info, prior=prior, seed=seed, groups=groups, grid=grid)
+    int8_bytes = dg.to_tflite(int8=True)
+    if dg.grid is not None and not on_grid(TFLiteModel(int8_bytes, input_affine=dg.affine,
+                                                       output_affine=dg.output_affine), dg):
+        dg = device_graph(module, info, prior=prior, seed=seed, groups=groups, grid=False)  # the plain head
+        int8_bytes = dg.to_tflite(int8=True)
+    fp32_bytes = dg.to_tflite(int8=False)
+    fp32 = TFLiteModel(fp32_bytes, input_affine=dg.affine, output_affine=dg.output_affine)
     # one model per int8 kernel set a device may run (conversion/runtime.py: KERNELS)
-    int8 = {k: TFLiteModel(int8_bytes, kernels=k, input_affine=affine) for k in available_kernels()}
+    int8 = {k: TFLiteModel(int8_bytes, kernels=k, input_affine=dg.affine, output_affine=dg.output_affine)
+            for k in available_kernels()}
 
     evl, sources = evaluation_latents(info, seed=seed + 1)
     ref = export.reference(module, evl)
@@ -173,6 +208,9 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
         "tflite_fp32_max_abs": float(np.max(np.abs(fp32(evl) - ref))),
         **{k: main[k] for k in ("values", "audio", "invoke_us") if k in main},
         "main_kernels": default_kernels(), "kernels": per_kernels,
+        # "dx7": the head's int8 levels on the DX7 steps (conversion/output_grid.py); "plain": the
+        # [0, 1] head, asked for, or where the calibration left the grid unreachable
+        "output_grid": "dx7" if dg.grid is not None else "plain",
         "size_bytes": len(int8_bytes), "fp32_size_bytes": len(fp32_bytes),
         "gates": {f"{name}:{gate}": ok for name, part in per_kernels.items() for gate, ok in part["gates"].items()},
     }
@@ -191,7 +229,7 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
                                    "int8_values": layout.decode(model.dequantize(codes)).astype(int).tolist()}
     anchors = [{"name": str(a["name"]), "voice": _anchor_voice(a).to_unpacked().hex(),
                 "latent": np.asarray(a["latent"], np.float32).reshape(n).tolist()} for a in info["anchors"]]
-    manifest = manifest_for(info, int8[default_kernels()], cal)
+    manifest = manifest_for(info, int8[default_kernels()], dg.calibration)
     manifest["parity"] = {name: {"within_one_step": part["values"]["within_one_step"],
                                  "categorical_agreement": part["values"]["categorical_agreement"],
                                  "log_mel_median_db": part.get("audio", {}).get("median_db"),

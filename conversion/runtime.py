@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from conversion import output_grid
 from dx7 import layout
 from dx7.params import LEARNABLE_COUNT
 from dxmacro.errors import DxmacroError
@@ -65,10 +66,15 @@ class TFLiteModel:
     ``input_affine`` (scale, shift), per latent dimension: the model's input is
     ``u = latent * scale + shift``, computed here in float before the int8 quantization. Why:
     an int8 input has one scale for every dimension, so without it a narrow latent dimension
-    gets a few int8 levels (conversion/equalize.py, split_input)."""
+    gets a few int8 levels (conversion/equalize.py, split_input).
+
+    ``output_affine`` (scale, shift), per output slot: the layout vector is
+    ``clip(output * scale + shift, 0, 1)`` of the dequantized output, for a model whose head puts
+    its int8 levels on the DX7 steps (conversion/output_grid.py)."""
 
     def __init__(self, content: bytes, num_threads: int = 1, kernels: str | None = None,
-                 input_affine: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 input_affine: tuple[np.ndarray, np.ndarray] | None = None,
+                 output_affine: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         interpreter, resolvers, litert = _runtime()
         self.kernels = kernels or default_kernels()
         if self.kernels not in KERNELS:
@@ -90,13 +96,8 @@ class TFLiteModel:
         self.output_quant = tuple(self._out["quantization"])
         self.input_size = int(self._in["shape"][-1])
         self.output_size = int(self._out["shape"][-1])
-        self.input_affine = None
-        if input_affine is not None:
-            scale, shift = (np.asarray(a, np.float32) for a in input_affine)
-            if scale.shape != (self.input_size,) or shift.shape != (self.input_size,) \
-                    or not (np.isfinite(scale).all() and np.isfinite(shift).all()):
-                raise DxmacroError(f"the input affine must be two finite vectors of {self.input_size} values")
-            self.input_affine = (scale, shift)
+        self.input_affine = _checked_affine(input_affine, self.input_size, "input")
+        self.output_affine = _checked_affine(output_affine, self.output_size, "output")
 
     @property
     def quantized(self) -> bool:
@@ -113,10 +114,12 @@ class TFLiteModel:
         return np.clip(q, -128, 127).astype(np.int8)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
+        """Raw outputs (int8 codes, or floats of an fp32 model) -> layout vectors."""
         if not self.quantized:
-            return np.asarray(codes, np.float32)
+            return output_grid.device_vector(np.asarray(codes, np.float32), self.output_affine)
         scale, zero = self.output_quant
-        return ((codes.astype(np.float32) - zero) * scale).astype(np.float32)
+        return output_grid.device_vector(((codes.astype(np.float32) - zero) * scale).astype(np.float32),
+                                         self.output_affine)
 
     def invoke_raw(self, inp: np.ndarray) -> np.ndarray:
         """One latent, already in the input dtype -> the raw output row (codes for int8)."""
@@ -153,8 +156,10 @@ class TFLiteDecoder:
         self.bundle = bundle
         self.num_threads = num_threads
         m = bundle.manifest
-        self.input_affine = _manifest_affine(m)
-        self.model = TFLiteModel(bundle.tflite, num_threads, input_affine=self.input_affine)
+        self.input_affine = _manifest_affine(m, "input")
+        self.output_affine = _manifest_affine(m, "output")
+        self.model = TFLiteModel(bundle.tflite, num_threads, input_affine=self.input_affine,
+                                 output_affine=self.output_affine)
         self.latent_size = int(m["latent_size"])
         if self.model.input_size != self.latent_size or self.model.output_size != layout.VECTOR_SIZE:
             raise DxmacroError(f"model shape {self.model.input_size}->{self.model.output_size} does not match the "
@@ -175,7 +180,8 @@ class TFLiteDecoder:
 
     def use_kernels(self, kernels: str) -> None:
         """Run the bundle on another int8 kernel set (KERNELS) from now on."""
-        self.model = TFLiteModel(self.bundle.tflite, self.num_threads, kernels=kernels, input_affine=self.input_affine)
+        self.model = TFLiteModel(self.bundle.tflite, self.num_threads, kernels=kernels, input_affine=self.input_affine,
+                                 output_affine=self.output_affine)
 
     @property
     def knobs(self) -> tuple:
@@ -223,16 +229,25 @@ class TFLiteDecoder:
         return {"vectors": int(len(codes)), "kernels": kernels, "max_code_diff": dev, "max_value_diff": value_dev}
 
 
-def _manifest_affine(manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """The manifest's ``quantization.input.affine`` ({"scale": [...], "shift": [...]}), or None
-    (bundles whose model takes the latent itself)."""
-    affine = manifest.get("quantization", {}).get("input", {}).get("affine")
+def _checked_affine(affine, size: int, side: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if affine is None:
+        return None
+    scale, shift = (np.asarray(a, np.float32) for a in affine)
+    if scale.shape != (size,) or shift.shape != (size,) or not (np.isfinite(scale).all() and np.isfinite(shift).all()):
+        raise DxmacroError(f"the {side} affine must be two finite vectors of {size} values")
+    return scale, shift
+
+
+def _manifest_affine(manifest: dict, side: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The manifest's ``quantization.<side>.affine`` ({"scale": [...], "shift": [...]}), or None
+    (bundles whose model takes the latent itself, or whose output is the layout vector itself)."""
+    affine = manifest.get("quantization", {}).get(side, {}).get("affine")
     if affine is None:
         return None
     try:
         return np.asarray(affine["scale"], np.float32), np.asarray(affine["shift"], np.float32)
     except (KeyError, TypeError, ValueError):
-        raise DxmacroError("the manifest's input affine is malformed (quantization.input.affine)") from None
+        raise DxmacroError(f"the manifest's {side} affine is malformed (quantization.{side}.affine)") from None
 
 
 def load_decoder(path, public_key=None) -> TFLiteDecoder:

@@ -10,7 +10,8 @@ values as they are, then once per group of parameters with only that group's int
 many small differences together, not by one kind of output (docs/results.md). Also printed:
 the same median over the bins where either render sounds and their share (the gate's median
 is 0 for a voice that leaves most of its spectrogram under the floor), and the gate for the
-fp32 output merely rounded to the int8 output's levels (what any int8 graph would cost).
+fp32 output merely rounded to the int8 output's levels (what any int8 graph would cost; nothing
+once the levels sit on the DX7 grid, conversion/output_grid.py).
 """
 
 import sys
@@ -46,8 +47,8 @@ def main() -> None:
     run = sys.argv[1]
     module, info = load_decoder(run)
     graph = pipeline.device_graph(module, info)
-    int8 = TFLiteModel(export.to_tflite(graph.module, graph.graph_input, int(info["latent_size"])),
-                       kernels="xnnpack", input_affine=graph.affine)
+    int8 = TFLiteModel(graph.to_tflite(int8=True), kernels="xnnpack", input_affine=graph.affine,
+                       output_affine=graph.output_affine)
     latents, _ = pipeline.evaluation_latents(info, seed=1)  # as pipeline.convert draws them
     exact = export.reference(module, latents)
     ref, got = layout.decode(exact), layout.decode(int8(latents))
@@ -55,9 +56,11 @@ def main() -> None:
     print(f"{run}: audio gate {whole['median_db']:.3f} dB (p90 {whole['p90_db']:.2f}) with every int8 value, "
           f"{np.mean(ref == got):.1%} of the values exact; over the bins that sound {whole['sounding_median_db']:.3f} "
           f"dB, {whole['sounding_share_median']:.0%} of the bins x frames")
-    # the floor any int8 graph has: the fp32 output vector rounded to the int8 output's levels
+    # the floor of this int8 output: the fp32 output rounded to its levels (in the head's units:
+    # on the DX7 grid, conversion/output_grid.py, that is the DX7 rounding itself and costs nothing)
     scale, zero = int8.output_quant
-    floor = layout.decode(int8.dequantize(np.clip(np.round(exact / scale) + zero, -128, 127)))
+    head = exact if graph.output_affine is None else (exact - graph.output_affine[1]) / graph.output_affine[0]
+    floor = layout.decode(int8.dequantize(np.clip(np.round(head / scale) + zero, -128, 127)))
     part = parity.audio_difference(ref, floor, count=128, seed=0)
     print(f"  fp32 output rounded to the int8 output levels (scale {scale:.5f}): {np.mean(ref == floor):.1%} of the "
           f"values exact, gate {part['median_db']:.3f} dB (p90 {part['p90_db']:.2f}), over the bins that sound "

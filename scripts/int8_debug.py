@@ -2,7 +2,8 @@
 
     python scripts/int8_debug.py RUN [N]
 
-Builds the graph exactly as `dxmacro convert` does (equalized flow, input affine on the device)
+Builds the graph exactly as `dxmacro convert` does (equalized flow, input affine on the device,
+output levels on the DX7 grid)
 and prints the N tensors (default 15) with the largest RMS quantization error in int8 steps.
 """
 
@@ -20,7 +21,7 @@ def main() -> None:
     run, top = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 15
     module, info = load_decoder(run)
     graph = pipeline.device_graph(module, info)
-    conv = export.converter(graph.module, graph.graph_input, int(info["latent_size"]))
+    conv = export.converter(graph.module, graph.graph_input, int(info["latent_size"]), graph.grid)
 
     def representative():
         for row in graph.graph_input[::2]:

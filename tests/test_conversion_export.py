@@ -75,11 +75,13 @@ def test_golden_vectors_mlp_torch_vs_tflite_fp32_vs_int8(mlp_run, mlp_converted)
     _, report, fp32 = mlp_converted
     z = info["test_latents"]
     ref = export.reference(module, z)
-    f32 = TFLiteModel(fp32)
+    b = bundle.decode(mlp_converted[0], None)
+    placing = TFLiteDecoder(b).output_affine  # the head's DX7 grid, undone on the device
+    assert report["output_grid"] == "dx7" and placing is not None
+    f32 = TFLiteModel(fp32, output_affine=placing)
     assert not f32.quantized
     assert np.max(np.abs(f32(z) - ref)) < 1e-4  # the rebuild is the same function
-    b = bundle.decode(mlp_converted[0], None)
-    i8 = TFLiteModel(b.tflite)
+    i8 = TFLiteModel(b.tflite, output_affine=placing)
     assert i8.quantized and i8.input_dtype == np.int8 and i8.output_dtype == np.int8
     a = _agreement(ref, i8(z))
     assert a["within_one_step"] >= parity.WITHIN_ONE_STEP_MIN
@@ -161,6 +163,39 @@ def test_model_size_and_decode_head(mlp_converted):
     # the head makes the output a [0, 1] vector: one int8 step is 1/255
     assert m.output_quant[0] == pytest.approx(1 / 255, rel=0.02)
     assert b.manifest["quantization"]["output"]["scale"] == pytest.approx(m.output_quant[0])
+
+
+def test_output_levels_sit_on_the_dx7_steps(mlp_run, mlp_converted, signing):
+    """With the grid (conversion/output_grid.py) every int8 level of a scaled slot decodes to a
+    whole DX7 step, so the int8 rounding is the DX7 rounding; the plain [0, 1] head's levels fall
+    between steps (2.55 per step of a 0..99 parameter) and round a second time."""
+    module, info = mlp_run
+    z = np.concatenate([info["test_latents"], np.random.default_rng(5).standard_normal((64, 225)).astype(np.float32)])
+    plain_data, plain_report, _ = pipeline.convert(module, info, signing[0], audio_voices=0, prior=256, grid=False)
+    grid_dec = TFLiteDecoder(bundle.decode(mlp_converted[0], signing[1]))
+    plain_dec = TFLiteDecoder(bundle.decode(plain_data, signing[1]))
+    assert plain_report["output_grid"] == "plain" and plain_dec.output_affine is None
+    assert "affine" not in plain_dec.bundle.manifest["quantization"]["output"]
+    affine = grid_dec.bundle.manifest["quantization"]["output"]["affine"]
+    assert len(affine["scale"]) == len(affine["shift"]) == layout.VECTOR_SIZE
+
+    def steps(dec):  # scaled slots in DX7 units, where the output is not clipped
+        v = dec.model(z)[:, layout.scaled_slots()]
+        inside = (v > 0) & (v < 1)
+        return (v * layout.scaled_highs())[inside]
+
+    on, off = steps(grid_dec), steps(plain_dec)
+    assert np.max(np.abs(on - np.rint(on))) < 1e-3
+    assert np.mean(np.abs(off - np.rint(off)) > 0.05) > 0.5
+    # same graph, one rounding fewer: at least as many values equal to fp32's
+    ref = layout.decode(export.reference(module, z))
+    exact = {name: np.mean(layout.decode(dec.model(z)) == ref)
+             for name, dec in (("grid", grid_dec), ("plain", plain_dec))}
+    print(f"DX7 values equal to fp32's: grid {exact['grid']:.4f}, plain {exact['plain']:.4f}")
+    assert exact["grid"] >= exact["plain"]
+    assert grid_dec.self_test()["max_code_diff"] == 0
+    with pytest.raises(DxmacroError, match="output affine"):
+        TFLiteModel(grid_dec.bundle.tflite, output_affine=(np.ones(10), np.zeros(10)))
 
 
 def test_bundle_verifies_self_tests_and_decodes(mlp_run, mlp_converted, signing, tmp_path):
