@@ -9,12 +9,13 @@ share of DX7 values within one step of fp32 and exact, the categorical agreement
 as `dxmacro convert`'s parity report), and how far the int8 output of the scaled slots lies from
 the fp32 output before either is rounded to a DX7 step (RMS, in DX7 steps, where the fp32 value
 is inside the parameter's range; on the grid this includes the rounding itself, 0.29 steps RMS
-for a uniform error). ``--parts``: how many parts each coupling's update is split
+for a uniform error), and the median time of the device's whole decode. ``--parts``: how many parts each coupling's update is split
 into (conversion/equalize.py, GROUPS).
 """
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,19 @@ def output_distance(decoder: TFLiteDecoder, module, latents: np.ndarray) -> floa
     got = decoder.model(latents)[:, layout.scaled_slots()]
     inside = (ref > 0) & (ref < 1)
     return float(np.sqrt(np.mean(((got - ref) * layout.scaled_highs())[inside] ** 2)))
+
+
+def decode_time_us(decoder: TFLiteDecoder, latent: np.ndarray, repeats: int = 2000) -> float:
+    """Median time of the device's whole decode (quantize, invoke, dequantize, the output affine
+    where there is one, dx7.layout.decode), microseconds."""
+    for _ in range(50):
+        decoder.decode(latent)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        decoder.decode(latent)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e6)
 
 
 def main() -> None:
@@ -59,7 +73,7 @@ def main() -> None:
                       f"{v['within_one_step']:.4f} within one step, {v['exact']:.4f} exact, "
                       f"{v['categorical_agreement']:.4f} categorical{audio}, int8 output "
                       f"{output_distance(dec, module, latents):.3f} steps RMS from fp32, "
-                      f"invoke {part['invoke_us']:.0f} us "
+                      f"invoke {part['invoke_us']:.0f} us, decode {decode_time_us(dec, latents[0]):.0f} us "
                       f"-> {'passed' if part['passed'] else 'FAILED'}", flush=True)
 
 
