@@ -303,7 +303,8 @@ def tf_function(exported, grid=None):
 # op* (a Linear's rows, or a per-slot scale/shift), so each part gets its own int8 scale; scaled
 # slots are clipped to [0, 1] (decode clips them anyway) and each one-hot group goes through a
 # softmax (argmax unchanged). The model's output is then a [0, 1] vector in layout order that
-# ``dx7.layout.decode`` reads directly, with an int8 step of 1/255 (0.39 of a 0..99 DX7 step).
+# ``dx7.layout.decode`` reads directly, with an int8 step of 1/255 (0.39 of a 0..99 DX7 step); with
+# an output grid (conversion/output_grid.py) each scaled slot's steps sit on those levels instead.
 
 _ELEMENTWISE = {"aten.tanh.default", "aten.sigmoid.default", "aten.relu.default", "aten.leaky_relu.default",
                 "aten.clone.default", "aten.alias.default", "aten.contiguous.default", "aten.dropout.default",

@@ -4,8 +4,9 @@ Why: the decode head (conversion/export.py) clips each scaled slot to [0, 1], an
 has a step of 1/255 there: 2.55 levels per step of a 0..99 parameter, none of them on a DX7 step.
 The device rounds the int8 level to a DX7 step afterwards, so every value is rounded twice, and one
 whose fp32 output lies near the edge between two steps often lands on the wrong one. Rounding the
-fp32 output to those levels alone cost 0.57-1.12 dB of log-mel over the sounding bins, a third to
-a half of the int8 error measured (scripts/int8_audio_attribution.py, docs/results.md).
+fp32 output to those levels alone cost 0.57-1.12 dB of log-mel over the sounding bins
+(scripts/int8_audio_attribution.py, docs/results.md); on top of the graph's own error it costs
+less: on the grid 0.8-1.2 points more values equal fp32's (docs/conversion.md).
 
 On the grid, the head gives slot ``i`` the output ``(v + offset_i) / 255`` for a DX7 value ``v``:
 one int8 level per DX7 step, each level on a step, so the int8 rounding *is* the DX7 rounding and
@@ -13,10 +14,11 @@ the only error left is the graph's own. ``offset_i`` (an integer in ``0..255 - h
 the slot's steps among the 256 levels with room for the fp32 output's overshoot on either side;
 what falls outside saturates at a level that decodes to 0 or ``high_i``, as the clip did.
 
-The head's int8 range is fitted on the calibration set, so it is [0, 1] only when some slot
-reaches each end there: one slot that overshoots its top gets ``offset = 255 - high`` and one that
-undershoots 0 gets ``offset = 0``. ``fit`` returns None when no slot does (the head then keeps the
-plain [0, 1] clip), and the pipeline checks the converted model's output scale.
+The head's int8 range is fitted on the calibration set. Its bottom is 0 whatever the data (TFLite
+keeps 0 exactly representable), its top is the largest value seen, so it is [0, 1] only when some
+slot reaches the top there: the slot that overshoots its top most gets ``offset = 255 - high``.
+``fit`` returns None when no slot overshoots (the head then keeps the plain [0, 1] clip), and the
+pipeline checks the converted model's levels (``pipeline.on_grid``).
 
 The device computes the layout vector as ``clip(output * scale + shift, 0, 1)`` per slot
 (``scale = 255 / high``, ``shift = -offset / high``; 1 and 0 on categorical slots), from the
@@ -57,19 +59,14 @@ class OutputGrid:
 
 def fit(outputs: np.ndarray) -> OutputGrid | None:
     """The grid for a decoder whose raw outputs (before the head) on the calibration set are
-    ``outputs`` (n, VECTOR_SIZE); None when no slot overshoots its top or undershoots 0 there."""
+    ``outputs`` (n, VECTOR_SIZE); None when no slot overshoots its top there."""
     highs = layout.scaled_highs().astype(np.float64)
-    v = np.asarray(outputs, np.float64)[:, layout.scaled_slots()] * highs  # DX7 units
-    over = v.max(axis=0) - highs
-    under = v.min(axis=0)
-    offsets = np.floor((LEVELS - highs) / 2)  # centred: room for overshoot both ways
+    over = np.asarray(outputs, np.float64)[:, layout.scaled_slots()].max(axis=0) * highs - highs  # DX7 steps
     top = int(np.argmax(over))
-    low = np.where(np.arange(len(under)) == top, np.inf, under)
-    bottom = int(np.argmin(low))
-    if over[top] < 0 or low[bottom] > 0:
+    if over[top] < 0:
         return None
+    offsets = np.floor((LEVELS - highs) / 2)  # centred: room for overshoot both ways
     offsets[top] = LEVELS - highs[top]
-    offsets[bottom] = 0
     return OutputGrid(offsets.astype(np.int64))
 
 

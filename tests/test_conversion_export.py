@@ -7,6 +7,7 @@ import and convert.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ pytest.importorskip("torch", reason="conversion needs torch (host extra)")
 pytest.importorskip("tensorflow", reason="conversion needs tensorflow-cpu (host extra)")
 pytest.importorskip("ai_edge_litert", reason="the device runtime is ai-edge-litert (device extra)")
 
-from conversion import bundle, equalize, export, keys, parity, pipeline  # noqa: E402
+from conversion import bundle, equalize, export, keys, output_grid, parity, pipeline  # noqa: E402
 from conversion.runtime import TFLiteDecoder, TFLiteModel, default_kernels, load_decoder  # noqa: E402
 from conversion.testing_models import fixture_run  # noqa: E402
 from dx7 import layout  # noqa: E402
@@ -145,7 +146,7 @@ def test_shipped_model_meets_the_issue_gates(signing):
         assert v["categorical_agreement"] >= parity.CATEGORICAL_MIN, v["categorical_agreement"]
         assert part["audio"]["voices"] == 128
         assert part["audio"]["median_db"] <= parity.LOG_MEL_MEDIAN_MAX_DB, part["audio"]
-    assert report["passed"] and report["size_bytes"] <= 1_000_000
+    assert report["passed"] and report["size_bytes"] <= 1_000_000 and report["output_grid"] == "dx7"
     # the bundle self-tests under either kernel set, each against its own golden codes
     dec = TFLiteDecoder(bundle.decode(data, signing[1]))
     affine = dec.bundle.manifest["quantization"]["input"]["affine"]
@@ -194,6 +195,15 @@ def test_output_levels_sit_on_the_dx7_steps(mlp_run, mlp_converted, signing):
     print(f"DX7 values equal to fp32's: grid {exact['grid']:.4f}, plain {exact['plain']:.4f}")
     assert exact["grid"] >= exact["plain"]
     assert grid_dec.self_test()["max_code_diff"] == 0
+    # the pipeline's own check, which sends a model off the grid back to the plain head: offsets
+    # that leave the top of the clip unreached on the calibration give the head a narrower range
+    graph = pipeline.device_graph(module, info, prior=256)
+    assert graph.grid is not None and np.array_equal(graph.output_affine[1], grid_dec.output_affine[1])
+    assert pipeline.on_grid(grid_dec.model)
+    raw = export.torch_forward(graph.module, graph.graph_input)[:, layout.scaled_slots()] * layout.scaled_highs()
+    assert raw.max() < output_grid.LEVELS - 1  # with every offset 0, no slot reaches the top level
+    low = output_grid.OutputGrid(np.zeros(len(layout.scaled_slots()), int))
+    assert not pipeline.on_grid(TFLiteModel(dataclasses.replace(graph, grid=low).to_tflite(int8=True)))
     with pytest.raises(DxmacroError, match="output affine"):
         TFLiteModel(grid_dec.bundle.tflite, output_affine=(np.ones(10), np.zeros(10)))
 
