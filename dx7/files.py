@@ -95,6 +95,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
     directory = target.parent if str(target.parent) else Path(".")
     if not directory.is_dir():
         raise DX7Error(f"folder {directory} does not exist", source=str(path))
+    if target.is_dir():
+        raise DX7Error("is a folder; give a file name", source=str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         if mode is None:

@@ -65,14 +65,20 @@ def test_render_writes_a_wav(capsys, bank, tmp_path):
     (["render", "--voices", "{bank}", "--note", "200", "--out", "{out}"], "note must be"),
     (["voices", "convert", "{bank}", "--out", "{nodir}"], "does not exist"),
     (["voices", "convert", "{bank}", "--out", "{out}", "--channel", "17"], "channel"),
+    # outputs that cannot be written, refused before any slow work
+    (["voices", "convert", "{bank}", "--out", "{folder}"], "is a folder"),
+    (["evaluate", "--run", "{folder}", "--data", "{folder}", "--out", "{file}/report"], "exists and is not a folder"),
+    (["train", "--data", "{folder}", "--out", "{file}"], "exists and is not a folder"),
+    (["dataset", "build", "--voices", "{bank}", "--out", "{file}/data"], "exists and is not a folder"),
 ])
 def test_bad_input_is_one_line_and_nonzero(capsys, bank, tmp_path, argv, fragment):
     corrupt = tmp_path / "corrupt.syx"
     data = bytearray(bank.read_bytes())
     data[4102] ^= 0x01
     corrupt.write_bytes(bytes(data))
+    (tmp_path / "afile").write_text("not a folder")
     names = {"missing": tmp_path / "none.syx", "corrupt": corrupt, "bank": bank, "out": tmp_path / "o.wav",
-             "nodir": tmp_path / "no" / "such" / "x.syx"}
+             "nodir": tmp_path / "no" / "such" / "x.syx", "folder": tmp_path, "file": tmp_path / "afile"}
     code, out, err = run(capsys, *[a.format(**{k: str(v) for k, v in names.items()}) for a in argv])
     assert code == 1 and fragment in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o.wav").exists()
@@ -95,3 +101,15 @@ def test_synth_writes_valid_banks(capsys, tmp_path):
     assert code == 0 and out.stat().st_size == 2 * 4104
     voices = read_voice_file(out).voices
     assert len({lv.voice.content_key() for lv in voices[:40]}) == 40 and not any(lv.dirty for lv in voices)
+
+
+def test_what_the_file_system_refuses_is_one_line_naming_the_path():
+    """OSError reaches the CLI edge as one line (cli.main catches it): the rename's target, not
+    its temporary file, and what is in the way."""
+    from dxmacro.cli import os_error_message
+
+    renamed = IsADirectoryError(21, "Is a directory", "/t/.bank.syx.x1.tmp", None, "/t/bank.syx")
+    assert os_error_message(renamed) == "cannot write /t/bank.syx: Is a directory (a folder is where a file goes)"
+    assert os_error_message(FileExistsError(17, "File exists", "/t/report")) == \
+        "cannot write /t/report: File exists (a file is where a folder goes)"
+    assert os_error_message(OSError(28, "No space left on device")) == "No space left on device"

@@ -295,6 +295,13 @@ def test_convert_cli(mlp_run, signing, tmp_path, monkeypatch, capsys):
     # the run loader is the model branch's host_training.export; here it hands over the fixture
     monkeypatch.setattr(convert, "load_run", lambda *_: mlp_run)
     out = tmp_path / "m.dxm"
+    # outputs that cannot be written: one line, exit 1, before the conversion, nothing written
+    (tmp_path / "m.parity").write_text("a file where the report folder goes")
+    assert main(["convert", "--run", str(run_dir), "--out", str(out), "--key", str(signing[2])]) == 1
+    assert "m.parity exists and is not a folder" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "m.parity").unlink()
+    assert main(["convert", "--run", str(run_dir), "--out", str(tmp_path), "--key", str(signing[2])]) == 1
+    assert "is a folder" in capsys.readouterr().err
     assert main(["convert", "--run", str(run_dir), "--out", str(out), "--key", str(signing[2]),
                  "--audio-voices", "0"]) == 0
     printed = capsys.readouterr().out

@@ -37,15 +37,32 @@ def load_run(run_dir: str, kind: str | None = None):
         raise DxmacroError(f"run folder {run_dir} is incomplete: {exc}") from None
 
 
+def report_folder(out: str, report_dir: str | None) -> Path:
+    return Path(report_dir) if report_dir else Path(out).with_suffix(".parity")
+
+
+def check_outputs(out: str, report_dir: str | None) -> None:
+    """Refuse, before the slow conversion, outputs that cannot be written: a bundle path that is
+    a folder, a report folder that is a file."""
+    from dxmacro.outputs import check_output_file, check_output_folder
+
+    check_output_file(out, "bundle")
+    check_output_folder(str(report_folder(out, report_dir)), "parity report folder")
+
+
 def write_outputs(data: bytes, report: dict, out: str, report_dir: str | None) -> Path:
     from conversion import parity
     from dx7.files import atomic_write
 
-    folder = Path(report_dir) if report_dir else Path(out).with_suffix(".parity")
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / "parity.json", json.dumps(report, indent=1).encode())
-    atomic_write(folder / "parity.md", parity.to_markdown(report).encode())
-    atomic_write(out, data)
+    folder = report_folder(out, report_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / "parity.json", json.dumps(report, indent=1).encode())
+        atomic_write(folder / "parity.md", parity.to_markdown(report).encode())
+        atomic_write(out, data)
+    except OSError as exc:
+        raise DxmacroError(f"cannot write the conversion's outputs: {exc.strerror or exc} "
+                           f"({exc.filename or folder})") from None
     return folder
 
 
@@ -56,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                            "`dxmacro keys generate`)")
     from conversion import keys
 
-    private = keys.load_private_key(key_path)  # fail on a bad key before the slow part
+    private = keys.load_private_key(key_path)  # fail on a bad key or output path before the slow part
+    check_outputs(args.out, args.report)
     module, info = load_run(args.run, args.kind)
     from conversion import pipeline
 

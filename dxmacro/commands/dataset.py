@@ -75,6 +75,9 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise DxmacroError(f"--workers must be >= 1, got {args.workers}")
+    from dxmacro.outputs import check_output_folder
+
+    check_output_folder(args.out, "data set folder")
     settings = _settings(args)
     t = time.time()
     result = build_dataset(args.voices, args.out, settings, workers=args.workers, progress=not args.quiet,

@@ -15,8 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dxmacro.outputs import check_output_folder
     from host_training.evaluate import evaluate_run
 
+    check_output_folder(args.out, "report folder")
     evaluate_run(args.run, args.data, args.out, progress=not args.quiet)
     print(f"wrote {args.out}/report.md, report.json and plots/")
     return 0

@@ -26,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.polish < 0:
         raise DxmacroError(f"--polish must be 0 or more renders (got {args.polish})")
+    from dxmacro.outputs import check_output_file
+
+    check_output_file(args.out, "voice file")
     run_dir = resolve_run(args.run)
     audio, rate = read_wav(args.audio)
     matcher = matcher_for_run(run_dir, args.data, polish_renders=args.polish)

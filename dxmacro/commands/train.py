@@ -21,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from dxmacro.outputs import check_output_folder
     from host_training.train import train_run
 
+    check_output_folder(args.out, "run folder")
     out = train_run(args.data, args.out, args.config, stop_after=args.stop_after, progress=not args.quiet,
                     command=" ".join(["dxmacro"] + sys.argv[1:]))
     print(f"run in {out}")
