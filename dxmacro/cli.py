@@ -75,14 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def os_error_message(exc: OSError) -> str:
     """One line naming the path the system refused and why (the target of a rename, not its
-    temporary file)."""
+    temporary file); reads and writes alike."""
     path = exc.filename2 if exc.filename2 is not None else exc.filename
     reason = exc.strerror or str(exc)
     if isinstance(exc, FileExistsError) or (isinstance(exc, NotADirectoryError) and path is not None):
         reason += " (a file is where a folder goes)"
     elif isinstance(exc, IsADirectoryError):
         reason += " (a folder is where a file goes)"
-    return f"cannot write {path}: {reason}" if path is not None else reason
+    return f"{path}: {reason}" if path is not None else reason
 
 
 if __name__ == "__main__":

@@ -109,7 +109,8 @@ def test_what_the_file_system_refuses_is_one_line_naming_the_path():
     from dxmacro.cli import os_error_message
 
     renamed = IsADirectoryError(21, "Is a directory", "/t/.bank.syx.x1.tmp", None, "/t/bank.syx")
-    assert os_error_message(renamed) == "cannot write /t/bank.syx: Is a directory (a folder is where a file goes)"
+    assert os_error_message(renamed) == "/t/bank.syx: Is a directory (a folder is where a file goes)"
     assert os_error_message(FileExistsError(17, "File exists", "/t/report")) == \
-        "cannot write /t/report: File exists (a file is where a folder goes)"
+        "/t/report: File exists (a file is where a folder goes)"
+    assert os_error_message(PermissionError(13, "Permission denied", "/t/in.syx")) == "/t/in.syx: Permission denied"
     assert os_error_message(OSError(28, "No space left on device")) == "No space left on device"
