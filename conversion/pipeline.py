@@ -166,9 +166,11 @@ def on_grid(model) -> bool:
     n = len(layout.scaled_slots())
     path = [d["quantization"] for d in model.interpreter.get_tensor_details() if list(d["shape"]) == [1, n]]
     ranges = (6.0, 1.0)  # relu6(6 x) before the 1/6, then [0, 1]
-    return bool(path) and model.output_quant[1] == -128 and \
-        abs(model.output_quant[0] * output_grid.LEVELS - 1) < 1e-5 and \
-        all(zero == -128 and any(abs(scale * output_grid.LEVELS / r - 1) < 1e-5 for r in ranges) for scale, zero in path)
+
+    def spans_a_range(scale: float, zero: int) -> bool:
+        return zero == -128 and any(abs(scale * output_grid.LEVELS / r - 1) < 1e-5 for r in ranges)
+
+    return bool(path) and spans_a_range(*model.output_quant) and all(spans_a_range(*q) for q in path)
 
 
 def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,

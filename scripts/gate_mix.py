@@ -56,7 +56,8 @@ def main() -> None:
     for name, latents in mixes.items():
         found = gates(decoder, module, latents, args.draws)
         a = found[0]
-        others = f"; draws 0-{args.draws - 1}: " + " ".join(f"{g['median_db']:.2f}" for g in found) if args.draws > 1 else ""
+        draws = " ".join(f"{g['median_db']:.2f}" for g in found)
+        others = f"; draws 0-{args.draws - 1}: {draws}" if args.draws > 1 else ""
         print(f"{args.run}: {name}: gate {a['median_db']:.3f} dB (limit {parity.LOG_MEL_MEDIAN_MAX_DB}), "
               f"{a['sounding_median_db']:.3f} dB over the sounding bins ({a['sounding_share_median']:.0%}){others}",
               flush=True)

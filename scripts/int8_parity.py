@@ -9,8 +9,8 @@ share of DX7 values within one step of fp32 and exact, the categorical agreement
 as `dxmacro convert`'s parity report), and how far the int8 output of the scaled slots lies from
 the fp32 output before either is rounded to a DX7 step (RMS, in DX7 steps, where the fp32 value
 is inside the parameter's range; on the grid this includes the rounding itself, 0.29 steps RMS
-for a uniform error), and the median time of the device's whole decode. ``--parts``: how many parts each coupling's update is split
-into (conversion/equalize.py, GROUPS).
+for a uniform error), and the median time of the device's whole decode. ``--parts``: how many
+parts each coupling's update is split into (conversion/equalize.py, GROUPS).
 """
 
 import argparse
