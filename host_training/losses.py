@@ -29,6 +29,12 @@ class LossConfig:
     reg_weight: float = 20.0
     param_numeric: str = "mse"  # error on the scaled slots: "mse" or "l1" (docs/results.md)
     transpose_weight: float = 1.0  # the transpose slot's weight in that error (slot_weights)
+    # squared error of each ratio-mode operator's pitch (transpose + its frequency ratio, in
+    # semitones), added to that error with this weight (op_pitch_error); 0 = off
+    op_pitch_weight: float = 0.0
+    # 0: that error squared; > 0: log(1 + (error / scale)^2), which grows slowly past a few
+    # semitones so that pitches the audio cannot settle do not swamp the other slots
+    op_pitch_scale: float = 0.0
     dis_weight: float = 10.0
     dis_mu: float = 2.0
     dis_sigma: float = 0.5
@@ -99,6 +105,40 @@ def param_loss(pred: torch.Tensor, target: torch.Tensor, numeric: str = "mse",
         logits = pred[:, start : start + width]
         ce = ce + F.cross_entropy(logits.float(), target[:, start : start + width].argmax(1), reduction="none")
     return num + ce, num, ce
+
+
+_OPS = range(1, 7)
+_COARSE = torch.as_tensor([slot(f"op{k}_freq_coarse").start for k in _OPS])
+_FINE = torch.as_tensor([slot(f"op{k}_freq_fine").start for k in _OPS])
+_LEVEL = torch.as_tensor([slot(f"op{k}_output_level").start for k in _OPS])
+_RATIO_MODE = torch.as_tensor([slot(f"op{k}_osc_mode").start for k in _OPS])  # choice 0 = "ratio"
+
+
+def op_pitches(vec: torch.Tensor) -> torch.Tensor:
+    """(B, VECTOR_SIZE) -> (B, 6): each operator's pitch above the played note in ratio mode,
+    in semitones (transpose plus 12 log2 of coarse (0 = 0.5) times 1 + fine / 100), from the
+    scaled slots, clipped to their DX7 ranges as decoding does."""
+    dev = vec.device
+    tr = vec[:, TRANSPOSE_SLOT].float().clamp(0.0, 1.0) * 48.0
+    coarse = (vec.index_select(1, _COARSE.to(dev)).float() * 31.0).clamp(0.5, 31.0)
+    fine = vec.index_select(1, _FINE.to(dev)).float().clamp(0.0, 1.0) * 0.99
+    return tr[:, None] + 12.0 * torch.log2(coarse * (1.0 + fine))
+
+
+def op_pitch_error(pred: torch.Tensor, target: torch.Tensor, scale: float = 0.0) -> torch.Tensor:
+    """Per voice: squared pitch error (semitones^2; with ``scale`` > 0, log(1 + (error /
+    scale)^2)) summed over the target's ratio-mode operators, each weighted by its output
+    level (0..1). Why: the audio fixes an operator's pitch, not how it splits into transpose
+    and ratio (an octave up in one is an octave down in the other), so slot errors alone pull
+    both to the mean of the splits they cannot tell apart and the decoded voice sounds in
+    another key; this term is zero for every split that sounds right (docs/results.md,
+    "Operator pitch")."""
+    dev = target.device
+    weight = target.index_select(1, _LEVEL.to(dev)).float() * target.index_select(1, _RATIO_MODE.to(dev)).float()
+    err = (op_pitches(pred) - op_pitches(target)).pow(2)
+    if scale > 0:
+        err = torch.log1p(err / (scale * scale))
+    return (weight * err).sum(1)
 
 
 def disentangle(z: torch.Tensor, tags: torch.Tensor, mu: float, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,6 +217,9 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     kl = kl_mc(z, log_q, replaced)
     vec = model.to_vector(z)
     reg, num, ce = param_loss(vec, target, cfg.param_numeric, slot_weights(cfg.transpose_weight))
+    pitch = (op_pitch_error(vec, target, cfg.op_pitch_scale) if cfg.op_pitch_weight > 0
+             else reg.new_zeros(reg.shape))
+    reg = reg + cfg.op_pitch_weight * pitch
     loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
     con = x.new_zeros(())
     if contrastive and cfg.contrastive_weight > 0:
@@ -184,7 +227,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         loss = loss + cfg.contrastive_weight * con
     figures = {"recon": rec.mean().item(), "kl": kl.mean().item(), "dis": dis.mean().item(),
                "param": reg.mean().item(), f"param_{cfg.param_numeric}": num.mean().item(),
-               "param_ce": ce.mean().item(),
+               "param_ce": ce.mean().item(), "op_pitch": pitch.mean().item(),
                "contrastive": con.item()}
     if surrogate is not None and scores is not None and cfg.knob_weight > 0:
         from host_training import knob_loss
@@ -212,8 +255,11 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
 
 
 def direct_loss(model, x: torch.Tensor, target: torch.Tensor, numeric: str = "mse",
-                transpose_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
-    reg, num, ce = param_loss(model(x), target, numeric, slot_weights(transpose_weight))
-    loss = reg.mean()
+                transpose_weight: float = 1.0, op_pitch_weight: float = 0.0,
+                op_pitch_scale: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    pred = model(x)
+    reg, num, ce = param_loss(pred, target, numeric, slot_weights(transpose_weight))
+    pitch = op_pitch_error(pred, target, op_pitch_scale) if op_pitch_weight > 0 else reg.new_zeros(reg.shape)
+    loss = (reg + op_pitch_weight * pitch).mean()
     return loss, {"loss": loss.item(), "param": loss.item(), f"param_{numeric}": num.mean().item(),
-                  "param_ce": ce.mean().item()}
+                  "param_ce": ce.mean().item(), "op_pitch": pitch.mean().item()}

@@ -149,6 +149,43 @@ def test_transpose_weight_scales_the_transpose_error_only():
         assert torch.allclose(plain, torch.tensor([octave]))
 
 
+def test_op_pitch_error_is_zero_for_every_split_that_sounds_the_same():
+    """[loss] op_pitch_weight: transpose an octave down with every ratio doubled sounds the same
+    and costs nothing; an octave of transpose alone costs 144 semitones^2 per sounding
+    ratio-mode operator, weighted by its level; fixed-mode and silent operators cost nothing."""
+    import numpy as np
+
+    from dx7.params import param
+    from host_training.losses import op_pitch_error
+    from host_training.synth_voices import generate
+
+    p = np.stack([v.parameters for v in generate(8, 3)]).astype(np.int64)
+    ops = range(1, 7)
+    mode = [param(f"op{k}_osc_mode").index for k in ops]
+    coarse = [param(f"op{k}_freq_coarse").index for k in ops]
+    level = [param(f"op{k}_output_level").index for k in ops]
+    tr = param("transpose").index
+    p[:, mode] = 0  # ratio
+    p[:, coarse] = np.clip(p[:, coarse], 1, 15)
+    p[:, tr] = 24
+    p[:, level[5]] = 0  # op 6 silent
+    target = torch.from_numpy(encode(p))
+    split = p.copy()
+    split[:, tr] = 12
+    split[:, coarse] *= 2
+    assert torch.allclose(op_pitch_error(torch.from_numpy(encode(split)), target), torch.zeros(8), atol=1e-6)
+    up = p.copy()
+    up[:, tr] = 36
+    expected = 144.0 * (p[:, level] / 99.0).sum(1)
+    assert np.allclose(op_pitch_error(torch.from_numpy(encode(up)), target).numpy(), expected, rtol=1e-4)
+    robust = op_pitch_error(torch.from_numpy(encode(up)), target, scale=2.0).numpy()  # log(1 + 144 / 4)
+    assert np.allclose(robust, np.log1p(36.0) * (p[:, level] / 99.0).sum(1), rtol=1e-4)
+    fixed = p.copy()
+    fixed[:, mode] = 1
+    assert torch.allclose(op_pitch_error(torch.from_numpy(encode(up)), torch.from_numpy(encode(fixed))),
+                          torch.zeros(8))
+
+
 def test_contrastive_loss_rewards_same_voice_agreement():
     from host_training.losses import supervised_contrastive
 
