@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dx7.layout import categorical_groups, scaled_slots, slot
+from dx7.params import param
 from host_training.flows import has_noise, noise_off
 
 SCALED_SLOTS = torch.as_tensor(scaled_slots(), dtype=torch.long)  # dx7.layout's scaled slots
@@ -108,6 +109,9 @@ def param_loss(pred: torch.Tensor, target: torch.Tensor, numeric: str = "mse",
 
 
 _OPS = range(1, 7)
+_TRANSPOSE_HIGH = float(param("transpose").high)  # 48
+_COARSE_HIGH = float(param("op1_freq_coarse").high)  # 31
+_FINE_HIGH = float(param("op1_freq_fine").high)  # 99: ratio x (1 + fine / 100)
 _COARSE = torch.as_tensor([slot(f"op{k}_freq_coarse").start for k in _OPS])
 _FINE = torch.as_tensor([slot(f"op{k}_freq_fine").start for k in _OPS])
 _LEVEL = torch.as_tensor([slot(f"op{k}_output_level").start for k in _OPS])
@@ -119,10 +123,10 @@ def op_pitches(vec: torch.Tensor) -> torch.Tensor:
     in semitones (transpose plus 12 log2 of coarse (0 = 0.5) times 1 + fine / 100), from the
     scaled slots, clipped to their DX7 ranges as decoding does."""
     dev = vec.device
-    tr = vec[:, TRANSPOSE_SLOT].float().clamp(0.0, 1.0) * 48.0
-    coarse = (vec.index_select(1, _COARSE.to(dev)).float() * 31.0).clamp(0.5, 31.0)
-    fine = vec.index_select(1, _FINE.to(dev)).float().clamp(0.0, 1.0) * 0.99
-    return tr[:, None] + 12.0 * torch.log2(coarse * (1.0 + fine))
+    tr = vec[:, TRANSPOSE_SLOT].float().clamp(0.0, 1.0) * _TRANSPOSE_HIGH
+    coarse = (vec.index_select(1, _COARSE.to(dev)).float() * _COARSE_HIGH).clamp(0.5, _COARSE_HIGH)
+    fine = vec.index_select(1, _FINE.to(dev)).float().clamp(0.0, 1.0) * _FINE_HIGH
+    return tr[:, None] + 12.0 * torch.log2(coarse * (1.0 + fine / 100.0))
 
 
 def op_pitch_error(pred: torch.Tensor, target: torch.Tensor, scale: float = 0.0) -> torch.Tensor:
@@ -139,6 +143,20 @@ def op_pitch_error(pred: torch.Tensor, target: torch.Tensor, scale: float = 0.0)
     if scale > 0:
         err = torch.log1p(err / (scale * scale))
     return (weight * err).sum(1)
+
+
+def head_loss(pred: torch.Tensor, target: torch.Tensor,
+              cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per voice: (parameter loss with the operator-pitch term, scaled-slot error, one-hot
+    cross-entropy, operator-pitch error), as ``cfg`` sets them; the VAE's head and the
+    direct baselines are trained on the same one."""
+    reg, num, ce = param_loss(pred, target, cfg.param_numeric, slot_weights(cfg.transpose_weight))
+    if cfg.op_pitch_weight > 0:
+        pitch = op_pitch_error(pred, target, cfg.op_pitch_scale)
+        reg = reg + cfg.op_pitch_weight * pitch
+    else:
+        pitch = reg.new_zeros(reg.shape)
+    return reg, num, ce, pitch
 
 
 def disentangle(z: torch.Tensor, tags: torch.Tensor, mu: float, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,10 +234,7 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     dis, replaced = disentangle(z, tags.to(z.dtype), cfg.dis_mu, cfg.dis_sigma)
     kl = kl_mc(z, log_q, replaced)
     vec = model.to_vector(z)
-    reg, num, ce = param_loss(vec, target, cfg.param_numeric, slot_weights(cfg.transpose_weight))
-    pitch = (op_pitch_error(vec, target, cfg.op_pitch_scale) if cfg.op_pitch_weight > 0
-             else reg.new_zeros(reg.shape))
-    reg = reg + cfg.op_pitch_weight * pitch
+    reg, num, ce, pitch = head_loss(vec, target, cfg)
     loss = (cfg.recon_weight * rec + beta * kl + cfg.dis_weight * dis + cfg.reg_weight * reg).mean()
     con = x.new_zeros(())
     if contrastive and cfg.contrastive_weight > 0:
@@ -254,12 +269,9 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
     return loss, figures
 
 
-def direct_loss(model, x: torch.Tensor, target: torch.Tensor, numeric: str = "mse",
-                transpose_weight: float = 1.0, op_pitch_weight: float = 0.0,
-                op_pitch_scale: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    pred = model(x)
-    reg, num, ce = param_loss(pred, target, numeric, slot_weights(transpose_weight))
-    pitch = op_pitch_error(pred, target, op_pitch_scale) if op_pitch_weight > 0 else reg.new_zeros(reg.shape)
-    loss = (reg + op_pitch_weight * pitch).mean()
-    return loss, {"loss": loss.item(), "param": loss.item(), f"param_{numeric}": num.mean().item(),
+def direct_loss(model, x: torch.Tensor, target: torch.Tensor,
+                cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    reg, num, ce, pitch = head_loss(model(x), target, cfg)
+    loss = reg.mean()
+    return loss, {"loss": loss.item(), "param": loss.item(), f"param_{cfg.param_numeric}": num.mean().item(),
                   "param_ce": ce.mean().item(), "op_pitch": pitch.mean().item()}

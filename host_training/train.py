@@ -160,8 +160,7 @@ class LossModule(nn.Module):
             return losses.vae_loss(self.model, x, target, tags, self.lcfg, beta, mask,
                                    contrastive=self.kind != "flow_nocontrastive", scores=scores,
                                    surrogate=self.surrogate, probe=probe)
-        return losses.direct_loss(self.model, x, target, self.lcfg.param_numeric, self.lcfg.transpose_weight,
-                                  self.lcfg.op_pitch_weight, self.lcfg.op_pitch_scale)
+        return losses.direct_loss(self.model, x, target, self.lcfg)
 
 
 def save_model(path: Path, kind: str, shape: Shape, mcfg: dict[str, Any], model: nn.Module) -> None:

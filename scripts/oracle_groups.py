@@ -4,9 +4,10 @@ predicted voices at a time and re-score them.
     python scripts/oracle_groups.py RUN DATA [KIND]
 
 On the test split's first 176 voices and 60 out-of-domain ones (as scripts/quick_eval.py),
-prints the median log-mel MAE and spectral convergence of KIND (default: the run's first model) as predicted, then with
-each parameter group taken from the true voice ("oracle"), then the true voice with only that
-group taken from the prediction ("only this group predicted"). The first shows what getting a
+prints the median log-mel MAE and spectral convergence of KIND (default: the run's first
+model) as predicted, then with each parameter group taken from the true voice ("oracle"),
+then the true voice with only that group taken from the prediction ("only this group
+predicted"). The first shows what getting a
 group right would buy with everything else as it is; the second how much one wrong group
 alone costs. docs/results.md, "Where the flow's error comes from", was measured with it.
 """
