@@ -1,6 +1,6 @@
 """Sound matching: a recording at any pitch -> a DX7 voice.
 
-Three steps, each measured in docs/results.md:
+Four steps, each measured in docs/results.md:
 1. the model: the single-note encoding (the encoder is note-agnostic, trained with
    single-note inputs and the contrastive loss) decoded by the head;
 2. retrieval: the nearest (training voice, note) pair of pooled log-mel, which also
@@ -15,6 +15,9 @@ Three steps, each measured in docs/results.md:
    the render closer, within a budget of renders. Why not the latent alone: the decoded latent of the
    retrieved voice is not the voice itself (the head's error is larger than a near-copy's),
    so latent moves rarely beat the retrieved voice (docs/results.md).
+
+Every voice decoded from the latent gets its register (transpose) read at the note first
+(host_training.register): the pitch-independent latent cannot hold it.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import torch
 from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
-from host_training.sound import RenderSettings, VoiceRenderer, features_of
+from host_training.register import read_register
+from host_training.sound import RenderSettings, VoiceRenderer, feature_distance, features_of
 
 
 @dataclass
@@ -78,8 +82,10 @@ POLISH_MOVES = _polish_moves()
 
 class Matcher:
     def __init__(self, model, settings: RenderSettings, retrieval=None, train_params: np.ndarray | None = None,
-                 train_features=None, candidates: int = 12, seed: int = 0, polish_renders: int = 64) -> None:
+                 train_features=None, candidates: int = 12, seed: int = 0, polish_renders: int = 64,
+                 register: bool = True) -> None:
         self.model, self.s, self.retrieval = model, settings, retrieval
+        self.register = register
         self.train_params, self.train_features = train_params, train_features
         self.candidates, self.polish_renders = candidates, polish_renders
         self.renderer = VoiceRenderer(settings)
@@ -94,9 +100,7 @@ class Matcher:
         return self.model.to_vector(torch.from_numpy(np.atleast_2d(z).astype(np.float32))).numpy()
 
     def distance(self, voice: Voice, feat: np.ndarray, k: int) -> float:
-        f = features_of(self.renderer.audio(voice, k), self.s.rate)[0]
-        t = min(f.shape[1], feat.shape[1])
-        return float(np.mean(np.abs(f[:, :t] - feat[:, :t])))
+        return feature_distance(self.renderer, voice, feat, k)
 
     def model_only(self, feat: np.ndarray) -> Voice:
         return vector_to_voice(self.decode(self.model_latent(feat))[0], "MATCH")
@@ -121,6 +125,10 @@ class Matcher:
         if zs:
             for v in self.decode(np.stack(zs)):
                 cands.append(("refined", vector_to_voice(v, name)))
+        if self.register:  # the latent holds no register (host_training.register)
+            cands = [(src, v if src == "retrieval" else
+                      Voice.from_parameters(read_register(self.renderer, v.parameters, [feat], [k], name)[0], name))
+                     for src, v in cands]
         scored = [(self.distance(v, feat, k), i) for i, (_, v) in enumerate(cands)]
         d, i = min(scored)
         voice, source = cands[i][1], cands[i][0]

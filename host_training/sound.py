@@ -63,6 +63,15 @@ class VoiceRenderer:
         return [self.audio(voice, k) for k in range(len(self.s.notes))]
 
 
+def feature_distance(renderer: VoiceRenderer, voice: Voice, feat: np.ndarray, k: int) -> float:
+    """Mean absolute log-mel difference (dB) between ``voice`` rendered at note slot ``k`` and
+    ``feat`` (features in the data set's convention, e.g. a recording's): what the matcher and
+    the register search minimise."""
+    f = features_of(renderer.audio(voice, k), renderer.s.rate)[0]
+    t = min(f.shape[1], feat.shape[1])
+    return float(np.mean(np.abs(f[:, :t] - feat[:, :t])))
+
+
 def mfcc(mel_db: np.ndarray, n: int) -> np.ndarray:
     """(n, frames) MFCCs: orthonormal DCT-II of the dB log-mel over the mel axis."""
     from scipy.fft import dct

@@ -41,7 +41,7 @@ SECTIONS = {
     "loss": set(losses.LossConfig.__dataclass_fields__),
     "run": {"models"},
     "evaluate": {"max_test", "n_ood", "knob_voices", "knob_steps", "generate_n", "interp_pairs", "interp_steps",
-                 "near_copy_db", "match_candidates", "match_polish_renders", "ood_seed", "threads"},
+                 "near_copy_db", "match_candidates", "match_polish_renders", "register", "ood_seed", "threads"},
 }
 
 
@@ -86,6 +86,8 @@ def validate_config(cfg: dict[str, Any], where: str) -> None:
     metric = cfg.get("loss", {}).get("contrastive_metric", "cosine")
     if metric not in ("cosine", "euclidean"):
         raise DxmacroError(f"{where}: [loss] contrastive_metric must be \"cosine\" or \"euclidean\" (got {metric!r})")
+    if not isinstance(cfg.get("evaluate", {}).get("register", True), bool):
+        raise DxmacroError(f"{where}: [evaluate] register must be true or false")
     from host_training.knob_loss import DescriptorSurrogate
 
     surrogate = cfg.get("loss", {}).get("surrogate", "mlp")

@@ -1,10 +1,11 @@
 """One model of a run on the figures issue 4 gates, without the rest of `dxmacro evaluate`.
 
-    python scripts/quick_eval.py RUN DATA [KIND] [--no-knobs]
+    python scripts/quick_eval.py RUN DATA [KIND] [--no-knobs] [--register]
 
 Prints the median log-mel MAE and spectral convergence of KIND (default: the run's first
 model) on the test split (first 176 voices, as the tiny config's evaluation) and on the 60
-out-of-domain voices, then for a VAE model the knobs' median own-score Spearman and median
+out-of-domain voices (with --register, again with the register read from the input:
+host_training.register), then for a VAE model the knobs' median own-score Spearman and median
 |correlation| with the other scores (24 test voices, 9 steps). The numbers are the ones
 `dxmacro evaluate` writes for the same run: this is what the seed and setting comparisons of
 docs/results.md were made with, in a minute instead of several.
@@ -21,6 +22,7 @@ from host_training.dataset import open_dataset
 from host_training.evaluate import knob_sweeps, predict_vectors, references, score_voices
 from host_training.export import read_info
 from host_training.model import VAE_KINDS
+from host_training.register import read_register
 from host_training.rendered_scores import Pool
 from host_training.sound import RenderSettings
 from host_training.synth_voices import generate as synth_generate
@@ -38,12 +40,19 @@ def main() -> None:
     ood = synth_generate(60, 12345)
     x, true, refs = references(pool, ds, test, ood)
     _, model, _ = load_model(f"{run}/models/{kind}/model.pt")
-    rows = score_voices(pool, layout.decode(predict_vectors(model, kind, x)), true, refs)
+    pred = layout.decode(predict_vectors(model, kind, x))
     n = len(test)
-    lm = np.array([r["logmel_mae_db"] for r in rows])
-    sc = np.array([r["spectral_convergence"] for r in rows])
-    print(f"{run} {kind}: log-mel MAE all {np.median(lm[:n]):.2f} ood {np.median(lm[n:]):.2f} dB | "
-          f"spectral convergence all {np.nanmedian(sc[:n]):.3f} ood {np.nanmedian(sc[n:]):.3f}")
+    rows_of = {kind: pred}
+    if "--register" in sys.argv:
+        slots = range(len(pool.settings.notes))
+        rows_of[f"{kind}+register"] = np.stack(pool.map(lambda r, i: read_register(r, pred[i], x[i], slots)[0],
+                                                        list(range(len(pred)))))
+    for name, p in rows_of.items():
+        rows = score_voices(pool, p, true, refs)
+        lm = np.array([r["logmel_mae_db"] for r in rows])
+        sc = np.array([r["spectral_convergence"] for r in rows])
+        print(f"{run} {name}: log-mel MAE all {np.median(lm[:n]):.2f} ood {np.median(lm[n:]):.2f} dB | "
+              f"spectral convergence all {np.nanmedian(sc[:n]):.3f} ood {np.nanmedian(sc[n:]):.3f}")
     if kind in VAE_KINDS and "--no-knobs" not in sys.argv:
         with torch.no_grad():
             z0 = model.encode(torch.from_numpy(x[:24])).numpy()

@@ -265,6 +265,13 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert set(rep["methods"]) >= {"flow", "vae_mlp", "cnn", "nn", "nn_1note", "flow_1note", "match_1note",
                                    "median_voice"}
+    # the register search keeps each voice's transpose only where no octave sounds closer to
+    # the input, and the input is the reference's own log-mel: no voice gets farther, so
+    # neither does any order statistic
+    for kind in ("flow", "vae_mlp", "cnn"):
+        for stratum in ("all", "ood"):
+            plain, reg = (rep["methods"][k][stratum]["logmel_mae_db"] for k in (kind, f"{kind}+register"))
+            assert reg["median"] <= plain["median"] + 1e-9 and reg["mean"] <= plain["mean"] + 1e-9
     # the constant baseline is one voice for every input
     assert rep["methods"]["median_voice"]["all"]["param_mae"]["median"] > 0
     from host_training.dataset import open_dataset
@@ -309,13 +316,15 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['flow']\n[loss]\nsurrogate = 'gp'\n")
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
+    bad.write_text("[train]\nepochs = 1\nbatch_size = 4\n[run]\nmodels = ['flow']\n[evaluate]\nregister = 'no'\n")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--config", str(bad)]) == 1
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
     wav = tmp_path / "x.wav"
     wav.write_bytes(b"")
     assert main(["match", str(wav), "--polish", "-1", "--out", str(tmp_path / "m.syx")]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("dxmacro: error:") == 7
-    assert "contrastive_metric" in err and "param_numeric" in err and "--polish" in err
+    assert "Traceback" not in err and err.count("dxmacro: error:") == 8
+    assert "contrastive_metric" in err and "[evaluate] register must be true or false" in err and "param_numeric" in err and "--polish" in err
     kinds = "mlp, linear, mlp+linear, prior, mlp+prior, mlp+linear+prior"
     assert f"[loss] surrogate must be one of {kinds} (got 'gp')" in err
 
