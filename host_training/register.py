@@ -7,7 +7,7 @@ transpose. The flow decodes it as 19-20 for every test voice (true: 12 or 24), a
 fifth away from both; with transpose made a one-hot group it picks 24 for 175 of 176 voices
 (docs/results.md, "The register"). Where the played notes are known (evaluation, ``dxmacro
 match``), the register is recovered by analysis by synthesis: the voice is rendered with
-each of the five octave transposes (0, 12, 24, 36, 48; 97.9 % of the corpus sits on them) and
+each of the five octave transposes (0, 12, 24, 36, 48; 98.0 % of the corpus sits on them) and
 with its own, and the one closest to the input in log-mel is kept. The other parameters are
 left as the model decoded them.
 
