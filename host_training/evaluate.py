@@ -5,8 +5,8 @@ the true voices: numeric parameter MAE (DX7 units), categorical accuracy, spectr
 convergence, log-mel MAE (dB), MFCC-13/40 MAE. Strata: all test voices, "novel" ones
 (nearest training voice farther than the near-copy threshold) and out-of-domain voices
 (the synthetic generator's). Each model is scored twice: as it decodes, and as
-``KIND+register`` with its transpose read from the input (host_training.register). Then the semantic knobs, generation, interpolation and the
-contrastive ratio. Writes report.json, report.md and plots/.
+``KIND+register`` with its transpose read from the input (host_training.register). Then
+the semantic knobs, generation, interpolation and the contrastive ratio. Writes report.json, report.md and plots/.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     from host_training.dataset import open_dataset
     from host_training.export import load_vae, main_kind, read_info, read_run
     from host_training.match import Matcher
-    from host_training.register import read_register
+    from host_training.register import read_registers
     from host_training.synth_voices import generate as synth_generate
     from host_training.train import load_model, manifest_sha256
 
@@ -283,16 +283,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     for kind in rinfo["models"]:
         _, model, _ = load_model(run / "models" / kind / "model.pt")
         preds[kind] = layout.decode(predict_vectors(model, kind, x))
-    if ecfg.get("register", True):
+    register = bool(ecfg.get("register", True))
+    if register:
         # every model again with its register read from the input at the known notes
         # (host_training.register): the VAE latent cannot hold it, and the direct models get
         # the same step so that the comparison stays like for like
         log("reading each model's register (transpose) from the input")
-        slots = range(len(settings.notes))
         for kind in list(preds):
-            p = preds[kind]
-            preds[f"{kind}+register"] = np.stack(pool.map(lambda r, i: read_register(r, p[i], x[i], slots)[0],
-                                                          list(range(len(p)))))
+            preds[f"{kind}+register"] = read_registers(pool, preds[kind], x)
     train_feats = np.asarray(ds.features[train], dtype=np.float32)
     retrieval = Retrieval(train_feats, np.asarray(ds.params[train]))
     preds["nn"] = np.asarray(ds.params[train])[retrieval.query(x)]
@@ -306,7 +304,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     preds["nn_1note"] = np.asarray(ds.params[train])[idx]
     matcher = Matcher(vae, settings, retrieval, np.asarray(ds.params[train]), train_feats,
                       int(ecfg.get("match_candidates", 12)), polish_renders=int(ecfg.get("match_polish_renders", 64)),
-                      register=bool(ecfg.get("register", True)))
+                      register=register)
     preds[f"{main}_1note"] = np.stack([m.parameters for m in pool.map(lambda r, f: matcher.model_only(f), list(xs))])
     log("matching (retrieve, then refine in the latent space)")
     preds["match_1note"] = np.stack([matcher.match(f, note_slot=None).voice.parameters for f in xs])

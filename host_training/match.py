@@ -125,11 +125,14 @@ class Matcher:
         if zs:
             for v in self.decode(np.stack(zs)):
                 cands.append(("refined", vector_to_voice(v, name)))
-        if self.register:  # the latent holds no register (host_training.register)
-            cands = [(src, v if src == "retrieval" else
-                      Voice.from_parameters(read_register(self.renderer, v.parameters, [feat], [k], name)[0], name))
-                     for src, v in cands]
-        scored = [(self.distance(v, feat, k), i) for i, (_, v) in enumerate(cands)]
+        scored = []
+        for i, (src, v) in enumerate(cands):
+            if self.register and src != "retrieval":  # the latent holds no register (host_training.register)
+                params, d = read_register(self.renderer, v.parameters, [feat], [k], name)
+                cands[i] = (src, Voice.from_parameters(params, name))
+            else:
+                d = self.distance(v, feat, k)
+            scored.append((d, i))
         d, i = min(scored)
         voice, source = cands[i][1], cands[i][0]
         polished, d_p = self.polish(voice, feat, k, d)

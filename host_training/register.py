@@ -23,6 +23,7 @@ import numpy as np
 
 from dx7 import Voice
 from dx7.params import param
+from host_training.rendered_scores import Pool
 from host_training.sound import VoiceRenderer, feature_distance
 
 REGISTERS = (0, 12, 24, 36, 48)
@@ -51,3 +52,10 @@ def read_register(renderer: VoiceRenderer, params: np.ndarray, feats: Sequence[n
         if best is None or d < best[0]:
             best = (d, value)
     return with_transpose(params, best[1]), best[0]
+
+
+def read_registers(pool: Pool, params: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """(N, 145) voices -> the same with each voice's register read at every note of its
+    input ``feats`` (N, K, mels, frames; the data set's features), on the pool's threads."""
+    slots = range(feats.shape[1])
+    return np.stack(pool.map(lambda r, i: read_register(r, params[i], feats[i], slots)[0], list(range(len(params)))))

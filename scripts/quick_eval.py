@@ -22,7 +22,7 @@ from host_training.dataset import open_dataset
 from host_training.evaluate import knob_sweeps, predict_vectors, references, score_voices
 from host_training.export import read_info
 from host_training.model import VAE_KINDS
-from host_training.register import read_register
+from host_training.register import read_registers
 from host_training.rendered_scores import Pool
 from host_training.sound import RenderSettings
 from host_training.synth_voices import generate as synth_generate
@@ -42,12 +42,10 @@ def main() -> None:
     _, model, _ = load_model(f"{run}/models/{kind}/model.pt")
     pred = layout.decode(predict_vectors(model, kind, x))
     n = len(test)
-    rows_of = {kind: pred}
+    preds = {kind: pred}
     if "--register" in sys.argv:
-        slots = range(len(pool.settings.notes))
-        rows_of[f"{kind}+register"] = np.stack(pool.map(lambda r, i: read_register(r, pred[i], x[i], slots)[0],
-                                                        list(range(len(pred)))))
-    for name, p in rows_of.items():
+        preds[f"{kind}+register"] = read_registers(pool, pred, x)
+    for name, p in preds.items():
         rows = score_voices(pool, p, true, refs)
         lm = np.array([r["logmel_mae_db"] for r in rows])
         sc = np.array([r["spectral_convergence"] for r in rows])
