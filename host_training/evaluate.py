@@ -6,7 +6,8 @@ convergence, log-mel MAE (dB), MFCC-13/40 MAE. Strata: all test voices, "novel" 
 (nearest training voice farther than the near-copy threshold) and out-of-domain voices
 (the synthetic generator's). Each model is scored twice: as it decodes, and as
 ``KIND+register`` with its transpose read from the input (host_training.register). Then
-the semantic knobs, generation, interpolation and the contrastive ratio. Writes report.json, report.md and plots/.
+the semantic knobs, generation, interpolation and the contrastive ratio. Writes
+report.json, report.md and plots/.
 """
 
 from __future__ import annotations
