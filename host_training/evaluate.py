@@ -256,6 +256,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
 
     run, out = Path(run_dir), Path(out_dir)
     rinfo = read_run(run)
+    main = main_kind(run)  # knobs, generation and match are the VAE's: a run of baselines alone is refused here
     info = read_info(run)
     ecfg = rinfo["config"].get("evaluate", {})
     ds = open_dataset(data_dir)
@@ -297,7 +298,6 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     preds["nn"] = np.asarray(ds.params[train])[retrieval.query(x)]
     preds["median_voice"] = np.repeat(median_voice(np.asarray(ds.params[train]))[None], len(x), 0)
     # One note only (the middle one), as `dxmacro match` sees a recording.
-    main = main_kind(run)
     vae = load_vae(run, main)
     mid = len(settings.notes) // 2
     xs = x[:, mid]

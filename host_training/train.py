@@ -400,7 +400,9 @@ def train_run(data_dir: str | Path, run_dir: str | Path, config: str | None = No
             continue
         train_one(kind, data, cfg, run, stop_after=stop_after, device=device, rank=rank, world=world,
                   progress=progress)
-    if rank == 0 and all((run / "models" / k / "model.pt").exists() for k in cfg["run"]["models"]):
+    # a run of direct baselines alone (for comparisons) has no latent space to export
+    if rank == 0 and any(k in VAE_KINDS for k in cfg["run"]["models"]) and all(
+            (run / "models" / k / "model.pt").exists() for k in cfg["run"]["models"]):
         from host_training.export import finalize
 
         finalize(run, data)

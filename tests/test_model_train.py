@@ -330,6 +330,19 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert f"[loss] surrogate must be one of {kinds} (got 'gp')" in err
 
 
+def test_a_run_of_baselines_alone_trains_and_evaluate_says_why_it_cannot(data, tmp_path, capsys):
+    """Direct baselines can be trained on their own for comparisons; such a run has no latent
+    space, so there is nothing to export, and `evaluate` refuses it before any rendering."""
+    out = tmp_path / "base"
+    assert main(["train", "--data", str(data), "--out", str(out), "--config", str(_config(tmp_path, ["mlp"])),
+                 "--quiet"]) == 0
+    assert (out / "models" / "mlp" / "model.pt").exists() and not (out / "export").exists()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(out), "--data", str(data), "--out", str(tmp_path / "rep")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "no trained VAE model" in err and not (tmp_path / "rep").exists()
+
+
 def test_shipped_default_model_decodes_and_generates(tmp_path):
     """The stand-in default model in the package: the conversion contract and `generate`
     without --run."""
