@@ -32,7 +32,7 @@ from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.register import read_register
-from host_training.sound import RenderSettings, VoiceRenderer, feature_distance, features_of
+from host_training.sound import SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, features_of, level_db
 
 
 @dataclass
@@ -55,6 +55,10 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> np.ndarra
     a = np.asarray(audio, dtype=np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise DxmacroError("the recording is empty or holds non-finite samples")
+    if level_db(a) < SILENCE_DB:
+        # it would "match" a silent training voice at 0 dB: almost surely the wrong file or channel
+        raise DxmacroError(f"the recording is silent (level {level_db(a):.0f} dB, below {SILENCE_DB:.0f} dB): "
+                           "nothing to match")
     if rate != settings.rate:
         g = np.gcd(int(rate), settings.rate)
         a = resample_poly(a, settings.rate // g, int(rate) // g)

@@ -216,7 +216,7 @@ def test_generate_writes_a_valid_bank(run, tmp_path):
     assert len({v.content_key() for v in voices[:40]}) == 40
 
 
-def test_match_on_a_rendered_wav(run, data, tmp_path):
+def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     from dx7.files import read_voice_file
     from host_training.dataset import open_dataset
     from host_training.render import DexedRenderer, Note, write_wav
@@ -228,6 +228,12 @@ def test_match_on_a_rendered_wav(run, data, tmp_path):
     out = tmp_path / "m.syx"
     assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
     assert len(read_voice_file(out, strict=True).voices) == 1
+    # silence would "match" a silent training voice at 0 dB: refused, naming the file
+    write_wav(str(wav), np.zeros(11025, np.float32), 22050)
+    capsys.readouterr()
+    assert main(["match", str(wav), "--run", str(run), "--out", str(tmp_path / "s.syx")]) == 1
+    err = capsys.readouterr().err
+    assert f"{wav}: the recording is silent" in err and "Traceback" not in err and not (tmp_path / "s.syx").exists()
 
 
 def test_match_polish_walks_back_to_a_voice_it_was_moved_from(run, data):

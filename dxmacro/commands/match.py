@@ -32,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run)
     audio, rate = read_wav(args.audio)
     matcher = matcher_for_run(run_dir, args.data, polish_renders=args.polish)
-    result = matcher.match(prepare(audio, rate, matcher.s), name=args.name[:10])
+    try:
+        features = prepare(audio, rate, matcher.s)
+    except DxmacroError as exc:
+        raise DxmacroError(f"{args.audio}: {exc}") from None
+    result = matcher.match(features, name=args.name[:10])
     atomic_write(args.out, encode_singles([result.voice]))
     print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")
     return 0
