@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,8 @@ def tag_descriptors(tags: np.ndarray, descriptors: np.ndarray) -> list[int]:
     Found from the data rather than from names so that any tag set works."""
     from scipy.stats import spearmanr
 
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a voice silent at every note is NaN here ("mean of empty slice")
+        warnings.simplefilter("ignore", RuntimeWarning)
         d = np.nanmean(np.asarray(descriptors, dtype=np.float64), axis=1)  # silent notes are NaN
     best = []
     for t in range(tags.shape[1]):
