@@ -55,9 +55,10 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> np.ndarra
     a = np.asarray(audio, dtype=np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise DxmacroError("the recording is empty or holds non-finite samples")
-    if level_db(a) < SILENCE_DB:
+    level = level_db(a)
+    if level < SILENCE_DB:
         # it would "match" a silent training voice at 0 dB: almost surely the wrong file or channel
-        raise DxmacroError(f"the recording is silent (level {level_db(a):.0f} dB, below {SILENCE_DB:.0f} dB): "
+        raise DxmacroError(f"the recording is silent (level {level:.0f} dB, below {SILENCE_DB:.0f} dB): "
                            "nothing to match")
     if rate != settings.rate:
         g = np.gcd(int(rate), settings.rate)

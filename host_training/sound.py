@@ -79,13 +79,19 @@ def mfcc(mel_db: np.ndarray, n: int) -> np.ndarray:
     return dct(mel_db, type=2, norm="ortho", axis=0)[:n]
 
 
-def compare(candidate: np.ndarray, reference: np.ndarray, rate: int) -> dict[str, float]:
-    """Audio measures of one render against its reference (same note)."""
+def aligned_spectra(candidate: np.ndarray, reference: np.ndarray,
+                    rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(log-mel of candidate, of reference, magnitude spectrogram of candidate, of reference),
+    cut to the frames both have: what the audio measures compare."""
     mc, pc = features_of(candidate, rate)
     mr, pr = features_of(reference, rate)
     f = min(mc.shape[1], mr.shape[1])
-    mc, mr, pc, pr = mc[:, :f], mr[:, :f], pc[:f], pr[:f]
-    mag_c, mag_r = np.sqrt(pc), np.sqrt(pr)
+    return mc[:, :f], mr[:, :f], np.sqrt(pc[:f]), np.sqrt(pr[:f])
+
+
+def compare(candidate: np.ndarray, reference: np.ndarray, rate: int) -> dict[str, float]:
+    """Audio measures of one render against its reference (same note)."""
+    mc, mr, mag_c, mag_r = aligned_spectra(candidate, reference, rate)
     # undefined for a silent reference (division by ~0): NaN, left out of the summaries
     sc = (float(np.linalg.norm(mag_r - mag_c) / np.linalg.norm(mag_r)) if level_db(reference) >= SILENCE_DB
           else float("nan"))

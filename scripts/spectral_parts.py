@@ -21,7 +21,7 @@ from host_training.dataset import open_dataset
 from host_training.evaluate import predict_vectors, references
 from host_training.register import read_registers
 from host_training.rendered_scores import Pool
-from host_training.sound import SILENCE_DB, RenderSettings, features_of, level_db
+from host_training.sound import SILENCE_DB, RenderSettings, aligned_spectra, level_db
 from host_training.synth_voices import generate as synth_generate
 from host_training.train import load_model
 
@@ -36,10 +36,7 @@ def parts(pool: Pool, refs: list, params: np.ndarray) -> np.ndarray:
             ref = refs[i][k]
             if level_db(ref) < SILENCE_DB:
                 continue
-            _, pc = features_of(r.audio(v, k), r.s.rate)
-            _, pr = features_of(ref, r.s.rate)
-            f = min(len(pc), len(pr))
-            C, R = np.sqrt(pc[:f]), np.sqrt(pr[:f])
+            _, _, C, R = aligned_spectra(r.audio(v, k), ref, r.s.rate)
             nc, nr = np.linalg.norm(C), np.linalg.norm(R)
             cos = float((C * R).sum() / max(nc * nr, 1e-30))
             out.append((cos, nc / nr, np.linalg.norm(R - C) / nr))
