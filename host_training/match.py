@@ -1,6 +1,8 @@
 """Sound matching: a recording at any pitch -> a DX7 voice.
 
-Four steps, each measured in docs/results.md:
+A recording is first read from its note (``prepare``: the onset found, the noise floor heard
+before it taken out; docs/model.md, "Recordings"). Then four steps, each measured in
+docs/results.md:
 1. the model: the single-note encoding (the encoder is note-agnostic, trained with
    single-note inputs and the contrastive loss) decoded by the head;
 2. retrieval: the nearest (training voice, note) pair of pooled log-mel, which also
@@ -32,7 +34,9 @@ from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.register import read_register
-from host_training.sound import SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, features_of, level_db
+from host_training.features import N_FFT
+from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, features_of, level_db,
+                                  mean_mel_power)
 
 
 @dataclass
@@ -47,12 +51,64 @@ def vector_to_voice(vec: np.ndarray, name: str) -> Voice:
     return Voice.from_parameters(layout.decode(vec), name)
 
 
-def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> np.ndarray:
-    """A recording -> (n_mels, frames) features on the data set's grid (resampled, cut or
-    padded to the data set's duration)."""
+ONSET_FRAME_S = 0.005
+ONSET_DB = 60.0  # a frame this close to the loudest one sounds (the descriptors' "active" frames)
+LEAD_S = 0.1  # the opening that may be a noise floor
+LEAD_STEADY_DB = 1.5  # ... when its frames' levels vary this little (an attack rises faster)
+LEAD_BELOW_PEAK_DB = 30.0  # ... and it is this far under the note
+ONSET_OVER_NOISE_DB = 6.0  # the note starts where it rises this far over the noise
+NOISE_SUBTRACT = 1.0  # noise power taken out, in multiples of its mean (1 matched best of 1, 2, 4: docs/model.md)
+
+
+@dataclass(frozen=True)
+class Onset:
+    start: int  # first sample of the note
+    noise_db: float | None  # level (dBFS) of a steady noise floor before it, None if none was heard
+
+
+def find_onset(audio: np.ndarray, rate: int) -> Onset:
+    """Where the played note starts in a recording, and the noise floor before it.
+
+    The data set's renders begin at note-on; a recording usually begins some time before,
+    in digital silence or over the noise floor of the synth and the interface. The note
+    starts with the first 5 ms frame within ONSET_DB of the loudest one, or,
+    when the first 100 ms are a steady noise floor, ONSET_OVER_NOISE_DB over that floor
+    (whichever is higher). A steady opening is told from an attack by how little it
+    varies: on 600 training renders, which begin at note-on, the onset is within one frame
+    of the start for 99 %, and with 0.3 s of -80 or -90 dBFS noise before them within one
+    frame of the note for 99.5 % (docs/model.md, "Recordings")."""
+    hop = max(1, int(round(rate * ONSET_FRAME_S)))
+    n = len(audio) // hop
+    if n == 0:
+        return Onset(0, None)
+    frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
+    level = 10 * np.log10(np.maximum(np.mean(frames * frames, axis=1), 1e-24))
+    peak = float(level.max())
+    threshold, noise = peak - ONSET_DB, None
+    lead = level[: int(round(LEAD_S / ONSET_FRAME_S))]
+    if (len(lead) < n and lead.min() > -200 and lead.max() < peak - LEAD_BELOW_PEAK_DB
+            and lead.std() < LEAD_STEADY_DB):
+        noise = float(10 * np.log10(np.mean(10 ** (lead / 10))))
+        threshold = max(threshold, noise + ONSET_OVER_NOISE_DB)
+    first = int(np.argmax(level >= threshold))
+    return Onset(first * hop, noise)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    features: np.ndarray  # (n_mels, frames) on the data set's grid
+    skipped_s: float  # seconds of the recording before the note
+    noise_db: float | None  # level (dBFS, as recorded) of the noise floor taken out, None if none
+
+
+def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
+    """A recording -> features on the data set's grid: resampled, started at the note
+    (``find_onset``: leading silence would be matched as a slow attack), cut or padded to the
+    data set's duration, with the noise floor heard before the note taken out (renders have
+    none; measured in docs/model.md)."""
     from scipy.signal import resample_poly
 
-    a = np.asarray(audio, dtype=np.float64)
+    a = original = np.asarray(audio, dtype=np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise DxmacroError("the recording is empty or holds non-finite samples")
     level = level_db(a)
@@ -63,9 +119,16 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> np.ndarra
     if rate != settings.rate:
         g = np.gcd(int(rate), settings.rate)
         a = resample_poly(a, settings.rate // g, int(rate) // g)
+    onset = find_onset(a, settings.rate)
+    noise, noise_db = None, None
+    if onset.noise_db is not None and onset.start >= N_FFT:
+        noise = NOISE_SUBTRACT * mean_mel_power(a[:onset.start], settings.rate)
+        noise_db = level_db(original[: int(onset.start * rate / settings.rate)])  # as recorded, not resampled
     n = int(round(settings.duration * settings.rate))
-    a = np.pad(a[:n], (0, max(0, n - len(a))))
-    return features_of(a.astype(np.float32), settings.rate)[0].astype(np.float32)
+    note = a[onset.start:onset.start + n]
+    note = np.pad(note, (0, n - len(note)))
+    feat = features_of(note.astype(np.float32), settings.rate, noise=noise)[0].astype(np.float32)
+    return Prepared(feat, onset.start / settings.rate, noise_db)
 
 
 def _polish_moves() -> list[tuple[int, int, int]]:

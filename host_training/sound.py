@@ -37,11 +37,29 @@ class RenderSettings:
         return Note(n, v, self.hold, self.duration)
 
 
-def features_of(audio: np.ndarray, rate: int, n_mels: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """(log-mel (n_mels, frames) dB with the absolute floor, power spectrogram (frames, bins))."""
+def features_of(audio: np.ndarray, rate: int, n_mels: int = 128,
+                noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel (n_mels, frames) dB with the absolute floor, power spectrogram (frames, bins)).
+    ``noise``: (n_mels,) mel power taken out of every frame before the floor (a recording's
+    noise floor, ``mean_mel_power`` of its lead-in): renders have none, and a noise floor
+    fills the bins that the data set's renders leave at the floor."""
     power = power_spectrogram(audio, N_FFT, HOP)
     mel = mel_filterbank(rate, N_FFT, n_mels) @ power.T
+    if noise is not None:
+        mel = mel - noise[:, None]
     return 10.0 * np.log10(np.maximum(mel, 10 ** (FLOOR_DB / 10))), power
+
+
+def mean_mel_power(audio: np.ndarray, rate: int, n_mels: int = 128) -> np.ndarray:
+    """(n_mels,) mean mel power over the STFT frames that lie wholly inside ``audio`` (at
+    least N_FFT samples): the zero-padded frames at the edges would read the level low."""
+    x = np.asarray(audio, dtype=np.float64)
+    if len(x) < N_FFT:
+        raise ValueError(f"{len(x)} samples: a mean mel power needs {N_FFT}")
+    first = -(-(N_FFT // 2) // HOP)  # frame i spans samples i * HOP -+ N_FFT / 2
+    last = (len(x) - N_FFT // 2) // HOP
+    inner = power_spectrogram(x, N_FFT, HOP)[first:last + 1]
+    return mel_filterbank(rate, N_FFT, n_mels) @ inner.mean(axis=0)
 
 
 def level_db(audio: np.ndarray) -> float:

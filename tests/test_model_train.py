@@ -228,6 +228,14 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     out = tmp_path / "m.syx"
     assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
     assert len(read_voice_file(out, strict=True).voices) == 1
+    # a recording that starts before the note, over a noise floor: matched from the note, the floor taken out
+    note = DexedRenderer(22050).render(voice, Note(66, 100, 0.5, 0.75))
+    lead = np.concatenate([np.zeros(11025, np.float32), note])
+    write_wav(str(wav), lead + np.random.default_rng(0).normal(0, 1e-4, lead.size).astype(np.float32), 22050)
+    capsys.readouterr()
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"{wav}: the note starts 0.5" in said and f"{wav}: noise floor -80 dBFS before the note" in said
     # silence would "match" a silent training voice at 0 dB: refused, naming the file
     write_wav(str(wav), np.zeros(11025, np.float32), 22050)
     capsys.readouterr()

@@ -7,7 +7,8 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("match", help="sound matching: a WAV recording -> a DX7 voice (.syx)")
-    p.add_argument("audio", help="WAV file: one note of the sound to match")
+    p.add_argument("audio", help="WAV file: one note of the sound to match (silence or a steady noise floor "
+                   "before the note is skipped and the floor taken out)")
     p.add_argument("--run", default=None, help="run folder (default: the shipped default model)")
     p.add_argument("--data", default=None, help="data set for retrieval (default: the run's, when present)")
     p.add_argument("--out", required=True, help="output .syx (single-voice dump)")
@@ -33,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     audio, rate = read_wav(args.audio)
     matcher = matcher_for_run(run_dir, args.data, polish_renders=args.polish)
     try:
-        features = prepare(audio, rate, matcher.s)
+        rec = prepare(audio, rate, matcher.s)
     except DxmacroError as exc:
         raise DxmacroError(f"{args.audio}: {exc}") from None
-    result = matcher.match(features, name=args.name[:10])
+    if rec.skipped_s >= 0.01:
+        print(f"{args.audio}: the note starts {rec.skipped_s:.2f} s in; matched from there")
+    if rec.noise_db is not None:
+        print(f"{args.audio}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
+    result = matcher.match(rec.features, name=args.name[:10])
     atomic_write(args.out, encode_singles([result.voice]))
     print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")
     return 0

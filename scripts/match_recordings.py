@@ -1,0 +1,112 @@
+"""`dxmacro match` on recordings that do not begin at note-on, as real ones do not.
+
+    python scripts/match_recordings.py onset DATA
+    python scripts/match_recordings.py match RUN DATA [VOICES] [METHODS]
+
+`onset`: host_training.match.find_onset on 600 training renders (note slot 2), which begin at
+note-on: alone, after 0.3 s of digital silence, and after 0.3 s of white noise that goes on
+under the note (-90, -80, -70 dBFS): how often the onset lands within one 5 ms frame of the
+note, and how often a steady noise floor is heard.
+
+`match`: test voices (default 48) rendered at note slot 2 with silence or noise before them
+are matched (polish off, retrieval over DATA's training split) and the matched voice is scored
+against the clean render (median log-mel MAE, dB). METHODS (comma-separated, default
+old,a0,a1,a2,a4): `old` cuts the recording at sample 0 as `match` did before; `aX` starts at
+the onset and takes out X times the noise floor's mean mel power (a0: onset alone).
+Results in docs/model.md, "Recordings".
+"""
+
+import sys
+
+import numpy as np
+import torch
+
+import host_training.match as hm
+from host_training.dataset import open_dataset
+from host_training.sound import RenderSettings, VoiceRenderer, feature_distance, features_of
+
+SLOT = 2
+LEAD_S = 0.3
+
+
+def audible(audio: np.ndarray) -> bool:
+    return 10 * np.log10(np.mean(audio ** 2) + 1e-24) >= -60
+
+
+def onset_table(data: str) -> None:
+    ds = open_dataset(data)
+    s = RenderSettings.from_manifest(ds.settings)
+    r = VoiceRenderer(s)
+    rng = np.random.default_rng(0)
+    idx = rng.choice(ds.indices("train"), 600, replace=False)
+    hop = int(round(s.rate * hm.ONSET_FRAME_S))
+    lead = int(LEAD_S * s.rate)
+    print("| opening | voices | onset within one 5 ms frame of the note | later by more | earlier by more "
+          "| largest error (s) | noise floor heard |")
+    print("|---|---|---|---|---|---|---|")
+    for noise in ("alone", "silence", -90.0, -80.0, -70.0):
+        err, heard = [], []
+        for i in idx:
+            c = r.audio(ds.voice(int(i)), SLOT).astype(np.float64)
+            if not audible(c):
+                continue
+            a = c if noise == "alone" else np.concatenate([np.zeros(lead), c])
+            if not isinstance(noise, str):
+                a = a + rng.normal(0, 10 ** (noise / 20), a.size)
+            o = hm.find_onset(a, s.rate)
+            err.append(o.start - (0 if noise == "alone" else lead))
+            heard.append(o.noise_db is not None)
+        e = np.array(err) / hop
+        name = noise if isinstance(noise, str) else f"{noise:.0f} dBFS noise"
+        print(f"| {name} | {len(e)} | {np.mean(np.abs(e) <= 1):.1%} | {np.mean(e > 1):.1%} | {np.mean(e < -1):.1%} "
+              f"| {np.abs(e).max() * hop / s.rate:.3f} | {np.mean(heard):.1%} |")
+
+
+def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
+    torch.set_num_threads(1)
+    m = hm.matcher_for_run(run, data, polish_renders=0)
+    ds = open_dataset(data)
+    test = np.random.default_rng(1).choice(ds.indices("test"), n_voices, replace=False)
+    s = m.s
+    n = int(round(s.duration * s.rate))
+
+    def cut_at_zero(a: np.ndarray) -> np.ndarray:
+        return features_of(np.pad(a[:n], (0, max(0, n - len(a)))).astype(np.float32), s.rate)[0].astype(np.float32)
+
+    def from_onset(a: np.ndarray, subtract: float) -> np.ndarray:
+        hm.NOISE_SUBTRACT = subtract
+        return hm.prepare(a, s.rate, s).features
+
+    conds = [(0.0, None), (0.3, None), (0.6, None), (0.3, -90.0), (0.3, -80.0), (0.3, -70.0), (0.0, -80.0)]
+    res = {c: {k: [] for k in methods} for c in conds}
+    used = 0
+    for i in test:
+        clean = m.renderer.audio(ds.voice(int(i)), SLOT).astype(np.float64)
+        if not audible(clean):
+            continue
+        used += 1
+        target = cut_at_zero(clean)
+        for delay, noise in conds:
+            a = np.concatenate([np.zeros(int(delay * s.rate)), clean, np.zeros(int(0.5 * s.rate))])
+            if noise is not None:
+                a = a + np.random.default_rng(int(i)).normal(0, 10 ** (noise / 20), a.size)
+            for how in methods:
+                feat = cut_at_zero(a) if how == "old" else from_onset(a, float(how[1:]))
+                voice = m.match(feat, name="T").voice
+                res[(delay, noise)][how].append(feature_distance(m.renderer, voice, target, SLOT))
+    print(f"{used} test voices at note slot {SLOT}; median log-mel MAE (dB) of the matched voice from the clean render")
+    print("| silence before | noise floor | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    for (delay, noise), r in res.items():
+        floor = "none" if noise is None else f"{noise:.0f} dBFS"
+        print(f"| {delay:.1f} s | {floor} | " + " | ".join(f"{np.median(r[k]):.2f}" for k in methods) + " |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "onset":
+        onset_table(sys.argv[2])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "match":
+        match_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 48,
+                    (sys.argv[5] if len(sys.argv) > 5 else "old,a0,a1,a2,a4").split(","))
+    else:
+        sys.exit(__doc__)
