@@ -6,12 +6,15 @@ closest). The "same VAE with an MLP head" baseline is model.FlowVAE with head="m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
 from dx7.layout import VECTOR_SIZE
 from host_training.model import Normalized, Shape, mlp
+from host_training.sound import FLOOR_DB, features_level_db
 
 
 class DirectMLP(nn.Module):
@@ -81,24 +84,35 @@ def build(kind: str, shape: Shape, cfg: dict) -> nn.Module:
 
 
 # -- nearest-neighbour retrieval --------------------------------------------------------
-def retrieval_features(features: np.ndarray, pool: int = 4) -> np.ndarray:
+def retrieval_features(features: np.ndarray, pool: int = 4, rows: np.ndarray | None = None,
+                       chunk: int = 1024) -> np.ndarray:
     """(N, K, M, F) dB -> (N, K, d) float32: log-mel averaged over pool x pool cells (so the
-    search is cheap and not fooled by one-frame offsets)."""
-    x = np.asarray(features, dtype=np.float32)
-    n, k, m, f = x.shape
-    m2, f2 = m // pool, f // pool
-    x = x[:, :, : m2 * pool, : f2 * pool].reshape(n, k, m2, pool, f2, pool).mean(axis=(3, 5))
-    return x.reshape(n, k, -1)
+    search is cheap and not fooled by one-frame offsets). ``features`` may be a memory map,
+    read ``chunk`` voices at a time (``rows``: those voices only), so the whole corpus never
+    sits in memory as float32 (4 GB; the pooled result is 16 times smaller)."""
+    index = np.arange(len(features)) if rows is None else np.asarray(rows)
+    out = []
+    for start in range(0, len(index), chunk):
+        x = np.asarray(features[index[start:start + chunk]], dtype=np.float32)
+        n, k, m, f = x.shape
+        m2, f2 = m // pool, f // pool
+        x = x[:, :, : m2 * pool, : f2 * pool].reshape(n, k, m2, pool, f2, pool).mean(axis=(3, 5))
+        out.append(x.reshape(n, k, -1))
+    if not out:
+        raise ValueError("no voices to pool")
+    return np.concatenate(out)
 
 
 class Retrieval:
     """The training voice whose pooled log-mel is closest (L2 over the given notes); with
     one note of unknown pitch, the closest (voice, note) pair over all notes."""
 
-    def __init__(self, train_features: np.ndarray, train_params: np.ndarray, pool: int = 4) -> None:
+    def __init__(self, train_features: np.ndarray, train_params: np.ndarray, pool: int = 4,
+                 rows: np.ndarray | None = None) -> None:
         self.pool = pool
-        self.db = torch.from_numpy(retrieval_features(train_features, pool))  # (N, K, d)
+        self.db = torch.from_numpy(retrieval_features(train_features, pool, rows))  # (N, K, d)
         self.params = np.asarray(train_params)
+        self._levels: np.ndarray | None = None
 
     def query(self, features: np.ndarray) -> np.ndarray:
         """(B, K, M, F) all notes -> (B,) index of the nearest training voice."""
@@ -112,6 +126,47 @@ class Retrieval:
         dist = torch.cdist(q, self.db.reshape(n * k, d))
         best = dist.argmin(1)
         return (best // k).numpy(), (best % k).numpy(), dist.gather(1, best[:, None])[:, 0].numpy()
+
+    def levels(self, n_mels: int) -> np.ndarray:
+        """(N * K,) level (dB) of every (voice, note) on the pooled grid, computed once."""
+        if self._levels is None:
+            n, k, d = self.db.shape
+            self._levels = features_level_db(self.db.numpy().reshape(n * k, n_mels // self.pool, -1))
+        return self._levels
+
+    def query_level_free(self, at: Callable[[float], np.ndarray], n_mels: int, window_db: float,
+                         step_db: float = 0.5) -> tuple[int, int, float]:
+        """One note of unknown pitch *and* unknown gain -> (index, note slot, gain) of the
+        nearest (voice, note) with the note played at that item's level.
+
+        ``at(gain_db)`` gives the note's log-mel played ``gain_db`` louder; each item is
+        compared with the note brought to the item's own level (rounded to ``step_db``), among
+        the items whose gain lies within ``window_db`` of the gain that brings the note to the
+        median item's level (near-copies differ in level; the window keeps out the
+        quiet items that match anything brought down to the floor). The distance is the
+        squared difference per cell that sounds in either (over the floor): an unnormalised
+        sum favours quiet items, whose cells sit at the floor with the quiet note's."""
+        flat = self.db.numpy().reshape(-1, self.db.shape[2])
+        mine = float(features_level_db(self._pooled(at(0.0), n_mels)))
+        levels = self.levels(n_mels)
+        gain = np.round((levels - mine) / step_db) * step_db
+        near = np.abs(gain - (np.median(levels) - mine)) <= window_db
+        best = (np.inf, -1, 0.0)
+        for g in np.unique(gain[near]):
+            sel = np.nonzero(near & (gain == g))[0]
+            q = self._pooled(at(float(g)), n_mels).ravel()
+            sounding = np.maximum(((flat[sel] > FLOOR_DB + 0.1) | (q > FLOOR_DB + 0.1)).sum(1), 1)
+            dist = ((flat[sel] - q) ** 2).sum(1) / sounding
+            j = int(np.argmin(dist))
+            if dist[j] < best[0]:
+                best = (float(dist[j]), int(sel[j]), float(g))
+        if best[1] < 0:
+            raise ValueError("no training note within the level window")
+        k = self.db.shape[1]
+        return best[1] // k, best[1] % k, best[2]
+
+    def _pooled(self, feat: np.ndarray, n_mels: int) -> np.ndarray:
+        return retrieval_features(np.asarray(feat)[None, None], self.pool)[0, 0].reshape(n_mels // self.pool, -1)
 
 
 def median_voice(train_params: np.ndarray) -> np.ndarray:

@@ -249,7 +249,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     from host_training.baselines import Retrieval, median_voice
     from host_training.dataset import open_dataset
     from host_training.export import load_vae, main_kind, read_info, read_run
-    from host_training.match import Matcher
+    from host_training.match import Matcher, Rows
     from host_training.register import read_registers
     from host_training.synth_voices import generate as synth_generate
     from host_training.train import load_model, manifest_sha256
@@ -293,8 +293,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
         log("reading each model's register (transpose) from the input")
         for kind in list(preds):
             preds[f"{kind}+register"] = read_registers(pool, preds[kind], x)
-    train_feats = np.asarray(ds.features[train], dtype=np.float32)
-    retrieval = Retrieval(train_feats, np.asarray(ds.params[train]))
+    train_feats = Rows(ds.features, train)  # read when used: the float32 copy was 4 GB on the whole corpus
+    retrieval = Retrieval(ds.features, np.asarray(ds.params[train]), rows=train)
     preds["nn"] = np.asarray(ds.params[train])[retrieval.query(x)]
     preds["median_voice"] = np.repeat(median_voice(np.asarray(ds.params[train]))[None], len(x), 0)
     # One note only (the middle one), as `dxmacro match` sees a recording.

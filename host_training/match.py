@@ -35,8 +35,8 @@ from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.register import read_register
 from host_training.features import N_FFT
-from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, features_of, level_db,
-                                  mean_mel_power)
+from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, level_db,
+                                  mean_mel_power, mel_power, to_db)
 
 
 @dataclass
@@ -45,6 +45,7 @@ class MatchResult:
     source: str  # "model", "retrieval" or "refined", with "+polish" when the polish moved it
     distance_db: float
     note: int
+    gain_db: float | None = 0.0  # gain the recording was matched at (None: as recorded, none could be read)
 
 
 def vector_to_voice(vec: np.ndarray, name: str) -> Voice:
@@ -58,6 +59,7 @@ LEAD_STEADY_DB = 1.5  # ... when its frames' levels vary this little (an attack 
 LEAD_BELOW_PEAK_DB = 30.0  # ... and it is this far under the note
 ONSET_OVER_NOISE_DB = 6.0  # the note starts where it rises this far over the noise
 NOISE_SUBTRACT = 1.0  # noise power taken out, in multiples of its mean (1 matched best of 1, 2, 4: docs/model.md)
+GAIN_WINDOW_DB = 12.0  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,22 @@ def find_onset(audio: np.ndarray, rate: int) -> Onset:
 
 @dataclass(frozen=True)
 class Prepared:
-    features: np.ndarray  # (n_mels, frames) on the data set's grid
+    mel: np.ndarray  # (n_mels, frames) mel power on the data set's grid, noise floor taken out
     skipped_s: float  # seconds of the recording before the note
     noise_db: float | None  # level (dBFS, as recorded) of the noise floor taken out, None if none
 
+    @property
+    def features(self) -> np.ndarray:
+        """Log-mel as recorded."""
+        return self.at(0.0)
+
+    def at(self, gain_db: float) -> np.ndarray:
+        """Log-mel (float32) of the recording played ``gain_db`` louder."""
+        return to_db(self.mel * 10.0 ** (gain_db / 10.0)).astype(np.float32)
+
 
 def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
-    """A recording -> features on the data set's grid: resampled, started at the note
+    """A recording -> its note on the data set's grid: resampled, started at the note
     (``find_onset``: leading silence would be matched as a slow attack), cut or padded to the
     data set's duration, with the noise floor heard before the note taken out (renders have
     none; measured in docs/model.md)."""
@@ -113,22 +124,21 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
         raise DxmacroError("the recording is empty or holds non-finite samples")
     level = level_db(a)
     if level < SILENCE_DB:
-        # it would "match" a silent training voice at 0 dB: almost surely the wrong file or channel
+        # the features would sit at the absolute floor and any voice would "match" silence
         raise DxmacroError(f"the recording is silent (level {level:.0f} dB, below {SILENCE_DB:.0f} dB): "
                            "nothing to match")
     if rate != settings.rate:
         g = np.gcd(int(rate), settings.rate)
         a = resample_poly(a, settings.rate // g, int(rate) // g)
     onset = find_onset(a, settings.rate)
-    noise, noise_db = None, None
-    if onset.noise_db is not None and onset.start >= N_FFT:
-        noise = NOISE_SUBTRACT * mean_mel_power(a[:onset.start], settings.rate)
-        noise_db = level_db(original[: int(onset.start * rate / settings.rate)])  # as recorded, not resampled
     n = int(round(settings.duration * settings.rate))
     note = a[onset.start:onset.start + n]
-    note = np.pad(note, (0, n - len(note)))
-    feat = features_of(note.astype(np.float32), settings.rate, noise=noise)[0].astype(np.float32)
-    return Prepared(feat, onset.start / settings.rate, noise_db)
+    mel = mel_power(np.pad(note, (0, n - len(note))).astype(np.float32), settings.rate)[0]
+    noise_db = None
+    if onset.noise_db is not None and onset.start >= N_FFT:
+        mel = mel - NOISE_SUBTRACT * mean_mel_power(a[:onset.start], settings.rate)[:, None]
+        noise_db = level_db(original[: int(onset.start * rate / settings.rate)])  # as recorded, not resampled
+    return Prepared(mel, onset.start / settings.rate, noise_db)
 
 
 def _polish_moves() -> list[tuple[int, int, int]]:
@@ -208,6 +218,26 @@ class Matcher:
             voice, source, d = polished, f"{source}+polish", d_p
         return MatchResult(voice, source, d, self.s.notes[k][0])
 
+    def read_gain(self, rec: Prepared) -> float | None:
+        """The gain (dB) that brings a recording of unknown level to the data set's: the one at
+        which its note lies nearest a training note played at that note's own level
+        (``Retrieval.query_level_free``); None without the data set to read it against.
+
+        Why: a recording's level is the interface's, not the voice's, and the model and the
+        log-mel distance read level as timbre (a quieter note has fewer partials over the
+        floor). Measured in docs/model.md, "Recordings"."""
+        if self.retrieval is None:
+            return None
+        return self.retrieval.query_level_free(rec.at, rec.mel.shape[0], GAIN_WINDOW_DB)[2]
+
+    def match_recording(self, rec: Prepared, gain_db: float | None = None, name: str = "MATCH") -> MatchResult:
+        """``match`` on a prepared recording played ``gain_db`` louder; None: the gain is read
+        (``read_gain``), and the recording is matched as recorded where it cannot be."""
+        gain = self.read_gain(rec) if gain_db is None else gain_db
+        result = self.match(rec.at(gain or 0.0), name=name)
+        result.gain_db = gain
+        return result
+
     def polish(self, voice: Voice, feat: np.ndarray, k: int, d: float) -> tuple[Voice, float]:
         """Greedy line search over POLISH_MOVES within ``polish_renders`` renders: a move that
         brings the render at note slot ``k`` closer to ``feat`` is repeated while it does;
@@ -251,6 +281,20 @@ def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, can
     ds = open_dataset(folder)
     train = ds.indices("train")
     feats = ds.features
-    retrieval = Retrieval(np.asarray(feats[train], dtype=np.float32), np.asarray(ds.params[train]))
-    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), feats[train], candidates,
+    retrieval = Retrieval(feats, np.asarray(ds.params[train]), rows=train)
+    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), Rows(feats, train), candidates,
                    polish_renders=polish_renders)
+
+
+class Rows:
+    """Rows ``index`` of an array, read when asked: the data set's features stay a memory map
+    (the training split's are 2 GB on the whole corpus; a match reads one voice)."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self.array, self.index = array, np.asarray(index)
+
+    def __getitem__(self, r: int) -> np.ndarray:
+        return self.array[self.index[r]]
+
+    def __len__(self) -> int:
+        return len(self.index)

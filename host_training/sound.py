@@ -37,17 +37,36 @@ class RenderSettings:
         return Note(n, v, self.hold, self.duration)
 
 
+def mel_power(audio: np.ndarray, rate: int, n_mels: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """(mel power (n_mels, frames), power spectrogram (frames, bins)): the features before
+    the log and the floor, where a gain is a product and a noise floor a sum."""
+    power = power_spectrogram(audio, N_FFT, HOP)
+    return mel_filterbank(rate, N_FFT, n_mels) @ power.T, power
+
+
+def to_db(mel: np.ndarray) -> np.ndarray:
+    """Mel power -> dB with the data set's absolute floor."""
+    return 10.0 * np.log10(np.maximum(mel, 10 ** (FLOOR_DB / 10)))
+
+
 def features_of(audio: np.ndarray, rate: int, n_mels: int = 128,
                 noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(log-mel (n_mels, frames) dB with the absolute floor, power spectrogram (frames, bins)).
     ``noise``: (n_mels,) mel power taken out of every frame before the floor (a recording's
     noise floor, ``mean_mel_power`` of its lead-in): renders have none, and a noise floor
     fills the bins that the data set's renders leave at the floor."""
-    power = power_spectrogram(audio, N_FFT, HOP)
-    mel = mel_filterbank(rate, N_FFT, n_mels) @ power.T
+    mel, power = mel_power(audio, rate, n_mels)
     if noise is not None:
         mel = mel - noise[:, None]
-    return 10.0 * np.log10(np.maximum(mel, 10 ** (FLOOR_DB / 10))), power
+    return to_db(mel), power
+
+
+def features_level_db(features: np.ndarray) -> np.ndarray:
+    """Level (dB) of log-mel features (..., n_mels, frames): the mean over frames of the
+    frame's summed mel power. A gain of g dB on a sound well over the floor adds g to it."""
+    x = np.asarray(features)
+    x = x.astype(np.result_type(x.dtype, np.float32), copy=False)  # float16 would lose the floor's power
+    return 10.0 * np.log10(np.mean(np.sum(10.0 ** (x / 10.0), axis=-2), axis=-1))
 
 
 def mean_mel_power(audio: np.ndarray, rate: int, n_mels: int = 128) -> np.ndarray:

@@ -2,6 +2,7 @@
 
     python scripts/match_recordings.py onset DATA
     python scripts/match_recordings.py match RUN DATA [VOICES] [METHODS]
+    python scripts/match_recordings.py gain RUN DATA [VOICES]
 
 `onset`: host_training.match.find_onset on 600 training renders (note slot 2), which begin at
 note-on: alone, after 0.3 s of digital silence, and after 0.3 s of white noise that goes on
@@ -13,6 +14,11 @@ are matched (polish off, retrieval over DATA's training split) and the matched v
 against the clean render (median log-mel MAE, dB). METHODS (comma-separated, default
 old,a0,a1,a2,a4): `old` cuts the recording at sample 0 as `match` did before; `aX` starts at
 the onset and takes out X times the noise floor's mean mel power (a0: onset alone).
+`gain`: the same test voices recorded 20 dB quieter to 10 dB louder than the data set's
+renders, matched as recorded (`--gain 0`) and with the gain read (`--gain auto`,
+Matcher.read_gain), scored against the clean render as it is (log-mel MAE) and with the
+matched voice brought to the clean render's level (timbre alone); and how far the gain read
+lands from the one that undoes the offset.
 Results in docs/model.md, "Recordings".
 """
 
@@ -23,7 +29,8 @@ import torch
 
 import host_training.match as hm
 from host_training.dataset import open_dataset
-from host_training.sound import RenderSettings, VoiceRenderer, feature_distance, features_of
+from host_training.sound import (RenderSettings, VoiceRenderer, feature_distance, features_level_db, features_of,
+                                 mel_power, to_db)
 
 SLOT = 2
 LEAD_S = 0.3
@@ -102,11 +109,49 @@ def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
         print(f"| {delay:.1f} s | {floor} | " + " | ".join(f"{np.median(r[k]):.2f}" for k in methods) + " |")
 
 
+def gain_table(run: str, data: str, n_voices: int) -> None:
+    torch.set_num_threads(1)
+    m = hm.matcher_for_run(run, data, polish_renders=0)
+    ds = open_dataset(data)
+    test = np.random.default_rng(1).choice(ds.indices("test"), n_voices, replace=False)
+    s = m.s
+    offsets = (-20.0, -10.0, 0.0, 10.0)
+    res = {(o, how): [] for o in offsets for how in ("0", "auto")}
+    err = {o: [] for o in offsets}
+    used = 0
+    for i in test:
+        clean = m.renderer.audio(ds.voice(int(i)), SLOT).astype(np.float64)
+        if 10 * np.log10(np.mean(clean ** 2) + 1e-24) < -40:  # stays over prepare's silence line at -20 dB
+            continue
+        used += 1
+        target = features_of(clean.astype(np.float32), s.rate)[0]
+        for o in offsets:
+            rec = hm.prepare(clean * 10 ** (o / 20), s.rate, s)
+            for how in ("0", "auto"):
+                r = m.match_recording(rec, 0.0 if how == "0" else None, name="T")
+                if how == "auto":
+                    err[o].append(r.gain_db + o)
+                mel = mel_power(m.renderer.audio(r.voice, SLOT), s.rate)[0]
+                as_is = to_db(mel)
+                timbre = to_db(mel * 10 ** ((features_level_db(target) - features_level_db(as_is)) / 10))
+                res[(o, how)].append((np.mean(np.abs(as_is - target)), np.mean(np.abs(timbre - target))))
+    print(f"{used} test voices at note slot {SLOT}; median log-mel MAE (dB) of the matched voice from the clean "
+          "render, as it is / brought to the clean render's level; gain read: median error, share within 3 dB")
+    print("| recorded at | --gain 0 | --gain auto | gain read: median error (dB) | within 3 dB |")
+    print("|---|---|---|---|---|")
+    for o in offsets:
+        a, b, e = np.median(res[(o, "0")], axis=0), np.median(res[(o, "auto")], axis=0), np.array(err[o])
+        print(f"| {o:+.0f} dB | {a[0]:.2f} / {a[1]:.2f} | {b[0]:.2f} / {b[1]:.2f} | {np.median(e):+.1f} "
+              f"| {np.mean(np.abs(e) <= 3):.0%} |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "onset":
         onset_table(sys.argv[2])
     elif len(sys.argv) >= 4 and sys.argv[1] == "match":
         match_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 48,
                     (sys.argv[5] if len(sys.argv) > 5 else "old,a0,a1,a2,a4").split(","))
+    elif len(sys.argv) >= 4 and sys.argv[1] == "gain":
+        gain_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 48)
     else:
         sys.exit(__doc__)

@@ -72,3 +72,35 @@ def test_noise_without_a_lead_in_is_left_in():
     rec = prepare(noisy, RATE, SETTINGS)
     assert rec.noise_db is None and rec.skipped_s == 0.0
     assert np.array_equal(rec.features, features_of(noisy.astype(np.float32), RATE)[0].astype(np.float32))
+
+
+def test_a_gain_on_the_recording_is_a_gain_on_its_features():
+    audio = render(50)
+    quiet = prepare(audio * 10 ** (-12 / 20), RATE, SETTINGS)
+    assert mae(quiet.features, prepare(audio, RATE, SETTINGS).features) > 5.0
+    assert np.max(np.abs(quiet.at(12.0) - prepare(audio, RATE, SETTINGS).features)) < 0.01
+
+
+def brightness_voices() -> list[Voice]:
+    """The init voice's sine carrier with its modulator (op2, algorithm 1) at five levels:
+    one pitch, five timbres, levels within a few dB of each other."""
+    voices = []
+    for level in (0, 50, 65, 78, 90):
+        p = Voice.init().parameters.copy()
+        p[param("op2_output_level").index] = level
+        voices.append(Voice.from_parameters(p, f"MOD{level}"))
+    return voices
+
+
+@pytest.mark.parametrize("offset", [-18.0, -6.0, 9.0])
+def test_retrieval_reads_the_gain_of_a_recording_played_at_another_level(offset):
+    from host_training.baselines import Retrieval
+
+    renderer = DexedRenderer(RATE)
+    audio = [renderer.render(v, Note(60, 100, 1.5, 2.0)).astype(np.float64) for v in brightness_voices()]
+    feats = np.stack([prepare(a, RATE, SETTINGS).features for a in audio])[:, None]  # (voices, 1 note, mels, frames)
+    retrieval = Retrieval(feats, np.zeros((len(audio), 145)))
+    for i, a in enumerate(audio):
+        rec = prepare(a * 10 ** (offset / 20), RATE, SETTINGS)
+        index, slot, gain = retrieval.query_level_free(rec.at, 128, window_db=12.0)
+        assert (index, slot) == (i, 0) and abs(gain + offset) <= 0.5

@@ -4,6 +4,7 @@ match, evaluate, and the CLI's one-line errors."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,26 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert f"{wav}: the note starts 0.5" in said and f"{wav}: noise floor -80 dBFS before the note" in said
+    # recorded 15 dB quieter than the data set's renders: the gain is read against the training voices
+    write_wav(str(wav), note * 10 ** (-15 / 20), 22050)
+    capsys.readouterr()
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
+    said = re.search(r"matched ([-+][0-9.]+) dB from its recorded level", capsys.readouterr().out)
+    assert said and 9.0 <= float(said.group(1)) <= 21.0
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out), "--gain", "0"]) == 0
+    assert "recorded level" not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["match", str(wav), "--run", str(run), "--out", str(out), "--gain", "loud"])
+    assert exc.value.code == 2 and "'loud' is neither auto nor a gain in dB" in capsys.readouterr().err
+    # with its data set gone there is nothing to read the level against: matched as recorded, and said so
+    import shutil
+
+    moved = tmp_path / "run_moved"
+    shutil.copytree(run, moved)
+    info = json.loads((moved / "run.json").read_text())
+    (moved / "run.json").write_text(json.dumps({**info, "dataset_dir": str(tmp_path / "gone")}))
+    assert main(["match", str(wav), "--run", str(moved), "--out", str(out)]) == 0
+    assert f"{wav}: matched at its recorded level (no data set" in capsys.readouterr().out
     # silence would "match" a silent training voice at 0 dB: refused, naming the file
     write_wav(str(wav), np.zeros(11025, np.float32), 22050)
     capsys.readouterr()

@@ -13,9 +13,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="data set for retrieval (default: the run's, when present)")
     p.add_argument("--out", required=True, help="output .syx (single-voice dump)")
     p.add_argument("--name", default="MATCH", help="voice name (default MATCH)")
+    p.add_argument("--gain", type=_gain, default=None, metavar="auto|DB",
+                   help="how much louder the recording is played before matching: auto (default) reads it "
+                   "against the training voices (a recording's level is the interface's, not the voice's); "
+                   "0 matches it as recorded, as a render of the data set's own level should be")
     p.add_argument("--polish", type=int, default=64, metavar="N",
                    help="renders for the parameter-space polish after retrieval (default 64; 0 = off)")
     p.set_defaults(func=run)
+
+
+def _gain(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a gain in dB") from None
+    if not -60.0 <= value <= 60.0:
+        raise argparse.ArgumentTypeError(f"{value:g} dB is outside -60..60")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.audio}: the note starts {rec.skipped_s:.2f} s in; matched from there")
     if rec.noise_db is not None:
         print(f"{args.audio}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
-    result = matcher.match(rec.features, name=args.name[:10])
+    result = matcher.match_recording(rec, args.gain, name=args.name[:10])
+    if args.gain is None and result.gain_db is None:
+        print(f"{args.audio}: matched at its recorded level (no data set to read the level against: --data DIR)")
+    elif args.gain is None:
+        print(f"{args.audio}: matched {result.gain_db:+.1f} dB from its recorded level, the level read against "
+              "the training voices (--gain 0: as recorded)")
     atomic_write(args.out, encode_singles([result.voice]))
     print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")
     return 0
