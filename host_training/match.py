@@ -1,12 +1,16 @@
 """Sound matching: a recording at any pitch -> a DX7 voice.
 
 A recording is first read from its note (``prepare``: the onset found, the noise floor heard
-before it taken out; docs/model.md, "Recordings"). Then four steps, each measured in
-docs/results.md:
+before it taken out), its note heard (``pitch.sounding_note``) and its gain read against the
+training notes (``Matcher.retrieve``); the encoder and the retrieval then read it moved onto
+the data set's notes, and every candidate is judged at the recording's own note
+(``Matcher.match_recording``; docs/model.md, "Recordings"). `dxmacro evaluate` scores renders
+at the data set's notes and level, and calls ``Matcher.match`` directly. Four steps, each
+measured in docs/results.md:
 1. the model: the single-note encoding (the encoder is note-agnostic, trained with
    single-note inputs and the contrastive loss) decoded by the head;
 2. retrieval: the nearest (training voice, note) pair of pooled log-mel, which also
-   estimates the note played (when the run's data set is at hand);
+   estimates the note slot played (when the run's data set is at hand);
 3. refinement in the latent space: candidates between the model's latent and the
    retrieved voice's latent, plus small perturbations, are rendered at the estimated note
    and the one closest to the recording (log-mel MAE) wins. The retrieved voice itself is
@@ -24,7 +28,9 @@ Every voice decoded from the latent gets its register (transpose) read at the no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +39,11 @@ import torch
 from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
+from host_training.pitch import sounding_note
 from host_training.register import read_register
 from host_training.features import N_FFT
-from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, level_db,
-                                  mean_mel_power, mel_power, to_db)
+from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance,
+                                  level_db, mean_mel_power, mel_power, to_db)
 
 
 @dataclass
@@ -101,6 +108,10 @@ class Prepared:
     mel: np.ndarray  # (n_mels, frames) mel power on the data set's grid, noise floor taken out
     skipped_s: float  # seconds of the recording before the note
     noise_db: float | None  # level (dBFS, as recorded) of the noise floor taken out, None if none
+    note: np.ndarray  # the samples from the onset on, at ``rate``, twice the data set's duration at most
+    lead: np.ndarray | None  # the noise floor before the note, None if none was heard
+    rate: int
+    frames: int  # samples of the data set's duration
 
     @property
     def features(self) -> np.ndarray:
@@ -110,6 +121,39 @@ class Prepared:
     def at(self, gain_db: float) -> np.ndarray:
         """Log-mel (float32) of the recording played ``gain_db`` louder."""
         return to_db(self.mel * 10.0 ** (gain_db / 10.0)).astype(np.float32)
+
+    def shifted(self, semitones: int) -> Prepared:
+        """The recording played ``semitones`` higher, at its own speed: resampled (which moves
+        its partials, and its envelope faster by as much: 41 % for 6 semitones), then its
+        frames read back at the original times. How a note off the data set's grid is moved
+        onto it for the encoder and the retrieval (``Matcher.match_recording``)."""
+        from fractions import Fraction
+
+        from scipy.signal import resample_poly
+
+        if semitones == 0:
+            return self
+        ratio = Fraction(2.0 ** (semitones / 12)).limit_denominator(256)
+
+        def move(x: np.ndarray) -> np.ndarray:
+            return resample_poly(x, ratio.denominator, ratio.numerator)
+
+        note = move(self.note)
+        lead = None if self.lead is None else move(self.lead)
+        mel = _note_mel(note, lead, self.rate, len(note))
+        times = np.arange(self.mel.shape[1]) / float(ratio)  # frame i of the original sounds at frame i / ratio
+        mel = np.stack([np.interp(times, np.arange(mel.shape[1]), row, right=0.0) for row in mel])
+        return replace(self, mel=mel, note=note, lead=lead)
+
+
+def _note_mel(note: np.ndarray, lead: np.ndarray | None, rate: int, frames: int) -> np.ndarray:
+    """Mel power of ``frames`` samples of ``note`` (padded), less the mean mel power of
+    ``lead`` when there is at least one STFT window of it."""
+    cut = note[:frames]
+    mel = mel_power(np.pad(cut, (0, frames - len(cut))).astype(np.float32), rate)[0]
+    if lead is not None and len(lead) >= N_FFT:
+        mel = mel - NOISE_SUBTRACT * mean_mel_power(lead, rate)[:, None]
+    return mel
 
 
 def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
@@ -131,14 +175,14 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
         g = np.gcd(int(rate), settings.rate)
         a = resample_poly(a, settings.rate // g, int(rate) // g)
     onset = find_onset(a, settings.rate)
-    n = int(round(settings.duration * settings.rate))
-    note = a[onset.start:onset.start + n]
-    mel = mel_power(np.pad(note, (0, n - len(note))).astype(np.float32), settings.rate)[0]
-    noise_db = None
+    lead, noise_db = None, None
     if onset.noise_db is not None and onset.start >= N_FFT:
-        mel = mel - NOISE_SUBTRACT * mean_mel_power(a[:onset.start], settings.rate)[:, None]
+        lead = a[:onset.start]
         noise_db = level_db(original[: int(onset.start * rate / settings.rate)])  # as recorded, not resampled
-    return Prepared(mel, onset.start / settings.rate, noise_db)
+    n = int(round(settings.duration * settings.rate))
+    note = a[onset.start:onset.start + 2 * n]  # room to be moved up (Prepared.shifted)
+    return Prepared(_note_mel(note, lead, settings.rate, n), onset.start / settings.rate, noise_db, note, lead,
+                    settings.rate, n)
 
 
 def _polish_moves() -> list[tuple[int, int, int]]:
@@ -183,13 +227,18 @@ class Matcher:
     def model_only(self, feat: np.ndarray) -> Voice:
         return vector_to_voice(self.decode(self.model_latent(feat))[0], "MATCH")
 
-    def match(self, feat: np.ndarray, note_slot: int | None = None, name: str = "MATCH") -> MatchResult:
-        z_m = self.model_latent(feat)
+    def match(self, feat: np.ndarray, note_slot: int | None = None, name: str = "MATCH",
+              heard: np.ndarray | None = None) -> MatchResult:
+        """The voice closest to ``feat`` at note slot ``note_slot`` (None: the retrieved one).
+        ``heard``: the features the encoder and the retrieval read instead of ``feat`` (a
+        recording moved to a note of the data set's grid; ``feat`` stays the judge)."""
+        heard = feat if heard is None else heard
+        z_m = self.model_latent(heard)
         cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
         k = note_slot
         zs = []
         if self.retrieval is not None:
-            idx, slot, _ = self.retrieval.query_single(feat[None])
+            idx, slot, _ = self.retrieval.query_single(heard[None])
             r = int(idx[0])
             k = int(slot[0]) if k is None else k
             cands.append(("retrieval", Voice.from_parameters(self.train_params[r], name)))
@@ -218,23 +267,62 @@ class Matcher:
             voice, source, d = polished, f"{source}+polish", d_p
         return MatchResult(voice, source, d, self.s.notes[k][0])
 
-    def read_gain(self, rec: Prepared) -> float | None:
-        """The gain (dB) that brings a recording of unknown level to the data set's: the one at
-        which its note lies nearest a training note played at that note's own level
-        (``Retrieval.query_level_free``); None without the data set to read it against.
+    def retrieve(self, rec: Prepared, gain_db: float | None) -> tuple[int, int, float]:
+        """(index, note slot, gain) of the training note nearest the recording; ``gain_db`` None:
+        the gain is read as well, each training note compared with the recording brought to its
+        own level (``Retrieval.query_level_free``).
 
-        Why: a recording's level is the interface's, not the voice's, and the model and the
-        log-mel distance read level as timbre (a quieter note has fewer partials over the
-        floor). Measured in docs/model.md, "Recordings"."""
+        Why: a recording's level is the interface's, not the voice's, and the model, the
+        retrieval and the log-mel distance read level as timbre (a quieter note has fewer
+        partials over the floor). Measured in docs/model.md, "Recordings: the level"."""
+        if gain_db is None:
+            i, k, gain, _ = self.retrieval.query_level_free(rec.at, rec.mel.shape[0], GAIN_WINDOW_DB)
+            return i, k, gain
+        idx, slot, _ = self.retrieval.query_single(rec.at(gain_db)[None])
+        return int(idx[0]), int(slot[0]), gain_db
+
+    def at_note(self, note: int, velocity: int) -> Matcher:
+        """This matcher with every render at one note (note slot 0): a recording's note,
+        which need not be one of the data set's."""
+        m = copy.copy(self)
+        m.s = replace(self.s, notes=((int(note), int(velocity)),))
+        m.renderer = VoiceRenderer(m.s)
+        return m
+
+    def velocity(self, slot: int | None) -> int:
+        """The velocity a recording's candidates are played at: the retrieved note slot's
+        (a soft note retrieves the data set's soft slot: 5.40 dB at velocity 60 against 7.83
+        played at 100, and no change at velocity 100; docs/model.md, "Recordings: the note"),
+        the data set's usual one without retrieval."""
+        if slot is not None:
+            return self.s.notes[slot][1]
+        return Counter(v for _, v in self.s.notes).most_common(1)[0][0]
+
+    def grid_shift(self, note: int) -> int:
+        """The fewest semitones (-6..5) that move ``note`` onto the pitch class of one of the
+        data set's notes (the octave is the register step's)."""
+        return min((((g - note) + 6) % 12 - 6 for g, _ in self.s.notes), key=abs)
+
+    def match_recording(self, rec: Prepared, gain_db: float | None = None, note: int | None = None,
+                        name: str = "MATCH") -> MatchResult:
+        """``match`` on a prepared recording played ``gain_db`` louder (None: read, ``retrieve``;
+        as recorded without the data set to read it against) at MIDI ``note`` (None: heard,
+        ``pitch.sounding_note``, in the octave of the retrieved training note where there is one).
+
+        The encoder and the retrieval read the recording moved onto the pitch class of the data
+        set's notes (``Prepared.shifted``: they know only those notes); every candidate is
+        rendered at the recording's own note and judged against it as recorded."""
+        pitch = round(sounding_note(rec.note, rec.rate)) if note is None else note
+        shift = self.grid_shift(pitch)
+        moved = rec.shifted(shift)
         if self.retrieval is None:
-            return None
-        return self.retrieval.query_level_free(rec.at, rec.mel.shape[0], GAIN_WINDOW_DB)[2]
-
-    def match_recording(self, rec: Prepared, gain_db: float | None = None, name: str = "MATCH") -> MatchResult:
-        """``match`` on a prepared recording played ``gain_db`` louder; None: the gain is read
-        (``read_gain``), and the recording is matched as recorded where it cannot be."""
-        gain = self.read_gain(rec) if gain_db is None else gain_db
-        result = self.match(rec.at(gain or 0.0), name=name)
+            gain, slot = gain_db, None
+            note = pitch
+        else:
+            _, slot, gain = self.retrieve(moved, gain_db)
+            note = self.s.notes[slot][0] - shift if note is None else note
+        feat, heard = rec.at(gain or 0.0), moved.at(gain or 0.0)
+        result = self.at_note(note, self.velocity(slot)).match(feat, note_slot=0, name=name, heard=heard)
         result.gain_db = gain
         return result
 

@@ -96,6 +96,10 @@ class VoiceRenderer:
     def audio(self, voice: Voice, k: int) -> np.ndarray:
         return self.r.render(voice, self.s.note(k))
 
+    def audio_at(self, voice: Voice, note: int, velocity: int) -> np.ndarray:
+        """The voice at any MIDI note, held and cut as the data set's notes are."""
+        return self.r.render(voice, Note(note, velocity, self.s.hold, self.s.duration))
+
     def all_notes(self, voice: Voice) -> list[np.ndarray]:
         return [self.audio(voice, k) for k in range(len(self.s.notes))]
 

@@ -3,6 +3,7 @@
     python scripts/match_recordings.py onset DATA
     python scripts/match_recordings.py match RUN DATA [VOICES] [METHODS]
     python scripts/match_recordings.py gain RUN DATA [VOICES]
+    python scripts/match_recordings.py pitch RUN DATA [VOICES] [retrieved|usual]
 
 `onset`: host_training.match.find_onset on 600 training renders (note slot 2), which begin at
 note-on: alone, after 0.3 s of digital silence, and after 0.3 s of white noise that goes on
@@ -19,10 +20,19 @@ renders, matched as recorded (`--gain 0`) and with the gain read (`--gain auto`,
 Matcher.read_gain), scored against the clean render as it is (log-mel MAE) and with the
 matched voice brought to the clean render's level (timbre alone); and how far the gain read
 lands from the one that undoes the offset.
+
+`pitch`: test voices (default 24) played at MIDI notes 54, 60, 63, 66 and 69 at velocity
+100, and 60 at velocity 60 (the data set's notes are 48, 60 and 72 at 100 and 60 at 60), matched at gain 0 as `match` did before (`old`: every candidate judged
+at the nearest of the data set's notes), at the note given (`--note N`) and at the note heard
+(the default), and scored against the clean render at the note played; and how often the note
+heard has the pitch class played (`heard`), and sounding_note alone. The candidates are played
+at the velocity of the retrieved note slot (Matcher.velocity), or with `usual` at the data
+set's usual velocity.
 Results in docs/model.md, "Recordings".
 """
 
 import sys
+from collections import Counter
 
 import numpy as np
 import torch
@@ -69,11 +79,16 @@ def onset_table(data: str) -> None:
               f"| {np.abs(e).max() * hop / s.rate:.3f} | {np.mean(heard):.1%} |")
 
 
-def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
+def setup(run: str, data: str, n_voices: int) -> tuple[hm.Matcher, object, np.ndarray]:
+    """The run's matcher (polish off, one thread), its data set, and the same test voices every time."""
     torch.set_num_threads(1)
-    m = hm.matcher_for_run(run, data, polish_renders=0)
     ds = open_dataset(data)
-    test = np.random.default_rng(1).choice(ds.indices("test"), n_voices, replace=False)
+    return (hm.matcher_for_run(run, data, polish_renders=0), ds,
+            np.random.default_rng(1).choice(ds.indices("test"), n_voices, replace=False))
+
+
+def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
+    m, ds, test = setup(run, data, n_voices)
     s = m.s
     n = int(round(s.duration * s.rate))
 
@@ -110,10 +125,7 @@ def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
 
 
 def gain_table(run: str, data: str, n_voices: int) -> None:
-    torch.set_num_threads(1)
-    m = hm.matcher_for_run(run, data, polish_renders=0)
-    ds = open_dataset(data)
-    test = np.random.default_rng(1).choice(ds.indices("test"), n_voices, replace=False)
+    m, ds, test = setup(run, data, n_voices)
     s = m.s
     offsets = (-20.0, -10.0, 0.0, 10.0)
     res = {(o, how): [] for o in offsets for how in ("0", "auto")}
@@ -145,12 +157,56 @@ def gain_table(run: str, data: str, n_voices: int) -> None:
               f"| {np.mean(np.abs(e) <= 3):.0%} |")
 
 
+def pitch_table(run: str, data: str, n_voices: int, velocities: str) -> None:
+    from host_training.pitch import sounding_note
+    from host_training.render import DexedRenderer, Note
+
+    if velocities == "usual":  # the other choice, measured in docs/model.md
+        hm.Matcher.velocity = lambda self, slot: Counter(v for _, v in self.s.notes).most_common(1)[0][0]
+
+    m, ds, test = setup(run, data, n_voices)
+    s = m.s
+    dr = DexedRenderer(s.rate)
+    notes = ((54, 100), (60, 100), (60, 60), (63, 100), (66, 100), (69, 100))
+    res = {(n, how): [] for n in notes for how in ("old", "given", "heard")}
+    pc = {n: [] for n in notes}
+    f0 = {n: [] for n in notes}
+    for i in test:
+        voice = ds.voice(int(i))
+        for n, vel in notes:
+            clean = dr.render(voice, Note(n, vel, s.hold, s.duration)).astype(np.float64)
+            if 10 * np.log10(np.mean(clean ** 2) + 1e-24) < -40:
+                continue
+            target = features_of(clean.astype(np.float32), s.rate)[0]
+            rec = hm.prepare(clean, s.rate, s)
+            for how in ("old", "given", "heard"):
+                if how == "old":
+                    r = m.match(rec.features, name="T")
+                else:
+                    r = m.match_recording(rec, 0.0, n if how == "given" else None, name="T")
+                if how == "heard":
+                    pc[(n, vel)].append((r.note - n) % 12 == 0)
+                f = features_of(dr.render(r.voice, Note(n, vel, s.hold, s.duration)), s.rate)[0]
+                res[((n, vel), how)].append(np.mean(np.abs(f - target)))
+            f0[(n, vel)].append((round(sounding_note(rec.note, s.rate)) - n) % 12 == 0)
+    print(f"{len(f0[notes[0]])} test voices (velocity {velocities}); median log-mel MAE (dB) of the matched voice from the clean render at "
+          "the note played; share of notes heard with the pitch class played")
+    print("| note, velocity played | old | --note N | note heard | pitch class heard: match | sounding_note alone |")
+    print("|---|---|---|---|---|---|")
+    for n in notes:
+        print(f"| {n[0]}, {n[1]} | " + " | ".join(f"{np.median(res[(n, h)]):.2f}" for h in ("old", "given", "heard"))
+              + f" | {np.mean(pc[n]):.0%} | {np.mean(f0[n]):.0%} |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "onset":
         onset_table(sys.argv[2])
     elif len(sys.argv) >= 4 and sys.argv[1] == "match":
         match_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 48,
                     (sys.argv[5] if len(sys.argv) > 5 else "old,a0,a1,a2,a4").split(","))
+    elif len(sys.argv) >= 4 and sys.argv[1] == "pitch":
+        pitch_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 24,
+                    sys.argv[5] if len(sys.argv) > 5 else "retrieved")
     elif len(sys.argv) >= 4 and sys.argv[1] == "gain":
         gain_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 48)
     else:

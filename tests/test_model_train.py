@@ -241,8 +241,17 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     write_wav(str(wav), note * 10 ** (-15 / 20), 22050)
     capsys.readouterr()
     assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
-    said = re.search(r"matched ([-+][0-9.]+) dB from its recorded level", capsys.readouterr().out)
+    out_text = capsys.readouterr().out
+    said = re.search(r"matched ([-+][0-9.]+) dB from its recorded level", out_text)
     assert said and 9.0 <= float(said.group(1)) <= 21.0
+    # played at F#4 (66), between the data set's notes (48, 60, 72): heard there, up to the octave
+    heard = re.search(r"heard at MIDI note ([0-9]+), up to the octave, and matched there", out_text)
+    assert heard and int(heard.group(1)) % 12 == 66 % 12
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out), "--note", "66"]) == 0
+    assert "heard at" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["match", str(wav), "--run", str(run), "--out", str(out), "--note", "200"])
+    assert "'200' is neither auto nor a MIDI note 0-127" in capsys.readouterr().err
     assert main(["match", str(wav), "--run", str(run), "--out", str(out), "--gain", "0"]) == 0
     assert "recorded level" not in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
@@ -256,7 +265,9 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     info = json.loads((moved / "run.json").read_text())
     (moved / "run.json").write_text(json.dumps({**info, "dataset_dir": str(tmp_path / "gone")}))
     assert main(["match", str(wav), "--run", str(moved), "--out", str(out)]) == 0
-    assert f"{wav}: matched at its recorded level (no data set" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"{wav}: matched at its recorded level: no data set to read the level against" in said
+    assert re.search(r"heard at MIDI note ([0-9]+)", said)
     # silence would "match" a silent training voice at 0 dB: refused, naming the file
     write_wav(str(wav), np.zeros(11025, np.float32), 22050)
     capsys.readouterr()

@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how much louder the recording is played before matching: auto (default) reads it "
                    "against the training voices (a recording's level is the interface's, not the voice's); "
                    "0 matches it as recorded, as a render of the data set's own level should be")
+    p.add_argument("--note", type=_note, default=None, metavar="auto|N",
+                   help="MIDI note the recording plays: auto (default) hears it against the training voices; "
+                   "give it when you know it (an octave is a matter of the voice's transpose)")
     p.add_argument("--polish", type=int, default=64, metavar="N",
                    help="renders for the parameter-space polish after retrieval (default 64; 0 = off)")
     p.set_defaults(func=run)
@@ -32,6 +35,14 @@ def _gain(text: str) -> float | None:
     if not -60.0 <= value <= 60.0:
         raise argparse.ArgumentTypeError(f"{value:g} dB is outside -60..60")
     return value
+
+
+def _note(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) > 127:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a MIDI note 0-127")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,12 +68,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.audio}: the note starts {rec.skipped_s:.2f} s in; matched from there")
     if rec.noise_db is not None:
         print(f"{args.audio}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
-    result = matcher.match_recording(rec, args.gain, name=args.name[:10])
+    result = matcher.match_recording(rec, args.gain, args.note, name=args.name[:10])
     if args.gain is None and result.gain_db is None:
-        print(f"{args.audio}: matched at its recorded level (no data set to read the level against: --data DIR)")
+        print(f"{args.audio}: matched at its recorded level: no data set to read the level against (--data DIR)")
     elif args.gain is None:
         print(f"{args.audio}: matched {result.gain_db:+.1f} dB from its recorded level, the level read against "
               "the training voices (--gain 0: as recorded)")
+    if args.note is None:
+        print(f"{args.audio}: heard at MIDI note {result.note}, up to the octave, and matched there "
+              "(--note N if you know it)")
     atomic_write(args.out, encode_singles([result.voice]))
     print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")
     return 0
