@@ -135,9 +135,9 @@ class Retrieval:
         return self._levels
 
     def query_level_free(self, at: Callable[[float], np.ndarray], n_mels: int, window_db: float,
-                         step_db: float = 0.5) -> tuple[int, int, float, float]:
-        """One note of unknown pitch *and* unknown gain -> (index, note slot, gain, distance)
-        of the nearest (voice, note) with the note played at that item's level.
+                         step_db: float = 0.5) -> tuple[int, int, float]:
+        """One note of unknown pitch *and* unknown gain -> (index, note slot, gain) of the
+        nearest (voice, note) with the note played at that item's level.
 
         ``at(gain_db)`` gives the note's log-mel played ``gain_db`` louder; each item is
         compared with the note brought to the item's own level (rounded to ``step_db``), among
@@ -163,7 +163,7 @@ class Retrieval:
         if best[1] < 0:
             raise ValueError("no training note within the level window")
         k = self.db.shape[1]
-        return best[1] // k, best[1] % k, best[2], best[0]
+        return best[1] // k, best[1] % k, best[2]
 
     def _pooled(self, feat: np.ndarray, n_mels: int) -> np.ndarray:
         return retrieval_features(np.asarray(feat)[None, None], self.pool)[0, 0].reshape(n_mels // self.pool, -1)

@@ -276,8 +276,7 @@ class Matcher:
         retrieval and the log-mel distance read level as timbre (a quieter note has fewer
         partials over the floor). Measured in docs/model.md, "Recordings: the level"."""
         if gain_db is None:
-            i, k, gain, _ = self.retrieval.query_level_free(rec.at, rec.mel.shape[0], GAIN_WINDOW_DB)
-            return i, k, gain
+            return self.retrieval.query_level_free(rec.at, rec.mel.shape[0], GAIN_WINDOW_DB)
         idx, slot, _ = self.retrieval.query_single(rec.at(gain_db)[None])
         return int(idx[0]), int(slot[0]), gain_db
 
@@ -384,5 +383,3 @@ class Rows:
     def __getitem__(self, r: int) -> np.ndarray:
         return self.array[self.index[r]]
 
-    def __len__(self) -> int:
-        return len(self.index)

@@ -6,7 +6,7 @@ Subharmonic summation (Hermes, 1988): each candidate fundamental scores the weig
 spectrum's peaks at its harmonics, the h-th weighted 0.84^(h-1), so a fundamental whose
 harmonics are all there beats its octave below (which adds nothing at the odd harmonics) and
 its octave above (which misses the odd ones). FM voices are often inharmonic, so the result is a
-guess, right to the pitch class for 89-93 % of test voices at five notes
+guess, right to the pitch class for 83-92 % of 24 test voices at six notes
 (docs/model.md, "Recordings: the note"); the octave is left to the register step.
 """
 

@@ -49,15 +49,9 @@ def to_db(mel: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(mel, 10 ** (FLOOR_DB / 10)))
 
 
-def features_of(audio: np.ndarray, rate: int, n_mels: int = 128,
-                noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(log-mel (n_mels, frames) dB with the absolute floor, power spectrogram (frames, bins)).
-    ``noise``: (n_mels,) mel power taken out of every frame before the floor (a recording's
-    noise floor, ``mean_mel_power`` of its lead-in): renders have none, and a noise floor
-    fills the bins that the data set's renders leave at the floor."""
+def features_of(audio: np.ndarray, rate: int, n_mels: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """(log-mel (n_mels, frames) dB with the absolute floor, power spectrogram (frames, bins))."""
     mel, power = mel_power(audio, rate, n_mels)
-    if noise is not None:
-        mel = mel - noise[:, None]
     return to_db(mel), power
 
 
@@ -95,10 +89,6 @@ class VoiceRenderer:
 
     def audio(self, voice: Voice, k: int) -> np.ndarray:
         return self.r.render(voice, self.s.note(k))
-
-    def audio_at(self, voice: Voice, note: int, velocity: int) -> np.ndarray:
-        """The voice at any MIDI note, held and cut as the data set's notes are."""
-        return self.r.render(voice, Note(note, velocity, self.s.hold, self.s.duration))
 
     def all_notes(self, voice: Voice) -> list[np.ndarray]:
         return [self.audio(voice, k) for k in range(len(self.s.notes))]

@@ -17,7 +17,7 @@ old,a0,a1,a2,a4): `old` cuts the recording at sample 0 as `match` did before; `a
 the onset and takes out X times the noise floor's mean mel power (a0: onset alone).
 `gain`: the same test voices recorded 20 dB quieter to 10 dB louder than the data set's
 renders, matched as recorded (`--gain 0`) and with the gain read (`--gain auto`,
-Matcher.read_gain), scored against the clean render as it is (log-mel MAE) and with the
+Matcher.retrieve), scored against the clean render as it is (log-mel MAE) and with the
 matched voice brought to the clean render's level (timbre alone); and how far the gain read
 lands from the one that undoes the offset.
 
