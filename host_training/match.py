@@ -85,13 +85,15 @@ def find_onset(audio: np.ndarray, rate: int) -> Onset:
     (whichever is higher). A steady opening is told from an attack by how little it
     varies: on 600 training renders, which begin at note-on, the onset is within one frame
     of the start for 99 %, and with 0.3 s of -80 or -90 dBFS noise before them within one
-    frame of the note for 99.5 % (docs/model.md, "Recordings")."""
+    frame of the note for 99.5 % (docs/model.md, "Recordings"). A frame's level is read about
+    its own mean, so a DC offset reads as the silence it is (a high-pass would do it too, but
+    rings at the start; the median of the frames' means is a voice's own DC where it has some)."""
     hop = max(1, int(round(rate * ONSET_FRAME_S)))
     n = len(audio) // hop
     if n == 0:
         return Onset(0, None)
     frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
-    level = 10 * np.log10(np.maximum(np.mean(frames * frames, axis=1), 1e-24))
+    level = 10 * np.log10(np.maximum(np.var(frames, axis=1), 1e-24))  # about the frame's mean: blind to DC
     peak = float(level.max())
     threshold, noise = peak - ONSET_DB, None
     lead = level[: int(round(LEAD_S / ONSET_FRAME_S))]
@@ -112,6 +114,7 @@ class Prepared:
     lead: np.ndarray | None  # the noise floor before the note, None if none was heard
     rate: int
     frames: int  # samples of the data set's duration
+    dc_offset: float = 0.0  # the DC offset taken out (full scale 1.0), read before the note
 
     @property
     def features(self) -> np.ndarray:
@@ -166,11 +169,17 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
     a = original = np.asarray(audio, dtype=np.float64)
     if a.size == 0 or not np.all(np.isfinite(a)):
         raise DxmacroError("the recording is empty or holds non-finite samples")
-    level = level_db(a)
+    level = level_db(a - a.mean())  # a DC offset alone is no note
     if level < SILENCE_DB:
         # the features would sit at the absolute floor and any voice would "match" silence
-        raise DxmacroError(f"the recording is silent (level {level:.0f} dB, below {SILENCE_DB:.0f} dB): "
+        raise DxmacroError(f"the recording is silent (level {level:.0f} dB, below {SILENCE_DB:.0f} dB"
+                           f"{', a DC offset aside' if abs(a.mean()) > 10 ** (SILENCE_DB / 20) else ''}): "
                            "nothing to match")
+    before = find_onset(a, int(rate)).start
+    offset = float(np.mean(a[:before])) if before > 0 else 0.0
+    # the interface's DC offset, read where no note sounds, taken out before the resampling
+    # would ring on it: the renders have none (docs/model.md, "Recordings: a DC offset")
+    a = original = a - offset
     if rate != settings.rate:
         g = np.gcd(int(rate), settings.rate)
         a = resample_poly(a, settings.rate // g, int(rate) // g)
@@ -182,7 +191,7 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
     n = int(round(settings.duration * settings.rate))
     note = a[onset.start:onset.start + 2 * n]  # room to be moved up (Prepared.shifted)
     return Prepared(_note_mel(note, lead, settings.rate, n), onset.start / settings.rate, noise_db, note, lead,
-                    settings.rate, n)
+                    settings.rate, n, offset)
 
 
 def _polish_moves() -> list[tuple[int, int, int]]:

@@ -4,11 +4,13 @@
     python scripts/match_recordings.py match RUN DATA [VOICES] [METHODS]
     python scripts/match_recordings.py gain RUN DATA [VOICES]
     python scripts/match_recordings.py pitch RUN DATA [VOICES] [retrieved|usual]
+    python scripts/match_recordings.py dc RUN DATA [VOICES]
 
 `onset`: host_training.match.find_onset on 600 training renders (note slot 2), which begin at
-note-on: alone, after 0.3 s of digital silence, and after 0.3 s of white noise that goes on
-under the note (-90, -80, -70 dBFS): how often the onset lands within one 5 ms frame of the
-note, and how often a steady noise floor is heard.
+note-on: alone, after 0.3 s of digital silence (also with a DC offset of -40 dBFS under it
+all), and after 0.3 s of white noise that goes on under the note (-90, -80, -70 dBFS): how
+often the onset lands within one 5 ms frame of the note, and how often a steady noise floor
+is heard.
 
 `match`: test voices (default 48) rendered at note slot 2 with silence or noise before them
 are matched (polish off, retrieval over DATA's training split) and the matched voice is scored
@@ -28,6 +30,9 @@ at the nearest of the data set's notes), at the note given (`--note N`) and at t
 heard has the pitch class played (`heard`), and sounding_note alone. The candidates are played
 at the velocity of the retrieved note slot (Matcher.velocity), or with `usual` at the data
 set's usual velocity.
+`dc`: test voices (default 32) at note slot 2 over a DC offset (-50 to -30 dBFS) that runs
+through the whole recording, from the note on or after 0.3 s of silence (and -80 dBFS noise),
+matched as `dxmacro match` does (gain and note read), scored against the clean render.
 Results in docs/model.md, "Recordings".
 """
 
@@ -44,6 +49,7 @@ from host_training.sound import (RenderSettings, VoiceRenderer, feature_distance
 
 SLOT = 2
 LEAD_S = 0.3
+DC_OFFSET = 0.01  # -40 dBFS
 
 
 def audible(audio: np.ndarray) -> bool:
@@ -61,13 +67,15 @@ def onset_table(data: str) -> None:
     print("| opening | voices | onset within one 5 ms frame of the note | later by more | earlier by more "
           "| largest error (s) | noise floor heard |")
     print("|---|---|---|---|---|---|---|")
-    for noise in ("alone", "silence", -90.0, -80.0, -70.0):
+    for noise in ("alone", "silence", "silence + DC", -90.0, -80.0, -70.0):
         err, heard = [], []
         for i in idx:
             c = r.audio(ds.voice(int(i)), SLOT).astype(np.float64)
             if not audible(c):
                 continue
             a = c if noise == "alone" else np.concatenate([np.zeros(lead), c])
+            if noise == "silence + DC":
+                a = a + DC_OFFSET
             if not isinstance(noise, str):
                 a = a + rng.normal(0, 10 ** (noise / 20), a.size)
             o = hm.find_onset(a, s.rate)
@@ -87,6 +95,24 @@ def setup(run: str, data: str, n_voices: int) -> tuple[hm.Matcher, object, np.nd
             np.random.default_rng(1).choice(ds.indices("test"), n_voices, replace=False))
 
 
+def audible_renders(m: hm.Matcher, ds, test: np.ndarray):
+    """(voice index, its render at SLOT) for the test voices that sound."""
+    for i in test:
+        clean = m.renderer.audio(ds.voice(int(i)), SLOT).astype(np.float64)
+        if audible(clean):
+            yield int(i), clean
+
+
+def recorded(clean: np.ndarray, rate: int, lead_s: float, noise_db: float | None, seed: int,
+             dc: float = 0.0) -> np.ndarray:
+    """A render as recorded: ``lead_s`` of silence before it, 0.5 s after, white noise under it
+    all (``noise_db`` dBFS), on a DC offset ``dc``."""
+    a = np.concatenate([np.zeros(int(lead_s * rate)), clean, np.zeros(int(0.5 * rate))]) + dc
+    if noise_db is not None:
+        a = a + np.random.default_rng(seed).normal(0, 10 ** (noise_db / 20), a.size)
+    return a
+
+
 def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
     m, ds, test = setup(run, data, n_voices)
     s = m.s
@@ -102,16 +128,11 @@ def match_table(run: str, data: str, n_voices: int, methods: list[str]) -> None:
     conds = [(0.0, None), (0.3, None), (0.6, None), (0.3, -90.0), (0.3, -80.0), (0.3, -70.0), (0.0, -80.0)]
     res = {c: {k: [] for k in methods} for c in conds}
     used = 0
-    for i in test:
-        clean = m.renderer.audio(ds.voice(int(i)), SLOT).astype(np.float64)
-        if not audible(clean):
-            continue
+    for i, clean in audible_renders(m, ds, test):
         used += 1
         target = cut_at_zero(clean)
         for delay, noise in conds:
-            a = np.concatenate([np.zeros(int(delay * s.rate)), clean, np.zeros(int(0.5 * s.rate))])
-            if noise is not None:
-                a = a + np.random.default_rng(int(i)).normal(0, 10 ** (noise / 20), a.size)
+            a = recorded(clean, s.rate, delay, noise, i)
             for how in methods:
                 feat = cut_at_zero(a) if how == "old" else from_onset(a, float(how[1:]))
                 voice = m.match(feat, name="T").voice
@@ -198,6 +219,31 @@ def pitch_table(run: str, data: str, n_voices: int, velocities: str) -> None:
               + f" | {np.mean(pc[n]):.0%} | {np.mean(f0[n]):.0%} |")
 
 
+def dc_table(run: str, data: str, n_voices: int) -> None:
+    m, ds, test = setup(run, data, n_voices)
+    s = m.s
+    conds = [(0.0, 0.0, None), (0.003, 0.0, None), (0.01, 0.0, None), (0.003, 0.3, None), (0.01, 0.3, None),
+             (0.03, 0.3, None), (0.01, 0.3, -80.0)]
+    res = {c: [] for c in conds}
+    used = 0
+    for i, clean in audible_renders(m, ds, test):
+        used += 1
+        target = features_of(clean.astype(np.float32), s.rate)[0]
+        for c, lead, noise in conds:
+            a = recorded(clean, s.rate, lead, noise, i, c)
+            r = m.match_recording(hm.prepare(a, s.rate, s), None, None, name="T")
+            res[(c, lead, noise)].append(feature_distance(m.renderer, r.voice, target, SLOT))
+    print(f"{used} test voices at note slot {SLOT}; gain and note read, polish off; median log-mel MAE (dB) of "
+          "the matched voice from the clean render")
+    print("| DC offset | before the note | matched |")
+    print("|---|---|---|")
+    for c, lead, noise in conds:
+        what = "nothing" if lead == 0 else f"{lead} s of silence"
+        what += "" if noise is None else f" + {noise:.0f} dBFS noise"
+        level = f"{20 * np.log10(c):.0f} dBFS" if c else "none"
+        print(f"| {c:.3f} ({level}) | {what} | {np.median(res[(c, lead, noise)]):.2f} |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "onset":
         onset_table(sys.argv[2])
@@ -207,6 +253,8 @@ if __name__ == "__main__":
     elif len(sys.argv) >= 4 and sys.argv[1] == "pitch":
         pitch_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 24,
                     sys.argv[5] if len(sys.argv) > 5 else "retrieved")
+    elif len(sys.argv) >= 4 and sys.argv[1] == "dc":
+        dc_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 32)
     elif len(sys.argv) >= 4 and sys.argv[1] == "gain":
         gain_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 48)
     else:

@@ -76,6 +76,30 @@ def test_noise_without_a_lead_in_is_left_in():
     assert np.array_equal(rec.features, features_of(noisy.astype(np.float32), RATE)[0].astype(np.float32))
 
 
+@pytest.mark.parametrize("rate", [RATE, 44100])
+def test_a_dc_offset_before_the_note_is_read_there_and_taken_out(rate):
+    """An interface's DC offset (here 1 % of full scale, -40 dBFS) under the whole recording:
+    the note is still found where it starts, and the features are those of the clean note."""
+    audio = render(50)
+    recording = np.concatenate([np.zeros(LEAD), audio, np.zeros(RATE // 2)]) + 0.01
+    if rate != RATE:
+        from scipy.signal import resample_poly
+        recording = resample_poly(recording - 0.01, 2, 1) + 0.01  # recorded at 44.1 kHz with the same offset
+    assert abs(find_onset(recording, rate).start / rate - 0.4) < 2 * ONSET_FRAME_S
+    rec = prepare(recording, RATE if rate == RATE else rate, SETTINGS)
+    clean = prepare(audio, RATE, SETTINGS).features
+    assert abs(rec.skipped_s - 0.4) < 2 * ONSET_FRAME_S and rec.noise_db is None
+    # measured: 0.16 dB (0.21 at 44.1 kHz); with the offset left in, the note was found at sample 0 (9.7 dB)
+    assert mae(rec.features, clean) < 0.5
+
+
+def test_a_dc_offset_alone_is_silence():
+    from dxmacro.errors import DxmacroError
+
+    with pytest.raises(DxmacroError, match="silent.*DC offset aside"):
+        prepare(np.full(RATE, -1.0), RATE, SETTINGS)
+
+
 def test_a_gain_on_the_recording_is_a_gain_on_its_features():
     audio = render(50)
     quiet = prepare(audio * 10 ** (-12 / 20), RATE, SETTINGS)

@@ -237,6 +237,16 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
     said = capsys.readouterr().out
     assert f"{wav}: the note starts 0.5" in said and f"{wav}: noise floor -80 dBFS before the note" in said
+    assert "DC offset" not in said
+    # the same over a DC offset of -46 dBFS: read before the note and taken out
+    write_wav(str(wav), lead + 0.005 + np.random.default_rng(0).normal(0, 1e-4, lead.size).astype(np.float32), 22050)
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"{wav}: the note starts 0.5" in said and f"{wav}: DC offset +0.0050 (-46 dBFS) before the note" in said
+    # a file of DC alone is no recording of a note
+    write_wav(str(wav), np.full(22050, 0.5, np.float32), 22050)
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out)]) == 1
+    assert "the recording is silent" in capsys.readouterr().err
     # recorded 15 dB quieter than the data set's renders: the gain is read against the training voices
     write_wav(str(wav), note * 10 ** (-15 / 20), 22050)
     capsys.readouterr()

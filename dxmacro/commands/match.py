@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         raise DxmacroError(f"{args.audio}: {exc}") from None
     if rec.skipped_s >= 0.01:
         print(f"{args.audio}: the note starts {rec.skipped_s:.2f} s in; matched from there")
+    if abs(rec.dc_offset) >= 1e-4:  # -80 dBFS
+        print(f"{args.audio}: DC offset {rec.dc_offset:+.4f} ({20 * math.log10(abs(rec.dc_offset)):.0f} dBFS) "
+              "before the note, taken out")
     if rec.noise_db is not None:
         print(f"{args.audio}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
     result = matcher.match_recording(rec, args.gain, args.note, name=args.name[:10])
