@@ -3,8 +3,9 @@
 Inferred voices are re-rendered at every note of the data set and compared with renders of
 the true voices: numeric parameter MAE (DX7 units), categorical accuracy, spectral
 convergence, log-mel MAE (dB), MFCC-13/40 MAE. Strata: all test voices, "novel" ones
-(nearest training voice farther than the near-copy threshold) and out-of-domain voices
-(the synthetic generator's). Each model is scored twice: as it decodes, and as
+(nearest training voice farther than the near-copy threshold), out-of-domain voices (the
+synthetic generator's) and "foreign" sounds, which no DX7 made (host_training.foreign_sounds;
+audio measures only, as they have no parameters). Each model is scored twice: as it decodes, and as
 ``KIND+register`` with its transpose read from the input (host_training.register). Then
 the semantic knobs, generation, interpolation and the contrastive ratio. Writes
 report.json, report.md and plots/.
@@ -22,10 +23,11 @@ import torch
 from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
+from host_training.foreign_sounds import ForeignSound
 from host_training.model import LATENT, VAE_KINDS, FlowVAE
 from host_training.rendered_scores import Pool, descriptor_fn
-from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_of, level_db,
-                                 param_measures)
+from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_level_db, features_of,
+                                 level_db, param_measures)
 
 AUDIO_METRICS = ("logmel_mae_db", "spectral_convergence", "mfcc13_mae", "mfcc40_mae")
 PARAM_METRICS = ("param_mae", "categorical_acc", "transpose_error")
@@ -66,6 +68,11 @@ def contrastive_ratio(lat: np.ndarray) -> dict[str, float]:
 
 
 # -- scoring ----------------------------------------------------------------------------------
+# all: the test voices; novel: those farther than a near-copy from every training voice; ood:
+# the synthetic generator's voices; foreign: sounds of other kinds of synthesis (no parameters)
+STRATA = ("all", "novel", "ood", "foreign")
+
+
 def score_voices(pool: Pool, pred_params: np.ndarray, true_params: np.ndarray,
                  refs: list[list[np.ndarray]]) -> list[dict[str, float]]:
     def one(r: VoiceRenderer, i: int) -> dict[str, float]:
@@ -80,15 +87,28 @@ def score_voices(pool: Pool, pred_params: np.ndarray, true_params: np.ndarray,
     return pool.map(one, list(range(len(pred_params))))
 
 
-def references(pool: Pool, ds, test: np.ndarray, ood_voices: list[Voice]) -> tuple[np.ndarray, np.ndarray, list]:
-    """The inputs, true parameters and renders (at every note) of the test voices followed by
-    the out-of-domain ones: (features (N, K, M, F) float32, (N, 145) values, N lists of audio).
-    Test features come from the data set, out-of-domain ones from their renders."""
+def references(pool: Pool, ds, test: np.ndarray, ood_voices: list[Voice],
+               foreign: list[ForeignSound] = ()) -> tuple[np.ndarray, np.ndarray, list]:
+    """The inputs, true parameters and audio (at every note) of the test voices, then the
+    out-of-domain voices, then the foreign sounds: (features (N, K, M, F) float32, (N, 145)
+    values, NaN for a foreign sound, which has none; N lists of audio). Test features come
+    from the data set, the others from their audio. A foreign sound is played at the test
+    voices' median level, as a recording brought to the data set's level would be."""
     refs = pool.map(lambda r, v: r.all_notes(v), [ds.voice(int(i)) for i in test] + list(ood_voices))
-    rate = pool.settings.rate
-    ood_feats = np.stack([[features_of(a, rate)[0] for a in aud] for aud in refs[len(test):]])
-    x = np.concatenate([np.asarray(ds.features[test], dtype=np.float32), ood_feats.astype(np.float32)])
-    true = np.concatenate([np.asarray(ds.params[test]), np.stack([v.parameters for v in ood_voices])])
+    s = pool.settings
+    x_test = np.asarray(ds.features[test], dtype=np.float32)
+    if foreign:
+        level = float(np.median(features_level_db(x_test)))
+        for sound in foreign:
+            audio = [sound.play(n, v, s.hold, s.duration, s.rate) for n, v in s.notes]
+            own = float(np.mean(features_level_db(np.stack([features_of(a, s.rate)[0] for a in audio]))))
+            refs.append([a * np.float32(10 ** ((level - own) / 20)) for a in audio])
+    feats = np.stack([[features_of(a, s.rate)[0] for a in aud] for aud in refs[len(test):]]).astype(np.float32)
+    x = np.concatenate([x_test, feats.reshape((-1,) + x_test.shape[1:])])
+    width = ds.params.shape[1]
+    true = np.concatenate([np.asarray(ds.params[test], dtype=np.float64),
+                           np.stack([v.parameters for v in ood_voices]).reshape(-1, width),
+                           np.full((len(foreign), width), np.nan)])
     return x, true, refs
 
 
@@ -100,8 +120,8 @@ def summarize(rows: list[dict[str, float]], mask: np.ndarray) -> dict[str, Any]:
     for key in PARAM_METRICS + AUDIO_METRICS:
         vals = np.array([r[key] for r in sel])
         vals = vals[np.isfinite(vals)]  # spectral convergence of a silent reference is undefined
-        out[key] = ({"mean": float(vals.mean()), "median": float(np.median(vals))} if len(vals)
-                    else {"mean": float("nan"), "median": float("nan")})
+        # None (JSON null) where nothing could be measured: no parameters for a foreign sound
+        out[key] = {"mean": float(vals.mean()), "median": float(np.median(vals))} if len(vals) else None
     return out
 
 
@@ -251,6 +271,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     from host_training.export import load_vae, main_kind, read_info, read_run
     from host_training.match import Matcher, Rows
     from host_training.register import read_registers
+    from host_training.foreign_sounds import sounds as foreign_sounds
     from host_training.synth_voices import generate as synth_generate
     from host_training.train import load_model, manifest_sha256
 
@@ -273,13 +294,22 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     near = float(ds.settings.get("group_db") or ecfg.get("near_copy_db", 2.0))
     novel = np.nan_to_num(np.asarray(ds.nearest_train_db)[test], nan=np.inf) > near
 
-    # Out-of-domain voices: the synthetic generator, rendered like the data set.
+    # Out-of-domain voices: the synthetic generator, rendered like the data set; and sounds
+    # of other kinds of synthesis, which no DX7 voice made (host_training.foreign_sounds).
     ood_voices = synth_generate(int(ecfg.get("n_ood", 60)), int(ecfg.get("ood_seed", 12345)))
-    log(f"rendering {len(test)} test and {len(ood_voices)} out-of-domain references")
-    x, true, refs = references(pool, ds, test, ood_voices)
-    strata = {"all": np.r_[np.ones(len(test), bool), np.zeros(len(ood_voices), bool)],
-              "novel": np.r_[novel, np.zeros(len(ood_voices), bool)],
-              "ood": np.r_[np.zeros(len(test), bool), np.ones(len(ood_voices), bool)]}
+    foreign = foreign_sounds(int(ecfg.get("n_foreign", 40)), int(ecfg.get("ood_seed", 12345)))
+    log(f"rendering {len(test)} test and {len(ood_voices)} out-of-domain references, playing {len(foreign)} "
+        "foreign sounds")
+    x, true, refs = references(pool, ds, test, ood_voices, foreign)
+    sizes = (len(test), len(ood_voices), len(foreign))
+
+    def only(part: int, within: np.ndarray | None = None) -> np.ndarray:
+        mask = np.concatenate([np.full(n, i == part) for i, n in enumerate(sizes)])
+        if within is not None:
+            mask[:len(within)] &= within
+        return mask
+
+    strata = {"all": only(0), "novel": only(0, novel), "ood": only(1), "foreign": only(2)}
 
     preds: dict[str, np.ndarray] = {}
     for kind in rinfo["models"]:
@@ -362,7 +392,7 @@ def markdown(report: dict[str, Any]) -> str:
     labels = {"logmel_mae_db": "log-mel MAE dB", "spectral_convergence": "spectral conv.", "mfcc13_mae": "MFCC-13 MAE",
               "mfcc40_mae": "MFCC-40 MAE", "param_mae": "param MAE", "categorical_acc": "cat. acc.",
               "transpose_error": "transpose error, semitones"}
-    for stratum in ("all", "novel", "ood"):
+    for stratum in STRATA:
         lines += [f"## Stratum: {stratum} (median; mean in brackets)", "",
                   "| method | n | " + " | ".join(labels[k] for k in AUDIO_METRICS + PARAM_METRICS) + " |",
                   "|---|---|" + "---|" * len(labels)]
@@ -370,7 +400,8 @@ def markdown(report: dict[str, Any]) -> str:
             s = res[stratum]
             if not s.get("n"):
                 continue
-            cells = [f"{s[k]['median']:.3f} ({s[k]['mean']:.3f})" for k in AUDIO_METRICS + PARAM_METRICS]
+            cells = [f"{s[k]['median']:.3f} ({s[k]['mean']:.3f})" if s[k] else "-"
+                     for k in AUDIO_METRICS + PARAM_METRICS]
             lines.append(f"| {name} | {s['n']} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Pitch-independent timbre (between / within-voice distance of single-note latents)", "",

@@ -41,7 +41,8 @@ SECTIONS = {
     "loss": set(losses.LossConfig.__dataclass_fields__),
     "run": {"models"},
     "evaluate": {"max_test", "n_ood", "knob_voices", "knob_steps", "generate_n", "interp_pairs", "interp_steps",
-                 "near_copy_db", "match_candidates", "match_polish_renders", "register", "ood_seed", "threads"},
+                 "near_copy_db", "match_candidates", "match_polish_renders", "register", "ood_seed", "n_foreign",
+                 "threads"},
 }
 
 

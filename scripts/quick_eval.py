@@ -3,8 +3,9 @@
     python scripts/quick_eval.py RUN DATA [KIND] [--no-knobs] [--register]
 
 Prints the median log-mel MAE and spectral convergence of KIND (default: the run's first
-model) on the test split (first 176 voices, as the tiny config's evaluation) and on the 60
-out-of-domain voices (with --register, again with the register read from the input:
+model) on the test split (first 176 voices, as the tiny config's evaluation), on the 60
+out-of-domain voices and on the 40 foreign sounds (host_training.foreign_sounds; with
+--register, again with the register read from the input:
 host_training.register), then for a VAE model the knobs' median own-score Spearman and median
 |correlation| with the other scores (24 test voices, 9 steps). The numbers are the ones
 `dxmacro evaluate` writes for the same run: this is what the seed and setting comparisons of
@@ -20,6 +21,7 @@ import torch
 from dx7 import layout
 from host_training.dataset import open_dataset
 from host_training.evaluate import knob_sweeps, predict_vectors, references, score_voices
+from host_training.foreign_sounds import sounds as foreign_sounds
 from host_training.export import read_info
 from host_training.model import VAE_KINDS
 from host_training.register import read_registers
@@ -38,10 +40,11 @@ def main() -> None:
     pool = Pool(RenderSettings.from_manifest(ds.settings), 2)
     test = ds.indices("test")[:176]
     ood = synth_generate(60, 12345)
-    x, true, refs = references(pool, ds, test, ood)
+    foreign = foreign_sounds(40, 12345)
+    x, true, refs = references(pool, ds, test, ood, foreign)
     _, model, _ = load_model(f"{run}/models/{kind}/model.pt")
     pred = layout.decode(predict_vectors(model, kind, x))
-    n = len(test)
+    n, n_ood = len(test), len(test) + len(ood)
     preds = {kind: pred}
     if "--register" in sys.argv:
         preds[f"{kind}+register"] = read_registers(pool, pred, x)
@@ -49,8 +52,9 @@ def main() -> None:
         rows = score_voices(pool, p, true, refs)
         lm = np.array([r["logmel_mae_db"] for r in rows])
         sc = np.array([r["spectral_convergence"] for r in rows])
-        print(f"{run} {name}: log-mel MAE all {np.median(lm[:n]):.2f} ood {np.median(lm[n:]):.2f} dB | "
-              f"spectral convergence all {np.nanmedian(sc[:n]):.3f} ood {np.nanmedian(sc[n:]):.3f}")
+        print(f"{run} {name}: log-mel MAE all {np.median(lm[:n]):.2f} ood {np.median(lm[n:n_ood]):.2f} "
+              f"foreign {np.median(lm[n_ood:]):.2f} dB | spectral convergence all {np.nanmedian(sc[:n]):.3f} "
+              f"ood {np.nanmedian(sc[n:n_ood]):.3f} foreign {np.nanmedian(sc[n_ood:]):.3f}")
     if kind in VAE_KINDS and "--no-knobs" not in sys.argv:
         with torch.no_grad():
             z0 = model.encode(torch.from_numpy(x[:24])).numpy()

@@ -47,6 +47,7 @@ surrogate_refit_steps = 20
 [evaluate]
 max_test = 4
 n_ood = 3
+n_foreign = 2
 knob_voices = 2
 knob_steps = 3
 generate_n = 12
@@ -334,13 +335,19 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
 
     n_test = min(4, len(open_dataset(data).indices("test")))
     assert rep["methods"]["nn"]["all"]["n"] == n_test > 0 and rep["methods"]["flow"]["ood"]["n"] == 3
+    # the foreign sounds are scored on audio alone: they have no DX7 parameters to compare
+    for name in ("flow", "nn", "match_1note"):
+        foreign = rep["methods"][name]["foreign"]
+        assert foreign["n"] == 2 and foreign["param_mae"] is None and foreign["categorical_acc"] is None
+        assert 0 < foreign["logmel_mae_db"]["median"] < 80 and np.isfinite(foreign["mfcc13_mae"]["median"])
     knobs = rep["knobs"]
     assert "skipped" not in knobs and len(knobs["dims"]) == 2
     assert all(-1 <= d["spearman_own_median"] <= 1 for d in knobs["dims"])
     assert all(d["transpose_range_median"] >= 0 and 0 <= d["sweeps_transposing"] <= 1 for d in knobs["dims"])
     g = rep["generation"]
     assert g["valid"] == 1.0 and g["n"] == 12
-    assert "| flow |" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "| flow |" in md and "## Stratum: foreign" in md
     for name in ("training_curves.png", "latent_map.png", "traversal_0.png"):
         assert (out / "plots" / name).stat().st_size > 1000
 
