@@ -103,11 +103,11 @@ def references(pool: Pool, ds, test: np.ndarray, ood_voices: list[Voice],
             audio = [sound.play(n, v, s.hold, s.duration, s.rate) for n, v in s.notes]
             own = float(np.mean(features_level_db(np.stack([features_of(a, s.rate)[0] for a in audio]))))
             refs.append([a * np.float32(10 ** ((level - own) / 20)) for a in audio])
-    feats = np.stack([[features_of(a, s.rate)[0] for a in aud] for aud in refs[len(test):]]).astype(np.float32)
-    x = np.concatenate([x_test, feats.reshape((-1,) + x_test.shape[1:])])
+    feats = np.array([[features_of(a, s.rate)[0] for a in aud] for aud in refs[len(test):]], dtype=np.float32)
+    x = np.concatenate([x_test, feats.reshape((-1,) + x_test.shape[1:])])  # reshape: none may be asked for
     width = ds.params.shape[1]
     true = np.concatenate([np.asarray(ds.params[test], dtype=np.float64),
-                           np.stack([v.parameters for v in ood_voices]).reshape(-1, width),
+                           np.array([v.parameters for v in ood_voices], dtype=np.float64).reshape(-1, width),
                            np.full((len(foreign), width), np.nan)])
     return x, true, refs
 

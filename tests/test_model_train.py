@@ -352,6 +352,27 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
         assert (out / "plots" / name).stat().st_size > 1000
 
 
+def test_references_put_foreign_sounds_at_the_test_voices_level_and_may_be_none(data):
+    from host_training.dataset import open_dataset
+    from host_training.evaluate import references
+    from host_training.foreign_sounds import sounds
+    from host_training.rendered_scores import Pool
+    from host_training.sound import RenderSettings, features_level_db
+
+    ds = open_dataset(data)
+    pool = Pool(RenderSettings.from_manifest(ds.settings), 2)
+    test = ds.indices("test")[:3]
+    x, true, refs = references(pool, ds, test, [], [])  # no out-of-domain voices, no foreign sounds
+    assert x.shape == (3,) + ds.features.shape[1:] and true.shape == (3, ds.params.shape[1]) and len(refs) == 3
+    foreign = [s.__class__(s.kind, s.seed, gain=0.05) for s in sounds(2, 7)]  # played far too quietly
+    x, true, refs = references(pool, ds, test, [], foreign)
+    assert x.shape[0] == 5 and np.isnan(true[3:]).all() and np.isfinite(true[:3]).all()
+    level = np.median(features_level_db(np.asarray(ds.features[test], dtype=np.float32)))
+    for i in (3, 4):  # brought up to the test voices' median level, every note by the same gain
+        assert abs(np.mean(features_level_db(x[i])) - level) < 0.5
+        assert len(refs[i]) == x.shape[1]
+
+
 def test_pitch_drift_counts_semitones_and_pitch_eg_steps():
     from dx7.params import PARAMS, param
     from host_training.evaluate import pitch_drift
