@@ -8,6 +8,8 @@ Dexed's plugin output, full scale = 1.0.
 
 from __future__ import annotations
 
+import struct
+import warnings
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -105,9 +107,14 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
     from scipy.io import wavfile
 
     try:
-        rate, data = wavfile.read(path)
-    except (OSError, ValueError) as exc:
-        raise DxmacroError(f"{path}: cannot read WAV ({exc})") from None
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always", wavfile.WavFileWarning)
+            rate, data = wavfile.read(path)
+    except (OSError, ValueError, EOFError, struct.error) as exc:  # struct.error: a header cut short
+        raise DxmacroError(f"{path}: cannot read WAV ({exc or type(exc).__name__})") from None
+    for w in heard:  # scipy reads a file cut short in its samples as far as it goes, and warns
+        if "EOF" in str(w.message):
+            raise DxmacroError(f"{path}: cannot read WAV (cut short: {w.message})")
     if data.dtype == np.int16:
         audio = data.astype(np.float32) / 32768.0
     elif data.dtype == np.int32:

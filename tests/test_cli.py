@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dx7 import Voice, read_voice_file
@@ -56,6 +57,21 @@ def test_render_writes_a_wav(capsys, bank, tmp_path):
     assert code == 0 and "CLI 3" in out
     audio, rate = read_wav(str(wav))
     assert rate == 44100 and len(audio) == 44100 and abs(audio).max() > 0.001
+
+
+@pytest.mark.parametrize("cut", [0, 4, 11, 30, 50])
+def test_a_wav_cut_short_is_one_error_naming_it(tmp_path, cut):
+    from scipy.io import wavfile
+
+    from dxmacro.errors import DxmacroError
+    from host_training.render import read_wav
+
+    whole = tmp_path / "whole.wav"
+    wavfile.write(whole, 22050, np.zeros(100, np.int16))
+    wav = tmp_path / "cut.wav"
+    wav.write_bytes(whole.read_bytes()[:cut])
+    with pytest.raises(DxmacroError, match=f"{wav}: cannot read WAV"):
+        read_wav(str(wav))
 
 
 @pytest.mark.parametrize("argv, fragment", [
