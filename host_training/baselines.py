@@ -6,7 +6,7 @@ closest). The "same VAE with an MLP head" baseline is model.FlowVAE with head="m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -126,6 +126,18 @@ class Retrieval:
         dist = torch.cdist(q, self.db.reshape(n * k, d))
         best = dist.argmin(1)
         return (best // k).numpy(), (best % k).numpy(), dist.gather(1, best[:, None])[:, 0].numpy()
+
+    def query_notes(self, note_features: np.ndarray, slots: Sequence[int | None] | None = None) -> int:
+        """(R, M, F) notes of one sound -> index of the training voice nearest over all of them
+        (squared distances summed, as ``query`` over the whole vector): note r against that
+        voice's note slot ``slots[r]``, or its nearest note where the slot is None (not known).
+        All slots given: ``query``'s voice; one note, slot unknown: ``query_single``'s."""
+        q = torch.from_numpy(retrieval_features(np.asarray(note_features)[:, None], self.pool))[:, 0]
+        n, k, d = self.db.shape
+        dist = torch.cdist(q, self.db.reshape(n * k, d)).reshape(len(q), n, k) ** 2
+        slots = [None] * len(q) if slots is None else list(slots)
+        per_note = [dist[r].min(1).values if s is None else dist[r, :, s] for r, s in enumerate(slots)]
+        return int(torch.stack(per_note).sum(0).argmin())
 
     def levels(self, n_mels: int) -> np.ndarray:
         """(N * K,) level (dB) of every (voice, note) on the pooled grid, computed once."""

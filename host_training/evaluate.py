@@ -339,6 +339,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     preds[f"{main}_1note"] = np.stack([m.parameters for m in pool.map(lambda r, f: matcher.model_only(f), list(xs))])
     log("matching (retrieve, then refine in the latent space)")
     preds["match_1note"] = np.stack([matcher.match(f, note_slot=None).voice.parameters for f in xs])
+    # and at every note, as `dxmacro match` sees several recordings of one sound: against nn
+    log("matching at every note")
+    slots = list(range(len(settings.notes)))
+    preds["match"] = np.stack(pool.map(lambda r, i: matcher.on(r, i).match_notes(list(x[i]), slots).voice.parameters,
+                                       list(range(len(x)))))
 
     results: dict[str, Any] = {}
     for name, p in preds.items():

@@ -24,12 +24,17 @@ measured in docs/results.md:
 
 Every voice decoded from the latent gets its register (transpose) read at the note first
 (host_training.register): the pitch-independent latent cannot hold it.
+
+Several recordings of one sound (one note each) are matched by one voice
+(``Matcher.match_recordings``, ``Matcher.match_notes``): every step above judged by the mean
+distance over them, each at its own note (docs/model.md, "Several notes").
 """
 
 from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -46,13 +51,21 @@ from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feat
                                   level_db, mean_mel_power, mel_power, to_db)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MatchResult:
     voice: Voice
     source: str  # "model", "retrieval" or "refined", with "+polish" when the polish moved it
-    distance_db: float
-    note: int
-    gain_db: float | None = 0.0  # gain the recording was matched at (None: as recorded, none could be read)
+    distance_db: float  # mean log-mel distance over the notes matched
+    notes: tuple[int, ...]  # the MIDI note each input was judged at
+    gains_db: tuple[float | None, ...] = ()  # the gain each recording was matched at (None: as recorded, none read)
+
+    @property
+    def note(self) -> int:
+        return self.notes[0]
+
+    @property
+    def gain_db(self) -> float | None:
+        return self.gains_db[0] if self.gains_db else 0.0
 
 
 def vector_to_voice(vec: np.ndarray, name: str) -> Voice:
@@ -233,29 +246,46 @@ class Matcher:
     def distance(self, voice: Voice, feat: np.ndarray, k: int) -> float:
         return feature_distance(self.renderer, voice, feat, k)
 
+    def distance_notes(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:
+        """Mean of ``distance`` over the notes ``feats[i]`` at note slots ``slots[i]``."""
+        return float(np.mean([self.distance(voice, f, k) for f, k in zip(feats, slots)]))
+
     def model_only(self, feat: np.ndarray) -> Voice:
         return vector_to_voice(self.decode(self.model_latent(feat))[0], "MATCH")
 
     def match(self, feat: np.ndarray, note_slot: int | None = None, name: str = "MATCH",
               heard: np.ndarray | None = None) -> MatchResult:
-        """The voice closest to ``feat`` at note slot ``note_slot`` (None: the retrieved one).
-        ``heard``: the features the encoder and the retrieval read instead of ``feat`` (a
-        recording moved to a note of the data set's grid; ``feat`` stays the judge)."""
+        """The voice closest to one note ``feat`` at note slot ``note_slot`` (None: the slot of
+        the nearest training note, or the middle one without retrieval). ``heard``: the
+        features the encoder and the retrieval read instead of ``feat`` (a recording moved to
+        a note of the data set's grid; ``feat`` stays the judge)."""
         heard = feat if heard is None else heard
-        z_m = self.model_latent(heard)
-        cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
         k = note_slot
+        if k is None:
+            k = (int(self.retrieval.query_single(heard[None])[1][0]) if self.retrieval is not None
+                 else len(self.s.notes) // 2)
+        return self.match_notes([feat], [k], name, [heard], [k])
+
+    def match_notes(self, feats: Sequence[np.ndarray], slots: Sequence[int], name: str = "MATCH",
+                    heard: Sequence[np.ndarray] | None = None,
+                    heard_slots: Sequence[int | None] | None = None) -> MatchResult:
+        """The voice closest to several notes of one sound: ``feats[i]`` played at note slot
+        ``slots[i]``, closeness the mean log-mel distance over them. The model reads the mean of
+        the notes' latents (the contrastive loss makes them one timbre's), the retrieval the
+        training voice nearest over all of them, ``heard[i]`` (default ``feats[i]``) against its
+        note slot ``heard_slots[i]`` in the data set (None: its nearest note; default
+        ``slots``). More notes pin the voice down better (docs/model.md, "Several notes")."""
+        heard = list(feats) if heard is None else list(heard)
+        heard_slots = list(slots) if heard_slots is None else list(heard_slots)
+        z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
+        cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
         zs = []
         if self.retrieval is not None:
-            idx, slot, _ = self.retrieval.query_single(heard[None])
-            r = int(idx[0])
-            k = int(slot[0]) if k is None else k
+            r = self.retrieval.query_notes(np.stack(heard), heard_slots)
             cands.append(("retrieval", Voice.from_parameters(self.train_params[r], name)))
             feats_r = np.asarray(self.train_features[r], dtype=np.float32)[None]
             z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
             zs += [z_r + a * (z_m - z_r) for a in (0.0, 0.25, 0.5, 0.75)]
-        if k is None:
-            k = len(self.s.notes) // 2
         while len(zs) + len(cands) < self.candidates:
             zs.append(z_m + self.rng.normal(0, 0.3, size=z_m.shape).astype(np.float32))
         if zs:
@@ -264,17 +294,17 @@ class Matcher:
         scored = []
         for i, (src, v) in enumerate(cands):
             if self.register and src != "retrieval":  # the latent holds no register (host_training.register)
-                params, d = read_register(self.renderer, v.parameters, [feat], [k], name)
+                params, d = read_register(self.renderer, v.parameters, feats, slots, name)
                 cands[i] = (src, Voice.from_parameters(params, name))
             else:
-                d = self.distance(v, feat, k)
+                d = self.distance_notes(v, feats, slots)
             scored.append((d, i))
         d, i = min(scored)
         voice, source = cands[i][1], cands[i][0]
-        polished, d_p = self.polish(voice, feat, k, d)
+        polished, d_p = self.polish(voice, feats, slots, d)
         if d_p < d:
             voice, source, d = polished, f"{source}+polish", d_p
-        return MatchResult(voice, source, d, self.s.notes[k][0])
+        return MatchResult(voice, source, d, tuple(self.s.notes[k][0] for k in slots))
 
     def retrieve(self, rec: Prepared, gain_db: float | None) -> tuple[int, int, float]:
         """(index, note slot, gain) of the training note nearest the recording; ``gain_db`` None:
@@ -289,11 +319,18 @@ class Matcher:
         idx, slot, _ = self.retrieval.query_single(rec.at(gain_db)[None])
         return int(idx[0]), int(slot[0]), gain_db
 
-    def at_note(self, note: int, velocity: int) -> Matcher:
-        """This matcher with every render at one note (note slot 0): a recording's note,
-        which need not be one of the data set's."""
+    def on(self, renderer: VoiceRenderer, seed: int) -> Matcher:
+        """This matcher rendering with ``renderer`` (a Pool thread's) and drawing its latent
+        perturbations from ``seed``: matches on several threads, each repeatable on its own."""
         m = copy.copy(self)
-        m.s = replace(self.s, notes=((int(note), int(velocity)),))
+        m.renderer, m.rng = renderer, np.random.default_rng(seed)
+        return m
+
+    def at_notes(self, played: Sequence[tuple[int, int]]) -> Matcher:
+        """This matcher rendering at the (note, velocity) pairs ``played`` (note slots 0, 1, ...):
+        recordings' notes, which need not be the data set's."""
+        m = copy.copy(self)
+        m.s = replace(self.s, notes=tuple((int(n), int(v)) for n, v in played))
         m.renderer = VoiceRenderer(m.s)
         return m
 
@@ -320,24 +357,39 @@ class Matcher:
         The encoder and the retrieval read the recording moved onto the pitch class of the data
         set's notes (``Prepared.shifted``: they know only those notes); every candidate is
         rendered at the recording's own note and judged against it as recorded."""
-        pitch = round(sounding_note(rec.note, rec.rate)) if note is None else note
-        shift = self.grid_shift(pitch)
-        moved = rec.shifted(shift)
-        if self.retrieval is None:
-            gain, slot = gain_db, None
-            note = pitch
-        else:
-            _, slot, gain = self.retrieve(moved, gain_db)
-            note = self.s.notes[slot][0] - shift if note is None else note
-        feat, heard = rec.at(gain or 0.0), moved.at(gain or 0.0)
-        result = self.at_note(note, self.velocity(slot)).match(feat, note_slot=0, name=name, heard=heard)
-        result.gain_db = gain
-        return result
+        return self.match_recordings([rec], gain_db, None if note is None else [note], name)
 
-    def polish(self, voice: Voice, feat: np.ndarray, k: int, d: float) -> tuple[Voice, float]:
-        """Greedy line search over POLISH_MOVES within ``polish_renders`` renders: a move that
-        brings the render at note slot ``k`` closer to ``feat`` is repeated while it does;
-        the result is never farther than ``voice`` (at distance ``d``)."""
+    def match_recordings(self, recs: Sequence[Prepared], gain_db: float | None = None,
+                         notes: Sequence[int | None] | None = None, name: str = "MATCH") -> MatchResult:
+        """``match_recording`` over several recordings of one sound, one note each (a sampled
+        instrument at several pitches): each is read as one recording is (its note heard, its
+        gain read, each on its own: ``notes[i]`` / ``gain_db`` where given), then one voice is
+        matched to all of them (``match_notes``), each candidate rendered at every recording's
+        own note."""
+        notes = [None] * len(recs) if notes is None else list(notes)
+        feats, heard, played, gains = [], [], [], []
+        for rec, given in zip(recs, notes, strict=True):
+            pitch = round(sounding_note(rec.note, rec.rate)) if given is None else given
+            shift = self.grid_shift(pitch)
+            moved = rec.shifted(shift)
+            if self.retrieval is None:
+                gain, slot, at = gain_db, None, pitch
+            else:
+                _, slot, gain = self.retrieve(moved, gain_db)
+                at = self.s.notes[slot][0] - shift if given is None else given
+            feats.append(rec.at(gain or 0.0))
+            heard.append(moved.at(gain or 0.0))
+            played.append((at, self.velocity(slot)))
+            gains.append(gain)
+        # each recording against the training voices' nearest note: its octave is the voice's register
+        result = self.at_notes(played).match_notes(feats, list(range(len(recs))), name, heard, [None] * len(recs))
+        return replace(result, gains_db=tuple(gains))
+
+    def polish(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int], d: float) -> tuple[Voice, float]:
+        """Greedy line search over POLISH_MOVES within ``polish_renders`` renders (a render is
+        one candidate at every note): a move that brings the renders at note slots ``slots``
+        closer to ``feats`` is repeated while it does; the result is never farther than
+        ``voice`` (at distance ``d``)."""
         params = voice.parameters.astype(int)
         name = voice.name
         renders = 0
@@ -352,7 +404,7 @@ class Matcher:
                     trial = params.copy()
                     trial[index] = value
                     renders += 1
-                    d_t = self.distance(Voice.from_parameters(trial, name), feat, k)
+                    d_t = self.distance_notes(Voice.from_parameters(trial, name), feats, slots)
                     if d_t >= d:
                         break
                     params, d, improved = trial, d_t, True

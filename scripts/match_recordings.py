@@ -5,6 +5,7 @@
     python scripts/match_recordings.py gain RUN DATA [VOICES]
     python scripts/match_recordings.py pitch RUN DATA [VOICES] [retrieved|usual]
     python scripts/match_recordings.py dc RUN DATA [VOICES]
+    python scripts/match_recordings.py notes RUN DATA [VOICES] [FOREIGN]
 
 `onset`: host_training.match.find_onset on 600 training renders (note slot 2), which begin at
 note-on: alone, after 0.3 s of digital silence (also with a DC offset of -40 dBFS under it
@@ -33,7 +34,13 @@ set's usual velocity.
 `dc`: test voices (default 32) at note slot 2 over a DC offset (-50 to -30 dBFS) that runs
 through the whole recording, from the note on or after 0.3 s of silence (and -80 dBFS noise),
 matched as `dxmacro match` does (gain and note read), scored against the clean render.
-Results in docs/model.md, "Recordings".
+`notes`: test voices (default 32) and foreign sounds (host_training.foreign_sounds, default 20,
+brought to the test voices' median level) recorded at MIDI notes 54, 66 and 78 (velocity 100,
+off the data set's grid), matched from the one at 66 and from all three (`dxmacro match A B C`,
+Matcher.match_recordings; gain and note read, polish off), and scored against the sound itself
+at the three notes recorded, at 61 (between them) and at 85 (above them), which neither match
+heard.
+Results in docs/model.md, "Recordings" and "Several notes".
 """
 
 import sys
@@ -244,6 +251,48 @@ def dc_table(run: str, data: str, n_voices: int) -> None:
         print(f"| {c:.3f} ({level}) | {what} | {np.median(res[(c, lead, noise)]):.2f} |")
 
 
+def notes_table(run: str, data: str, n_voices: int, n_foreign: int) -> None:
+    from host_training.foreign_sounds import sounds
+    from host_training.render import DexedRenderer, Note
+
+    m, ds, test = setup(run, data, n_voices)
+    s = m.s
+    dr = DexedRenderer(s.rate)
+    level = float(np.median(features_level_db(np.asarray(ds.features[test], dtype=np.float32))))
+    recorded_at, unheard = (54, 66, 78), (61, 85)
+
+    def foreign_player(sound):
+        own = np.mean([features_level_db(features_of(sound.play(n, 100, s.hold, s.duration, s.rate), s.rate)[0])
+                       for n in recorded_at])
+        gain = 10 ** ((level - own) / 20)
+        return lambda n: gain * sound.play(n, 100, s.hold, s.duration, s.rate).astype(np.float64)
+
+    players = [("test", lambda n, v=ds.voice(int(i)): dr.render(v, Note(n, 100, s.hold, s.duration)).astype(np.float64))
+               for i in test]
+    players += [("foreign", foreign_player(f)) for f in sounds(n_foreign, 12345)]
+    places = (("recorded", recorded_at), ("61", (61,)), ("85", (85,)))
+    res = {(kind, how, at): [] for kind in ("test", "foreign") for how in ("one", "three") for at, _ in places}
+    for kind, play in players:
+        clean = {n: play(n) for n in recorded_at + unheard}
+        if any(10 * np.log10(np.mean(a ** 2) + 1e-24) < -40 for a in clean.values()):
+            continue
+        recs = {n: hm.prepare(clean[n], s.rate, s) for n in recorded_at}
+        matched = {"one": m.match_recording(recs[66], None, None, name="T").voice,
+                   "three": m.match_recordings([recs[n] for n in recorded_at], None, None, name="T").voice}
+        for how, voice in matched.items():
+            for at, notes in places:
+                err = [np.mean(np.abs(features_of(dr.render(voice, Note(n, 100, s.hold, s.duration)), s.rate)[0]
+                                      - features_of(clean[n].astype(np.float32), s.rate)[0])) for n in notes]
+                res[(kind, how, at)].append(float(np.mean(err)))
+    print("median log-mel MAE (dB) of the matched voice from the sound itself, mean over the notes; "
+          "gain and note read, polish off")
+    print("| sounds | n | from 66 alone: at 54/66/78 | at 61 | at 85 | from 54, 66, 78: at 54/66/78 | at 61 | at 85 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind in ("test", "foreign"):
+        cells = [f"{np.median(res[(kind, how, at)]):.2f}" for how in ("one", "three") for at, _ in places]
+        print(f"| {kind} | {len(res[(kind, 'one', 'recorded')])} | " + " | ".join(cells) + " |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "onset":
         onset_table(sys.argv[2])
@@ -253,6 +302,9 @@ if __name__ == "__main__":
     elif len(sys.argv) >= 4 and sys.argv[1] == "pitch":
         pitch_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 24,
                     sys.argv[5] if len(sys.argv) > 5 else "retrieved")
+    elif len(sys.argv) >= 4 and sys.argv[1] == "notes":
+        notes_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 32,
+                    int(sys.argv[5]) if len(sys.argv) > 5 else 20)
     elif len(sys.argv) >= 4 and sys.argv[1] == "dc":
         dc_table(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 32)
     elif len(sys.argv) >= 4 and sys.argv[1] == "gain":

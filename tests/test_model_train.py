@@ -287,6 +287,63 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     assert f"{wav}: the recording is silent" in err and "Traceback" not in err and not (tmp_path / "s.syx").exists()
 
 
+def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):
+    from host_training.baselines import Retrieval
+    from host_training.dataset import open_dataset
+    from host_training.match import matcher_for_run
+
+    ds = open_dataset(data)
+    train, test = ds.indices("train"), ds.indices("test")
+    retrieval = Retrieval(ds.features, np.asarray(ds.params[train]), rows=train)
+    own = np.asarray(ds.features[train[3]], dtype=np.float32)
+    assert retrieval.query_notes(own) == 3  # a training voice's own notes find it
+    assert retrieval.query_notes(own[1:2]) == retrieval.query_single(own[1:2])[0][0]  # one note: query_single's
+    m = matcher_for_run(run, data, polish_renders=8)
+    slots = list(range(len(m.s.notes)))
+    for i in test[:2]:
+        feats = list(np.asarray(ds.features[i], dtype=np.float32))
+        nn = ds.voice(int(train[retrieval.query(np.stack(feats)[None])[0]]))
+        res = m.match_notes(feats, slots, name="T")
+        assert res.notes == tuple(n for n, _ in m.s.notes) and len(res.voice.parameters) == 145
+        assert np.isclose(res.distance_db, m.distance_notes(res.voice, feats, slots), atol=1e-4)
+        assert res.distance_db <= m.distance_notes(nn, feats, slots) + 1e-6
+
+
+def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):
+    from dx7.files import read_voice_file
+    from host_training.dataset import open_dataset
+    from host_training.render import DexedRenderer, Note, write_wav
+
+    ds = open_dataset(data)
+    voice = ds.voice(int(ds.indices("train")[0]))  # one whose pitch is heard (test_match_on_a_rendered_wav)
+    wavs = []
+    for note in (54, 66, 78):  # off the data set's grid, the same sound at three pitches
+        wavs.append(str(tmp_path / f"n{note}.wav"))
+        write_wav(wavs[-1], DexedRenderer(22050).render(voice, Note(note, 100, 1.5, 2.0)), 22050)
+    out = tmp_path / "m.syx"
+    capsys.readouterr()
+    assert main(["match", *wavs, "--run", str(run), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert len(read_voice_file(out, strict=True).voices) == 1
+    for wav, note in zip(wavs, (54, 66, 78)):
+        heard = re.search(re.escape(wav) + r": heard at MIDI note ([0-9]+)", said)
+        assert heard and int(heard.group(1)) % 12 == note % 12
+    mean = re.search(r"log-mel distance ([0-9.]+) dB at notes ([0-9]+), ([0-9]+), ([0-9]+) \(mean\)", said)
+    assert mean and float(mean.group(1)) < 30
+    assert main(["match", *wavs, "--run", str(run), "--out", str(out), "--note", "54,66,78"]) == 0
+    assert "heard at" not in capsys.readouterr().out
+    assert main(["match", *wavs, "--run", str(run), "--out", str(out), "--note", "54,66"]) == 1
+    assert "--note gives 2 note(s) for 3 recording(s): one per file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["match", *wavs, "--run", str(run), "--out", str(out), "--note", "54,x,78"])
+    assert "'x' is neither auto nor a MIDI note 0-127" in capsys.readouterr().err
+    # one bad file among them is named, and nothing is written
+    (tmp_path / "bad.wav").write_bytes(b"RIFF")
+    assert main(["match", wavs[0], str(tmp_path / "bad.wav"), "--run", str(run), "--out", str(tmp_path / "b.syx")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.wav" in err and "Traceback" not in err and not (tmp_path / "b.syx").exists()
+
+
 def test_match_polish_walks_back_to_a_voice_it_was_moved_from(run, data):
     """The polish step of `dxmacro match`, on real renders: a voice with two operators' output
     levels moved off is matched back towards the voice it came from, never farther."""
@@ -308,19 +365,19 @@ def test_match_polish_walks_back_to_a_voice_it_was_moved_from(run, data):
     start[param("op1_output_level").index] -= 12
     start[param("op2_output_level").index] += 12
     d0 = m.distance(Voice.from_parameters(start, "S"), feat, 1)
-    polished, d = m.polish(Voice.from_parameters(start, "S"), feat, 1, d0)
+    polished, d = m.polish(Voice.from_parameters(start, "S"), [feat], [1], d0)
     assert d < 0.25 * d0
     assert np.isclose(d, m.distance(polished, feat, 1))  # the distance it reports is its render's
     moved = np.abs(polished.parameters.astype(int) - target.astype(int)).sum()
     assert moved < np.abs(start.astype(int) - target.astype(int)).sum()
-    assert m.polish(Voice.from_parameters(target, "T"), feat, 1, 0.0)[1] == 0.0  # nothing beats the voice itself
+    assert m.polish(Voice.from_parameters(target, "T"), [feat], [1], 0.0)[1] == 0.0  # nothing beats the voice itself
 
 
 def test_evaluate_writes_its_report(run, data, tmp_path):
     out = tmp_path / "report"
     assert main(["evaluate", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet"]) == 0
     rep = json.loads((out / "report.json").read_text())
-    assert set(rep["methods"]) >= {"flow", "vae_mlp", "cnn", "nn", "nn_1note", "flow_1note", "match_1note",
+    assert set(rep["methods"]) >= {"flow", "vae_mlp", "cnn", "nn", "nn_1note", "flow_1note", "match_1note", "match",
                                    "median_voice"}
     # the register search keeps each voice's transpose only where no octave sounds closer to
     # the input, and the input is the reference's own log-mel: no voice gets farther, so
@@ -335,6 +392,10 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
 
     n_test = min(4, len(open_dataset(data).indices("test")))
     assert rep["methods"]["nn"]["all"]["n"] == n_test > 0 and rep["methods"]["flow"]["ood"]["n"] == 3
+    # match at every note has the all-note retrieval's voice among its candidates, judged on those notes
+    for stratum in ("all", "ood", "foreign"):
+        lm = {k: rep["methods"][k][stratum]["logmel_mae_db"]["median"] for k in ("match", "nn")}
+        assert lm["match"] <= lm["nn"] + 1e-6, (stratum, lm)
     # the foreign sounds are scored on audio alone: they have no DX7 parameters to compare
     for name in ("flow", "nn", "match_1note"):
         foreign = rep["methods"][name]["foreign"]

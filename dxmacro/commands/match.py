@@ -1,4 +1,5 @@
-"""``dxmacro match``: a recording (any pitch) -> the DX7 voice that sounds closest."""
+"""``dxmacro match``: a recording (any pitch), or several of one sound, -> the DX7 voice that
+sounds closest."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import math
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("match", help="sound matching: a WAV recording -> a DX7 voice (.syx)")
-    p.add_argument("audio", help="WAV file: one note of the sound to match (silence or a steady noise floor "
-                   "before the note is skipped and the floor taken out)")
+    p.add_argument("audio", nargs="+", help="WAV file: one note of the sound to match (silence or a steady noise "
+                   "floor before the note is skipped and the floor taken out); several files, the same sound at "
+                   "several pitches, are matched by one voice that sounds closest to all of them")
     p.add_argument("--run", default=None, help="run folder (default: the shipped default model)")
     p.add_argument("--data", default=None, help="data set for retrieval (default: the run's, when present)")
     p.add_argument("--out", required=True, help="output .syx (single-voice dump)")
@@ -18,9 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how much louder the recording is played before matching: auto (default) reads it "
                    "against the training voices (a recording's level is the interface's, not the voice's); "
                    "0 matches it as recorded, as a render of the data set's own level should be")
-    p.add_argument("--note", type=_note, default=None, metavar="auto|N",
-                   help="MIDI note the recording plays: auto (default) hears it against the training voices; "
-                   "give it when you know it (an octave is a matter of the voice's transpose)")
+    p.add_argument("--note", type=_notes, default=None, metavar="auto|N[,N...]",
+                   help="MIDI note each recording plays, in the order of the files: auto (default) hears it "
+                   "against the training voices; give it when you know it (an octave is a matter of the voice's "
+                   "transpose)")
     p.add_argument("--polish", type=int, default=64, metavar="N",
                    help="renders for the parameter-space polish after retrieval (default 64; 0 = off)")
     p.set_defaults(func=run)
@@ -38,12 +41,14 @@ def _gain(text: str) -> float | None:
     return value
 
 
-def _note(text: str) -> int | None:
+def _notes(text: str) -> list[int] | None:
     if text == "auto":
         return None
-    if not text.isdigit() or int(text) > 127:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither auto nor a MIDI note 0-127")
-    return int(text)
+    notes = text.split(",")
+    for n in notes:
+        if not n.strip().isdigit() or int(n) > 127:
+            raise argparse.ArgumentTypeError(f"{n.strip()!r} is neither auto nor a MIDI note 0-127")
+    return [int(n) for n in notes]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,29 +63,36 @@ def run(args: argparse.Namespace) -> int:
     from dxmacro.outputs import check_output_file
 
     check_output_file(args.out, "voice file")
+    if args.note is not None and len(args.note) != len(args.audio):
+        raise DxmacroError(f"--note gives {len(args.note)} note(s) for {len(args.audio)} recording(s): one per file")
     run_dir = resolve_run(args.run)
-    audio, rate = read_wav(args.audio)
     matcher = matcher_for_run(run_dir, args.data, polish_renders=args.polish)
-    try:
-        rec = prepare(audio, rate, matcher.s)
-    except DxmacroError as exc:
-        raise DxmacroError(f"{args.audio}: {exc}") from None
-    if rec.skipped_s >= 0.01:
-        print(f"{args.audio}: the note starts {rec.skipped_s:.2f} s in; matched from there")
-    if abs(rec.dc_offset) >= 1e-4:  # -80 dBFS
-        print(f"{args.audio}: DC offset {rec.dc_offset:+.4f} ({20 * math.log10(abs(rec.dc_offset)):.0f} dBFS) "
-              "before the note, taken out")
-    if rec.noise_db is not None:
-        print(f"{args.audio}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
-    result = matcher.match_recording(rec, args.gain, args.note, name=args.name[:10])
-    if args.gain is None and result.gain_db is None:
-        print(f"{args.audio}: matched at its recorded level: no data set to read the level against (--data DIR)")
-    elif args.gain is None:
-        print(f"{args.audio}: matched {result.gain_db:+.1f} dB from its recorded level, the level read against "
-              "the training voices (--gain 0: as recorded)")
-    if args.note is None:
-        print(f"{args.audio}: heard at MIDI note {result.note}, up to the octave, and matched there "
-              "(--note N if you know it)")
+    recs = []
+    for path in args.audio:
+        audio, rate = read_wav(path)
+        try:
+            rec = prepare(audio, rate, matcher.s)
+        except DxmacroError as exc:
+            raise DxmacroError(f"{path}: {exc}") from None
+        if rec.skipped_s >= 0.01:
+            print(f"{path}: the note starts {rec.skipped_s:.2f} s in; matched from there")
+        if abs(rec.dc_offset) >= 1e-4:  # -80 dBFS
+            print(f"{path}: DC offset {rec.dc_offset:+.4f} ({20 * math.log10(abs(rec.dc_offset)):.0f} dBFS) "
+                  "before the note, taken out")
+        if rec.noise_db is not None:
+            print(f"{path}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
+        recs.append(rec)
+    result = matcher.match_recordings(recs, args.gain, args.note, name=args.name[:10])
+    for path, gain, note in zip(args.audio, result.gains_db, result.notes):
+        if args.gain is None and gain is None:
+            print(f"{path}: matched at its recorded level: no data set to read the level against (--data DIR)")
+        elif args.gain is None:
+            print(f"{path}: matched {gain:+.1f} dB from its recorded level, the level read against "
+                  "the training voices (--gain 0: as recorded)")
+        if args.note is None:
+            print(f"{path}: heard at MIDI note {note}, up to the octave, and matched there (--note N if you know it)")
     atomic_write(args.out, encode_singles([result.voice]))
-    print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at note {result.note}")
+    at = (f"note {result.note}" if len(result.notes) == 1
+          else "notes " + ", ".join(str(n) for n in result.notes) + " (mean)")
+    print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at {at}")
     return 0
