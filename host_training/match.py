@@ -224,6 +224,23 @@ def _polish_moves() -> list[tuple[int, int, int]]:
 POLISH_MOVES = _polish_moves()
 
 
+def one_octave(pitches: Sequence[int], guesses: Sequence[int]) -> list[int]:
+    """The notes several recordings of one sound are judged at: the ``pitches`` heard, all
+    moved by the one octave that most of the retrieval's ``guesses`` (each a recording's pitch
+    class in an octave of its own) agree on (the median), and kept on the MIDI keyboard.
+
+    Why: the retrieval guesses each recording's octave on its own, and one guess an octave off
+    would ask one voice (one transpose) to fit intervals the recordings do not have."""
+    octave = 12 * int(round(float(np.median([(g - p) / 12 for p, g in zip(pitches, guesses)]))))
+    out = []
+    for p in pitches:
+        note = p + octave
+        while not 0 <= note <= 127:
+            note += 12 if note < 0 else -12
+        out.append(note)
+    return out
+
+
 class Matcher:
     def __init__(self, model, settings: RenderSettings, retrieval=None, train_params: np.ndarray | None = None,
                  train_features=None, candidates: int = 12, seed: int = 0, polish_renders: int = 64,
@@ -367,7 +384,7 @@ class Matcher:
         matched to all of them (``match_notes``), each candidate rendered at every recording's
         own note."""
         notes = [None] * len(recs) if notes is None else list(notes)
-        feats, heard, played, gains = [], [], [], []
+        feats, heard, played, gains, pitches = [], [], [], [], []
         for rec, given in zip(recs, notes, strict=True):
             pitch = round(sounding_note(rec.note, rec.rate)) if given is None else given
             shift = self.grid_shift(pitch)
@@ -381,6 +398,12 @@ class Matcher:
             heard.append(moved.at(gain or 0.0))
             played.append((at, self.velocity(slot)))
             gains.append(gain)
+            pitches.append(pitch)
+        guessed = [i for i, given in enumerate(notes) if given is None]
+        if len(guessed) > 1:
+            kept = one_octave([pitches[i] for i in guessed], [played[i][0] for i in guessed])
+            for i, note in zip(guessed, kept):
+                played[i] = (note, played[i][1])
         # each recording against the training voices' nearest note: its octave is the voice's register
         result = self.at_notes(played).match_notes(feats, list(range(len(recs))), name, heard, [None] * len(recs))
         return replace(result, gains_db=tuple(gains))

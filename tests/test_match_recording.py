@@ -7,7 +7,7 @@ import pytest
 
 from dx7 import Voice
 from dx7.params import param
-from host_training.match import ONSET_FRAME_S, _note_mel, find_onset, prepare
+from host_training.match import ONSET_FRAME_S, _note_mel, find_onset, one_octave, prepare
 from host_training.sound import RenderSettings, features_of
 
 pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
@@ -165,3 +165,10 @@ def test_a_note_moved_onto_the_grid_sounds_like_the_grid_note_at_its_own_speed()
     # measured: 1.9 dB from C4 moved, 8.2 dB not moved, 4.7 dB moved by resampling alone
     assert mae(moved.features, at[60].features) < 0.5 * mae(at[66].features, at[60].features)
     assert mae(moved.features, at[60].features) < 0.5 * mae(stretched.features, at[60].features)
+
+
+def test_several_recordings_keep_the_intervals_heard_between_them():
+    assert one_octave([57, 69], [69, 57]) == [57, 69]  # guesses an octave off each way: the median moves nothing
+    assert one_octave([54, 66, 78], [66, 78, 66]) == [66, 78, 90]  # two of three guess an octave up
+    assert one_octave([60, 64, 67], [48, 52, 55]) == [48, 52, 55]  # agreed: the guesses themselves
+    assert one_octave([120, 100], [132, 112]) == [120, 112]  # 132 is off the keyboard: an octave down

@@ -310,6 +310,7 @@ def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_
 
 
 def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):
+    from dx7 import Voice
     from dx7.files import read_voice_file
     from host_training.dataset import open_dataset
     from host_training.render import DexedRenderer, Note, write_wav
@@ -337,6 +338,14 @@ def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["match", *wavs, "--run", str(run), "--out", str(out), "--note", "54,x,78"])
     assert "'x' is neither auto nor a MIDI note 0-127" in capsys.readouterr().err
+    # a sine heard at 57 and 69: whatever octave the retrieval guesses for each, the interval between the files stays
+    sines = []
+    for note in (57, 69):
+        sines.append(str(tmp_path / f"sine{note}.wav"))
+        write_wav(sines[-1], DexedRenderer(22050).render(Voice.init(), Note(note, 100, 1.5, 2.0)), 22050)
+    assert main(["match", *sines, "--run", str(run), "--out", str(out)]) == 0
+    at = re.search(r"at notes ([0-9]+), ([0-9]+) \(mean\)", capsys.readouterr().out)
+    assert at and int(at.group(2)) - int(at.group(1)) == 12
     # one bad file among them is named, and nothing is written
     (tmp_path / "bad.wav").write_bytes(b"RIFF")
     assert main(["match", wavs[0], str(tmp_path / "bad.wav"), "--run", str(run), "--out", str(tmp_path / "b.syx")]) == 1
