@@ -47,7 +47,7 @@ from dxmacro.errors import DxmacroError
 from host_training.pitch import sounding_note
 from host_training.register import read_register
 from host_training.features import N_FFT
-from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance,
+from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, notes_distance,
                                   level_db, mean_mel_power, mel_power, to_db)
 
 
@@ -264,8 +264,7 @@ class Matcher:
         return feature_distance(self.renderer, voice, feat, k)
 
     def distance_notes(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:
-        """Mean of ``distance`` over the notes ``feats[i]`` at note slots ``slots[i]``."""
-        return float(np.mean([self.distance(voice, f, k) for f, k in zip(feats, slots)]))
+        return notes_distance(self.renderer, voice, feats, slots)
 
     def model_only(self, feat: np.ndarray) -> Voice:
         return vector_to_voice(self.decode(self.model_latent(feat))[0], "MATCH")

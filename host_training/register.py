@@ -24,7 +24,7 @@ import numpy as np
 from dx7 import Voice
 from dx7.params import param
 from host_training.rendered_scores import Pool
-from host_training.sound import VoiceRenderer, feature_distance
+from host_training.sound import VoiceRenderer, notes_distance
 
 REGISTERS = (0, 12, 24, 36, 48)
 _TRANSPOSE = param("transpose").index
@@ -48,7 +48,7 @@ def read_register(renderer: VoiceRenderer, params: np.ndarray, feats: Sequence[n
     best: tuple[float, int] | None = None
     for value in sorted({own, *REGISTERS}):
         voice = Voice.from_parameters(with_transpose(params, value), name)
-        d = float(np.mean([feature_distance(renderer, voice, f, k) for f, k in zip(feats, slots)]))
+        d = notes_distance(renderer, voice, feats, slots)
         if best is None or d < best[0]:
             best = (d, value)
     return with_transpose(params, best[1]), best[0]

@@ -7,6 +7,7 @@ scale it was trained on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,12 @@ def feature_distance(renderer: VoiceRenderer, voice: Voice, feat: np.ndarray, k:
     f = features_of(renderer.audio(voice, k), renderer.s.rate)[0]
     t = min(f.shape[1], feat.shape[1])
     return float(np.mean(np.abs(f[:, :t] - feat[:, :t])))
+
+
+def notes_distance(renderer: VoiceRenderer, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:
+    """Mean of ``feature_distance`` over the notes ``feats[i]`` at note slots ``slots[i]``:
+    how the register search and the matcher judge a voice against several notes."""
+    return float(np.mean([feature_distance(renderer, voice, f, k) for f, k in zip(feats, slots)]))
 
 
 def mfcc(mel_db: np.ndarray, n: int) -> np.ndarray:
