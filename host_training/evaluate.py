@@ -24,10 +24,11 @@ from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.foreign_sounds import ForeignSound
+from host_training.foreign_sounds import sounds as foreign_sounds
 from host_training.model import LATENT, VAE_KINDS, FlowVAE
 from host_training.rendered_scores import Pool, descriptor_fn
 from host_training.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, compare, features_level_db, features_of,
-                                 level_db, param_measures)
+                                 gain_to_level, level_db, param_measures)
 
 AUDIO_METRICS = ("logmel_mae_db", "spectral_convergence", "mfcc13_mae", "mfcc40_mae")
 PARAM_METRICS = ("param_mae", "categorical_acc", "transpose_error")
@@ -101,8 +102,8 @@ def references(pool: Pool, ds, test: np.ndarray, ood_voices: list[Voice],
         level = float(np.median(features_level_db(x_test)))
         for sound in foreign:
             audio = [sound.play(n, v, s.hold, s.duration, s.rate) for n, v in s.notes]
-            own = float(np.mean(features_level_db(np.stack([features_of(a, s.rate)[0] for a in audio]))))
-            refs.append([a * np.float32(10 ** ((level - own) / 20)) for a in audio])
+            gain = np.float32(gain_to_level(audio, s.rate, level))
+            refs.append([a * gain for a in audio])
     feats = np.array([[features_of(a, s.rate)[0] for a in aud] for aud in refs[len(test):]], dtype=np.float32)
     x = np.concatenate([x_test, feats.reshape((-1,) + x_test.shape[1:])])  # reshape: none may be asked for
     width = ds.params.shape[1]
@@ -271,7 +272,6 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     from host_training.export import load_vae, main_kind, read_info, read_run
     from host_training.match import Matcher, Rows
     from host_training.register import read_registers
-    from host_training.foreign_sounds import sounds as foreign_sounds
     from host_training.synth_voices import generate as synth_generate
     from host_training.train import load_model, manifest_sha256
 

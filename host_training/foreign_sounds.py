@@ -28,7 +28,7 @@ class ForeignSound:
 
     kind: str
     seed: int
-    gain: float = 1.0  # applied to every note (the evaluation sets it to the data set's level)
+    gain: float = 1.0  # applied to every note
 
     @property
     def name(self) -> str:

@@ -64,6 +64,13 @@ def features_level_db(features: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(np.mean(np.sum(10.0 ** (x / 10.0), axis=-2), axis=-1))
 
 
+def gain_to_level(notes: Sequence[np.ndarray], rate: int, level_db: float) -> float:
+    """The gain that brings a sound's ``notes`` (audio), on average, to ``level_db`` on
+    ``features_level_db``'s scale: a sound from elsewhere brought to the data set's level."""
+    own = float(np.mean([features_level_db(features_of(a, rate)[0]) for a in notes]))
+    return float(10 ** ((level_db - own) / 20))
+
+
 def mean_mel_power(audio: np.ndarray, rate: int, n_mels: int = 128) -> np.ndarray:
     """(n_mels,) mean mel power over the STFT frames that lie wholly inside ``audio`` (at
     least N_FFT samples): the zero-padded frames at the edges would read the level low."""

@@ -52,7 +52,7 @@ import torch
 import host_training.match as hm
 from host_training.dataset import open_dataset
 from host_training.sound import (RenderSettings, VoiceRenderer, feature_distance, features_level_db, features_of,
-                                 mel_power, to_db)
+                                 gain_to_level, mel_power, to_db)
 
 SLOT = 2
 LEAD_S = 0.3
@@ -262,9 +262,7 @@ def notes_table(run: str, data: str, n_voices: int, n_foreign: int) -> None:
     recorded_at, unheard = (54, 66, 78), (61, 85)
 
     def foreign_player(sound):
-        own = np.mean([features_level_db(features_of(sound.play(n, 100, s.hold, s.duration, s.rate), s.rate)[0])
-                       for n in recorded_at])
-        gain = 10 ** ((level - own) / 20)
+        gain = gain_to_level([sound.play(n, 100, s.hold, s.duration, s.rate) for n in recorded_at], s.rate, level)
         return lambda n: gain * sound.play(n, 100, s.hold, s.duration, s.rate).astype(np.float64)
 
     players = [("test", lambda n, v=ds.voice(int(i)): dr.render(v, Note(n, 100, s.hold, s.duration)).astype(np.float64))
