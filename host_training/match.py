@@ -276,28 +276,33 @@ class Matcher:
         features the encoder and the retrieval read instead of ``feat`` (a recording moved to
         a note of the data set's grid; ``feat`` stays the judge)."""
         heard = feat if heard is None else heard
-        k = note_slot
-        if k is None:
-            k = (int(self.retrieval.query_single(heard[None])[1][0]) if self.retrieval is not None
-                 else len(self.s.notes) // 2)
-        return self.match_notes([feat], [k], name, [heard], [k])
+        k, retrieved = note_slot, None
+        if k is None and self.retrieval is not None:
+            # the nearest (voice, note) gives the slot and the retrieval's voice in one search
+            idx, slot, _ = self.retrieval.query_single(heard[None])
+            k, retrieved = int(slot[0]), int(idx[0])
+        elif k is None:
+            k = len(self.s.notes) // 2
+        return self.match_notes([feat], [k], name, [heard], [k], retrieved=retrieved)
 
     def match_notes(self, feats: Sequence[np.ndarray], slots: Sequence[int], name: str = "MATCH",
                     heard: Sequence[np.ndarray] | None = None,
-                    heard_slots: Sequence[int | None] | None = None) -> MatchResult:
+                    heard_slots: Sequence[int | None] | None = None,
+                    retrieved: int | None = None) -> MatchResult:
         """The voice closest to several notes of one sound: ``feats[i]`` played at note slot
         ``slots[i]``, closeness the mean log-mel distance over them. The model reads the mean of
         the notes' latents (the contrastive loss makes them one timbre's), the retrieval the
         training voice nearest over all of them, ``heard[i]`` (default ``feats[i]``) against its
         note slot ``heard_slots[i]`` in the data set (None: its nearest note; default
-        ``slots``). More notes pin the voice down better (docs/model.md, "Several notes")."""
+        ``slots``); ``retrieved``: the retrieval's voice where the caller has searched already.
+        More notes pin the voice down better (docs/model.md, "Several notes")."""
         heard = list(feats) if heard is None else list(heard)
         heard_slots = list(slots) if heard_slots is None else list(heard_slots)
         z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
         cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
         zs = []
         if self.retrieval is not None:
-            r = self.retrieval.query_notes(np.stack(heard), heard_slots)
+            r = self.retrieval.query_notes(np.stack(heard), heard_slots) if retrieved is None else retrieved
             cands.append(("retrieval", Voice.from_parameters(self.train_params[r], name)))
             feats_r = np.asarray(self.train_features[r], dtype=np.float32)[None]
             z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()

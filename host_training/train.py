@@ -293,7 +293,9 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
         if not all(math.isfinite(v) for v in train_figs.values()):
             raise DxmacroError(f"{kind}: training diverged in epoch {epoch + 1} (non-finite loss); lower [train] lr")
         val_figs = evaluate_loss(module, kind, data, bs, device, lcfg, beta) if len(data.val) else {}
-        figures = {"epoch": epoch + 1, "train": train_figs, "val": val_figs, "time": time.time()}
+        # batches and world size say how the epoch was split (torchrun: each rank its share)
+        figures = {"epoch": epoch + 1, "train": train_figs, "val": val_figs, "time": time.time(),
+                   "batches": n_batches, "world": world}
         if rank == 0:
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(figures) + "\n")

@@ -22,10 +22,11 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from dxmacro.outputs import check_output_folder
-    from host_training.train import train_run
+    from host_training.train import dist_info, train_run
 
     check_output_folder(args.out, "run folder")
     out = train_run(args.data, args.out, args.config, stop_after=args.stop_after, progress=not args.quiet,
                     command=" ".join(["dxmacro"] + sys.argv[1:]))
-    print(f"run in {out}")
+    if dist_info()[0] == 0:  # under torchrun, one line for the run, not one per process
+        print(f"run in {out}")
     return 0
