@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from host_training.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation
+from host_training.model.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation
 
 # parts of each coupling's update (see _ScaledCoupling). On the shipped model, DX7 values within one
 # step of fp32: 1 part 98.8 %, 2 parts 99.2 %, 4 parts 99.4 %, 8 parts 99.4 %; invoke 44 -> 64 us at 4

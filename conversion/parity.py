@@ -50,11 +50,11 @@ def value_agreement(reference: np.ndarray, candidate: np.ndarray) -> dict[str, A
 def audio_difference(reference: np.ndarray, candidate: np.ndarray, names: list[str] | None = None,
                      count: int = 16, sample_rate: int = 22050, note: int = 60, seed: int = 0) -> dict[str, Any]:
     """Render ``count`` voices from both parameter sets with Dexed's engine and compare log-mels
-    (host_training.features.log_mel_difference: |dB| per bin and frame, floored 80 dB under the
+    (host_training.audio.features.log_mel_difference: |dB| per bin and frame, floored 80 dB under the
     fp32 render's peak). Voices are drawn where int8 and fp32 differ, when any do."""
     from dx7 import Voice
-    from host_training.features import sounding_difference
-    from host_training.render import DexedRenderer, Note
+    from host_training.audio.features import sounding_difference
+    from host_training.audio.render import DexedRenderer, Note
 
     rng = np.random.default_rng(seed)
     differ = np.flatnonzero(np.any(reference != candidate, axis=1))

@@ -1,6 +1,6 @@
 """From a decoder (torch module + info) to a signed ``model.dxm`` and its parity report. Host side.
 
-``info`` is what ``host_training.export.load_decoder(run_dir)`` returns beside the module:
+``info`` is what ``host_training.jobs.export.load_decoder(run_dir)`` returns beside the module:
 ``model_id``, ``model_version``, ``latent_size``, ``dataset_manifest_hash``, ``knobs`` (a list of
 ``{"dim", "name", "range": [lo, hi]}``), ``anchors`` (``{"name", "voice": dx7.Voice | 155 unpacked
 bytes, "latent"}``) and optionally ``test_latents`` (encoded test-split voices) for the report.

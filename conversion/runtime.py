@@ -8,12 +8,13 @@ tensorflow: a test imports this module in a fresh interpreter and checks sys.mod
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from conversion import output_grid
-from dx7 import layout
+from dx7 import Voice, layout
 from dx7.params import LEARNABLE_COUNT
 from dxmacro.errors import DxmacroError
 
@@ -34,6 +35,26 @@ SELF_TEST_VALUE_TOLERANCE = 1
 # ai-edge-litert without the delegate gives exactly tflite-runtime's codes
 # (scripts/tflite_runtime_check.sh); XNNPACK is 3-4x faster, hence the default where available.
 KERNELS = ("xnnpack", "builtin")
+
+
+@dataclass(frozen=True)
+class KnobInfo:
+    """What the bundle's manifest says about one semantic knob: which latent
+    dimension it moves, its name (e.g. "brightness") and the useful latent range."""
+
+    dim: int
+    name: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A known voice and its latent code: the performer's presets."""
+
+    name: str
+    voice: Voice
+    latent: np.ndarray = field(compare=False)
 
 
 def _runtime():
@@ -150,7 +171,7 @@ class TFLiteModel:
 
 class TFLiteDecoder:
     """A bundle's decoder: latent -> 145 DX7 values, plus the on-device self-test. Satisfies
-    device.ports.Decoder (latent_size, knobs, anchors, decode)."""
+    device.control.ports.Decoder (latent_size, knobs, anchors, decode)."""
 
     def __init__(self, bundle: "Bundle", num_threads: int = 1) -> None:
         self.bundle = bundle
@@ -184,16 +205,11 @@ class TFLiteDecoder:
                                  output_affine=self.output_affine)
 
     @property
-    def knobs(self) -> tuple:
-        from device.ports import KnobInfo
-
+    def knobs(self) -> tuple[KnobInfo, ...]:
         return tuple(KnobInfo(int(k["dim"]), str(k["name"]), float(k["low"]), float(k["high"])) for k in self._knobs)
 
     @property
-    def anchors(self) -> tuple:
-        from device.ports import Anchor
-        from dx7 import Voice
-
+    def anchors(self) -> tuple[Anchor, ...]:
         return tuple(Anchor(str(a["name"]), Voice.from_unpacked(bytes.fromhex(a["voice"])),
                             np.asarray(a["latent"], np.float32)) for a in self._anchors)
 

@@ -1,7 +1,7 @@
 """TEST FIXTURES ONLY: stand-in decoders built from the same blocks as host_training's VAE.
 
 Conversion is tested on these rather than on a trained run so that the tests need no data set:
-a plain MLP head, and the regression flow made of ``host_training.flows`` blocks (MLP
+a plain MLP head, and the regression flow made of ``host_training.model.flows`` blocks (MLP
 conditioners, tanh-bounded log-scales, exp, fixed permutations, per-slot affines) run z ->
 parameters.
 ``fit`` gives them a few hundred deterministic steps on real or synthetic voices so their outputs
@@ -44,7 +44,7 @@ def flow_decoder(dim: int = layout.VECTOR_SIZE, hidden: int = 128, blocks: int =
     blocks (what a trained run's ``load_decoder`` hands over): an input elementwise affine, then
     (permutation, affine coupling) x blocks and an output elementwise affine started at
     0.25 x + 0.5 so the outputs begin inside [0, 1]."""
-    from host_training.flows import Compose, ElementwiseAffine, MapModule, realnvp
+    from host_training.model.flows import Compose, ElementwiseAffine, MapModule, realnvp
 
     stack = realnvp(dim, blocks, hidden, seed=seed)
     out = stack.transforms[-1]
@@ -110,9 +110,9 @@ def fixture_latents(params: np.ndarray, informative: int = 32, seed: int = 0) ->
 def fixture_run(kind: str, voices: int = 1200, steps: int = 300, seed: int = 0, knobs: int = 8,
                 anchors: int = 32, test: int = 200) -> tuple[nn.Module, dict]:
     """A fitted fixture decoder and the ``info`` a run folder would give (see conversion.pipeline):
-    synthetic voices (host_training.synth_voices), VAE-like latents, knobs on the informative
+    synthetic voices (host_training.audio.synth_voices), VAE-like latents, knobs on the informative
     dimensions, anchors from the training part and test-split latents held out of the fit."""
-    from host_training.synth_voices import generate
+    from host_training.audio.synth_voices import generate
 
     vs = generate(voices, seed=seed + 1)
     params = np.stack([v.parameters for v in vs])

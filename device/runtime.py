@@ -22,23 +22,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
-from dx7 import Voice
-from dx7.params import LEARNABLE_COUNT
-from device.budget import ByteBudget
-from device.config import Config
-from device.controls import VoiceBank
-from device.display import OledDisplay, PngDisplay
-from device.loop import ControlLoop, LoopSettings
-from device.knobs import AdcKnobs, AdcLayout, emulated_board
-from device.mapping import KnobMapping
-from device.model_follow import Loader, ModelFollower, ModelState, load_active
-from device.notify import Notifier
-from device.ports import Decoder
-from device.profiles import EchoCC, make_profile
-from device.status import StatusPublisher
-from device.status_file import write_status
+from device.control.budget import ByteBudget
+from device.control.config import Config
+from device.control.controls import VoiceBank
+from device.control.display import OledDisplay, PngDisplay
+from device.control.loop import ControlLoop, LoopSettings
+from device.control.knobs import AdcKnobs, AdcLayout, emulated_board
+from device.control.mapping import KnobMapping
+from device.flashing.self_test import self_test
+from device.flashing.model_follow import Loader, ModelFollower, ModelState, load_active
+from device.control.notify import Notifier
+from device.control.ports import Decoder
+from device.control.profiles import EchoCC, make_profile
+from device.flashing.status import StatusPublisher
+from device.flashing.status_file import write_status
 from dxmacro.errors import DxmacroError
 
 log = logging.getLogger("dxmacro.device")
@@ -69,7 +67,7 @@ def setup_logging(level: str = "info", stream=None) -> None:
 # -- decoder ------------------------------------------------------------------------------
 def make_decoder(cfg: Config) -> Decoder:
     if cfg.decoder == "linear":
-        from device.linear_decoder import LinearDecoder
+        from device.twins.linear_decoder import LinearDecoder
 
         return LinearDecoder(seed=cfg.decoder_seed)
     assert cfg.bundle is not None
@@ -84,45 +82,6 @@ def load_bundle_decoder(bundle: Path, public_key: Path | None = None) -> Decoder
 
     key = keys.load_public_key(public_key) if public_key is not None else None
     return runtime.load_decoder(bundle, key)
-
-
-@dataclass(frozen=True)
-class SelfTest:
-    anchors: int
-    exact_anchors: int
-    decode_us: float
-
-
-def self_test(decoder: Decoder) -> SelfTest:
-    """Decode every anchor and the prior's centre; every output must be a valid voice. A bundle's
-    decoder also runs its golden vectors (conversion.runtime.TFLiteDecoder.self_test: this
-    device's int8 kernels must reproduce the converter's codes).
-    Raises DxmacroError naming what is wrong (a tampered or truncated model shows here)."""
-    golden = getattr(decoder, "self_test", None)
-    if callable(golden):
-        golden()
-    if decoder.latent_size < 1:
-        raise DxmacroError("decoder self-test: latent size must be positive")
-    if not decoder.knobs:
-        raise DxmacroError("decoder self-test: the bundle names no knobs")
-    for k in decoder.knobs:
-        if not 0 <= k.dim < decoder.latent_size or not k.low < k.high:
-            raise DxmacroError(f"decoder self-test: knob {k.name!r} has dim {k.dim} / range {k.low}..{k.high}")
-    probes = [np.zeros(decoder.latent_size, np.float32)] + [np.asarray(a.latent, np.float32) for a in decoder.anchors]
-    exact = 0
-    t0 = time.perf_counter()
-    for i, z in enumerate(probes):
-        try:
-            out = np.asarray(decoder.decode(z))
-            if out.shape != (LEARNABLE_COUNT,):
-                raise ValueError(f"output shape {out.shape}, expected ({LEARNABLE_COUNT},)")
-            voice = Voice.from_parameters(out, "SELFTEST")
-        except Exception as exc:  # noqa: BLE001 - any failure of a model is reported as one line
-            raise DxmacroError(f"decoder self-test failed on probe {i}: {exc}") from None
-        if i and voice.content_key() == decoder.anchors[i - 1].voice.content_key():
-            exact += 1
-    us = (time.perf_counter() - t0) / len(probes) * 1e6
-    return SelfTest(len(decoder.anchors), exact, us)
 
 
 # -- assembly -----------------------------------------------------------------------------
@@ -230,8 +189,8 @@ def simulated_knobs(cfg: Config, clock, positions, *, seed: int = 0, record: boo
 
 def simulated_parts(cfg: Config, clock, duration_s: float):
     """Knobs (emulated ADC board, scripted pots), scripted buttons and an emulated DX7 for --simulate."""
-    from device.performance import load_performance, wander
-    from device.sim import EmulatedDX7, ScriptedButtons
+    from device.twins.performance import load_performance, wander
+    from device.twins.sim import EmulatedDX7, ScriptedButtons
 
     perf = load_performance(cfg.sim_script, cfg.adc_channels) if cfg.sim_script else wander(cfg.adc_channels,
                                                                                               duration_s)
@@ -267,8 +226,8 @@ def hardware_parts(cfg: Config, clock, *, bus=None, gpio=None) -> Parts:
     buttons and LEDs through RPi.GPIO (rpi-lgpio), the synth's MIDI port (rtmidi over ALSA or
     JACK, or the UART's DIN out). ``bus``/``gpio`` replace the real ones (tests: a FakeI2CBus with
     emulated chips, FakeGPIO); the MIDI port is always real."""
-    from device.gpio_controls import GpioButtons, LedIndicators
-    from device.midi_port import MidiPort, PortSpec
+    from device.control.gpio_controls import GpioButtons, LedIndicators
+    from device.control.midi_port import MidiPort, PortSpec
     from hardware.errors import HardwareError
     from hardware.gpio import BCM, real_gpio
     from hardware.i2c import open_smbus
@@ -334,7 +293,7 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
     """Assemble and run until ``duration_s`` passes, SIGTERM/SIGINT (main thread) or ``stop``.
     ``model_loader`` turns a store's model file into a decoder (default: conversion's bundle
     loader, ``load_bundle_decoder``)."""
-    from device.sim import RealClock
+    from device.twins.sim import RealClock
 
     setup_logging(cfg.log_level)
     model_state: ModelState | None = None
@@ -364,7 +323,7 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
     notifier = Notifier()
     display = make_display(cfg)
     if parts.leds is not None:
-        from device.gpio_controls import Displays
+        from device.control.gpio_controls import Displays
 
         display = Displays([d for d in (display, parts.leds) if d is not None])
     stop = stop or threading.Event()

@@ -13,12 +13,14 @@ It does what a DX7 does with what arrives on its MIDI IN, at the level of the by
   action; answering requests is what the TX7 and DX7II do and what our tests need);
 * records (arrival time, bytes, what it did) for every message. JACK delivers an event
   whole, so all bytes of a message share its arrival time (``time.monotonic``, which
-  is system-wide on Linux, so the test process can compare against its send times);
-* renders what it holds through host_training.render.DexedRenderer on request.
+  is system-wide on Linux, so the test process can compare against its send times).
+
+It makes no sound: what it holds is read back (``state``, ``internal``) and rendered by
+whoever asks (the HIL audio check renders it with the renderer ``dxmacro hil`` passes in).
 
 Run: ``python -m hardware.dx7_emulator --name dx7 --channel 1 [--sys-info off]``. It
 offers ``NAME:midi_in`` and ``NAME:midi_out`` and takes JSON commands, one per line, on
-stdin (state, log, internal, set, render, unplug, quit), answering one JSON line each on
+stdin (state, log, internal, set, unplug, quit), answering one JSON line each on
 stdout; end of stdin ends it. ``DX7Emulator`` is the parent-side handle.
 """
 
@@ -213,11 +215,9 @@ def _serve(args: argparse.Namespace) -> int:
                         state.sys_info = bool(req["sys_info"])
                     if "memory_protect" in req:
                         state.memory_protect = bool(req["memory_protect"])
-                elif op not in ("render", "unplug", "quit"):
+                elif op not in ("unplug", "quit"):
                     raise HardwareError(f"unknown command {op!r}")
-            if op == "render":
-                res.update(_render(state, req))
-            elif op == "unplug":
+            if op == "unplug":
                 ports.close()
                 res["closed_at"] = time.monotonic()
                 seconds = float(req.get("seconds", 1.0))
@@ -237,23 +237,6 @@ def _serve(args: argparse.Namespace) -> int:
                    "error": f"{type(exc).__name__}: {exc}"})
     ports.close()
     return 0
-
-
-def _render(state: DX7State, req: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-
-    from host_training.render import DexedRenderer, Note, write_wav
-
-    with state.lock:
-        voice = state.edit_buffer
-    note = Note(int(req.get("note", 60)), int(req.get("velocity", 100)), float(req.get("hold", 0.5)),
-                float(req.get("duration", 1.0)))
-    renderer = DexedRenderer(int(req.get("sample_rate", 44100)))
-    audio = renderer.render(voice, note)
-    if req.get("path"):
-        write_wav(req["path"], audio, renderer.sample_rate)
-    return {"samples": int(audio.size), "rms": float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))),
-            "peak": float(np.max(np.abs(audio))), "voice": voice.name, "path": req.get("path")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,9 +347,6 @@ class DX7Emulator:
 
     def set(self, **kw: bool) -> None:
         self.call("set", **kw)
-
-    def render(self, path: str | None = None, **note: Any) -> dict[str, Any]:
-        return self.call("render", timeout=120, path=path, **note)
 
     def unplug(self, seconds: float) -> float:
         """Close its ports now and reopen them after ``seconds``; returns the close time."""

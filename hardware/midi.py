@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from hardware.clock import Clock, RealClock
 from hardware.errors import HardwareError, JackUnavailable, PortGone
-from hardware.jack import server_alive
+from hardware.jack_probe import server_alive
 
 MidiData = bytes | bytearray | Sequence[int] | Any  # Any: a mido.Message (has .bytes())
 APIS = ("jack", "alsa")

@@ -15,7 +15,7 @@ proc = subprocess.run(cmd + ["--config", str(config)], capture_output=True, text
 print(proc.stdout[-2000:], proc.stderr[-2000:])
 if proc.returncode:
     sys.exit(f"simulated device run failed with exit code {proc.returncode}")
-import dx7  # noqa: E402
+import dx7  # noqa: E402,F401
 import device.runtime  # noqa: E402,F401
 
 heavy = sorted(m for m in ("torch", "tensorflow", "dexed") if m in sys.modules)

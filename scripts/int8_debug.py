@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from conversion import export, pipeline
-from host_training.export import load_decoder
+from host_training.jobs.export import load_decoder
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from conversion import bundle, equalize, export, keys, pipeline
 from conversion.runtime import TFLiteDecoder
 from dx7 import layout
-from host_training.export import load_decoder
+from host_training.jobs.export import load_decoder
 
 
 def output_distance(decoder: TFLiteDecoder, module, latents: np.ndarray) -> float:

@@ -13,10 +13,10 @@ import sys
 import numpy as np
 
 from host_training.dataset import open_dataset
-from host_training.evaluate import knob_sweeps
-from host_training.rendered_scores import Pool
-from host_training.export import load_vae, read_info
-from host_training.sound import RenderSettings
+from host_training.jobs.evaluate import knob_sweeps
+from host_training.dataset.rendered_scores import Pool
+from host_training.jobs.export import load_vae, read_info
+from host_training.audio.sound import RenderSettings
 
 
 def main() -> None:

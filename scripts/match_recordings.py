@@ -7,7 +7,7 @@
     python scripts/match_recordings.py dc RUN DATA [VOICES]
     python scripts/match_recordings.py notes RUN DATA [VOICES] [FOREIGN]
 
-`onset`: host_training.match.find_onset on 600 training renders (note slot 2), which begin at
+`onset`: host_training.jobs.match.find_onset on 600 training renders (note slot 2), which begin at
 note-on: alone, after 0.3 s of digital silence (also with a DC offset of -40 dBFS under it
 all), and after 0.3 s of white noise that goes on under the note (-90, -80, -70 dBFS): how
 often the onset lands within one 5 ms frame of the note, and how often a steady noise floor
@@ -34,7 +34,7 @@ set's usual velocity.
 `dc`: test voices (default 32) at note slot 2 over a DC offset (-50 to -30 dBFS) that runs
 through the whole recording, from the note on or after 0.3 s of silence (and -80 dBFS noise),
 matched as `dxmacro match` does (gain and note read), scored against the clean render.
-`notes`: test voices (default 32) and foreign sounds (host_training.foreign_sounds, default 20,
+`notes`: test voices (default 32) and foreign sounds (host_training.audio.foreign_sounds, default 20,
 brought to the test voices' median level) recorded at MIDI notes 54, 66 and 78 (velocity 100,
 off the data set's grid), matched from the one at 66 and from all three (`dxmacro match A B C`,
 Matcher.match_recordings; gain and note read, polish off), and scored against the sound itself
@@ -49,9 +49,9 @@ from collections import Counter
 import numpy as np
 import torch
 
-import host_training.match as hm
+import host_training.jobs.match as hm
 from host_training.dataset import open_dataset
-from host_training.sound import (RenderSettings, VoiceRenderer, feature_distance, features_level_db, features_of,
+from host_training.audio.sound import (RenderSettings, VoiceRenderer, feature_distance, features_level_db, features_of,
                                  gain_to_level, mel_power, to_db)
 
 SLOT = 2
@@ -186,8 +186,8 @@ def gain_table(run: str, data: str, n_voices: int) -> None:
 
 
 def pitch_table(run: str, data: str, n_voices: int, velocities: str) -> None:
-    from host_training.pitch import sounding_note
-    from host_training.render import DexedRenderer, Note
+    from host_training.audio.pitch import sounding_note
+    from host_training.audio.render import DexedRenderer, Note
 
     if velocities == "usual":  # the other choice, measured in docs/model.md
         hm.Matcher.velocity = lambda self, slot: Counter(v for _, v in self.s.notes).most_common(1)[0][0]
@@ -252,8 +252,8 @@ def dc_table(run: str, data: str, n_voices: int) -> None:
 
 
 def notes_table(run: str, data: str, n_voices: int, n_foreign: int) -> None:
-    from host_training.foreign_sounds import sounds
-    from host_training.render import DexedRenderer, Note
+    from host_training.audio.foreign_sounds import sounds
+    from host_training.audio.render import DexedRenderer, Note
 
     m, ds, test = setup(run, data, n_voices)
     s = m.s

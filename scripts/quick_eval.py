@@ -4,9 +4,9 @@
 
 Prints the median log-mel MAE and spectral convergence of KIND (default: the run's first
 model) on the test split (first 176 voices, as the tiny config's evaluation), on the 60
-out-of-domain voices and on the 40 foreign sounds (host_training.foreign_sounds; with
+out-of-domain voices and on the 40 foreign sounds (host_training.audio.foreign_sounds; with
 --register, again with the register read from the input:
-host_training.register), then for a VAE model the knobs' median own-score Spearman and median
+host_training.jobs.register), then for a VAE model the knobs' median own-score Spearman and median
 |correlation| with the other scores (24 test voices, 9 steps). The numbers are the ones
 `dxmacro evaluate` writes for the same run: this is what the seed and setting comparisons of
 docs/results.md were made with, in a minute instead of several.
@@ -20,15 +20,15 @@ import torch
 
 from dx7 import layout
 from host_training.dataset import open_dataset
-from host_training.evaluate import knob_sweeps, predict_vectors, references, score_voices
-from host_training.foreign_sounds import sounds as foreign_sounds
-from host_training.export import read_info
-from host_training.model import VAE_KINDS
-from host_training.register import read_registers
-from host_training.rendered_scores import Pool
-from host_training.sound import RenderSettings
-from host_training.synth_voices import generate as synth_generate
-from host_training.train import load_model
+from host_training.jobs.evaluate import knob_sweeps, predict_vectors, references, score_voices
+from host_training.audio.foreign_sounds import sounds as foreign_sounds
+from host_training.jobs.export import read_info
+from host_training.model.vae import VAE_KINDS
+from host_training.jobs.register import read_registers
+from host_training.dataset.rendered_scores import Pool
+from host_training.audio.sound import RenderSettings
+from host_training.audio.synth_voices import generate as synth_generate
+from host_training.model.checkpoint import load_model
 
 
 def main() -> None:

@@ -3,13 +3,13 @@ ADS1x15 driver from hardware's register-level emulation on a FakeI2CBus."""
 
 from __future__ import annotations
 
-from device.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, ByteBudget
-from device.knobs import AdcKnobs, AdcLayout, emulated_board
-from device.linear_decoder import LinearDecoder
-from device.loop import ControlLoop, LoopSettings
-from device.mapping import KnobMapping
-from device.profiles import make_profile
-from device.sim import EmulatedDX7, KnobScript, SimClock
+from device.control.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, ByteBudget
+from device.control.knobs import AdcKnobs, AdcLayout, emulated_board
+from device.twins.linear_decoder import LinearDecoder
+from device.control.loop import ControlLoop, LoopSettings
+from device.control.mapping import KnobMapping
+from device.control.profiles import make_profile
+from device.twins.sim import EmulatedDX7, KnobScript, SimClock
 
 
 def knob_maps(decoder):

@@ -1,7 +1,7 @@
 """Bundles for the flashing tests: one place that knows how to make, verify and self-test them.
 
 INTERIM: until conversion/bundle.py is merged this writes a minimal signed container through the
-interface device/bundle_check.py defines (verifier -> BundleInfo, self_test -> figures); the
+interface device/flashing/bundle_check.py defines (verifier -> BundleInfo, self_test -> figures); the
 flashing code under test never sees the difference (the store takes a verifier, the flasher a
 self-test). Replaced by conversion's real writer and a tiny real TFLite model on merge.
 """
@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from device.bundle_check import BundleInfo, BundleRejected, file_sha256
+from device.flashing.bundle_check import BundleInfo, BundleRejected, file_sha256
 
 MAGIC = b"DXMTEST1"
 FORMAT_VERSION = 1

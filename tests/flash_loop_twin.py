@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from device.status_file import PointerWatcher, write_status  # noqa: E402
+from device.flashing.status_file import PointerWatcher, write_status  # noqa: E402
 
 KNOB_NAMES = ["brightness", "attack", "metallic", "movement", "depth", "warmth", "bite", "air"]
 

@@ -12,9 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from device.flash_service import FlashHTTPServer
-from device.flasher import FlashConfig, Flasher
-from device.store import ModelStore
+from device.flashing.flash_service import FlashHTTPServer
+from device.flashing.flasher import FlashConfig, Flasher
+from device.flashing.store import ModelStore
 from tests.flash_fixtures import Bundles
 
 TOKEN = "t0ken-for-the-flash-tests-0123456789"
@@ -88,7 +88,7 @@ class RealLoop:
     (a kernel that never returns): the loop stops ticking, as a stalled process would."""
 
     def __init__(self, store: Path, status: Path, bundles: Bundles, hang_versions: tuple[str, ...] = ()) -> None:
-        from device.config import parse_config
+        from device.control.config import parse_config
         from device.runtime import run_device
 
         self.status = status
@@ -129,7 +129,7 @@ def interim_loader(bundles: Bundles, hang_versions: tuple[str, ...] = (), releas
     (fewer dimensions than the knobs need = a model this controller cannot play)."""
     import numpy as np
 
-    from device.linear_decoder import LinearDecoder
+    from device.twins.linear_decoder import LinearDecoder
 
     class Narrow(LinearDecoder):
         def __init__(self, latent_size: int) -> None:

@@ -49,7 +49,7 @@ def test_convert_bank_json_singles_round_trip(capsys, bank, tmp_path):
 
 def test_render_writes_a_wav(capsys, bank, tmp_path):
     pytest.importorskip("dexed", reason="dexed-py is not installed")
-    from host_training.render import read_wav
+    from host_training.audio.render import read_wav
 
     wav = tmp_path / "x.wav"
     code, out, _ = run(capsys, "render", "--voices", str(bank), "--index", "3", "--note", "60", "--velocity", "100",
@@ -64,7 +64,7 @@ def test_a_wav_cut_short_is_one_error_naming_it(tmp_path, cut):
     from scipy.io import wavfile
 
     from dxmacro.errors import DxmacroError
-    from host_training.render import read_wav
+    from host_training.audio.render import read_wav
 
     whole = tmp_path / "whole.wav"
     wavfile.write(whole, 22050, np.zeros(100, np.int16))

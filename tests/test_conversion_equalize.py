@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason="conversion needs torch (host extra)
 
 from conversion import equalize  # noqa: E402
 from conversion.testing_models import MLPDecoder  # noqa: E402
-from host_training.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, realnvp  # noqa: E402
+from host_training.model.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, realnvp  # noqa: E402
 
 
 def _trained_looking(flow: MapModule, seed: int = 0) -> MapModule:

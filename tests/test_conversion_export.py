@@ -133,7 +133,7 @@ def test_the_input_affine_runs_on_the_device_in_float(flow_models, mlp_converted
 def test_shipped_model_meets_the_issue_gates(signing):
     """Issue 5's gates on the real thing: the default model shipped in host_training/default_model,
     judged on its encoded test-split voices and knob sweeps, audio rendered by Dexed's engine."""
-    from host_training.export import load_decoder as load_run
+    from host_training.jobs.export import load_decoder as load_run
 
     module, info = load_run(REPO / "host_training" / "default_model")
     assert info["test_latents"].shape[1] == 225 and len(info["test_latents"]) >= 100
@@ -292,7 +292,7 @@ def test_convert_cli(mlp_run, signing, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DXMACRO_SIGNING_KEY", raising=False)
     assert main(["convert", "--run", str(run_dir), "--out", str(tmp_path / "m.dxm")]) == 1
     assert "no signing key" in capsys.readouterr().err
-    # the run loader is the model branch's host_training.export; here it hands over the fixture
+    # the run loader is the model branch's host_training.jobs.export; here it hands over the fixture
     monkeypatch.setattr(convert, "load_run", lambda *_: mlp_run)
     out = tmp_path / "m.dxm"
     # outputs that cannot be written: one line, exit 1, before the conversion, nothing written
@@ -336,9 +336,9 @@ def test_flashing_a_real_bundle(mlp_converted, signing, tmp_path):
     """The flash path on real .dxm bundles: verify with the real reader, self-test in a separate
     process on LiteRT, install and activate; a tampered bundle and a genuinely signed bundle whose
     self-test fails are refused and leave the active model alone."""
-    from device.bundle_check import BundleRejected, CachingVerifier
-    from device.flasher import FlashConfig, Flasher
-    from device.store import ModelStore
+    from device.flashing.bundle_check import BundleRejected, CachingVerifier
+    from device.flashing.flasher import FlashConfig, Flasher
+    from device.flashing.store import ModelStore
 
     good = tmp_path / "good.dxm"
     good.write_bytes(mlp_converted[0])

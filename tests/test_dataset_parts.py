@@ -8,7 +8,7 @@ import numpy as np
 from host_training.dataset import descriptors as d
 from host_training.dataset import splits, tags
 from host_training.dataset.analysis import power_spectrogram32
-from host_training.features import HOP, N_FFT, log_mel, mel_filterbank, power_spectrogram
+from host_training.audio.features import HOP, N_FFT, log_mel, mel_filterbank, power_spectrogram
 
 RATE = 22050
 I = {n: i for i, n in enumerate(d.NAMES)}

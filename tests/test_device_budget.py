@@ -7,9 +7,9 @@ from hypothesis import given, settings, strategies as st
 
 from dx7 import Voice
 from dx7.sysex import ParameterChange, SingleVoice, parse_message
-from device.budget import ByteBudget
-from device.profiles import CCProfile, EchoCC, SysexProfile
-from device.budget import busiest_window
+from device.control.budget import ByteBudget
+from device.control.profiles import CCProfile, EchoCC, SysexProfile
+from device.control.budget import busiest_window
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device.config import load_config
+from device.control.config import load_config
 from dxmacro.cli import main
 from dxmacro.errors import DxmacroError
 
@@ -112,7 +112,9 @@ def test_bad_performance_script_is_a_clear_error(tmp_path, capsys):
 
 def test_device_side_never_imports_the_host_stack():
     code = ("import sys, pkgutil, importlib, device\n"
-            "for m in pkgutil.iter_modules(device.__path__): importlib.import_module('device.' + m.name)\n"
+            "names = [m.name for m in pkgutil.walk_packages(device.__path__, 'device.')]\n"
+            "assert 'device.control.loop' in names and 'device.bench.demo' in names, names\n"
+            "for name in names: importlib.import_module(name)\n"
             "import dxmacro.commands.device, dxmacro.commands.bench\n"
             "bad = [m for m in ('torch', 'tensorflow', 'dexed', 'host_training', 'matplotlib') if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")

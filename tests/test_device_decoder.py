@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.linear_decoder import LinearDecoder
-from device.runtime import self_test
+from device.twins.linear_decoder import LinearDecoder
+from device.flashing.self_test import self_test
 from dxmacro.errors import DxmacroError
 
 

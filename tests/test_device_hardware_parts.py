@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 
 from dx7.sysex import SingleVoice, parse_stream, split_messages
-from device.config import parse_config
-from device.knobs import AdcKnobs, emulated_board
-from device.linear_decoder import LinearDecoder
-from device.ports import KnobReader, MidiOut, PortGone
-from device.sim import EmulatedDX7
+from device.control.config import parse_config
+from device.control.knobs import AdcKnobs, emulated_board
+from device.twins.linear_decoder import LinearDecoder
+from device.control.ports import KnobReader, MidiOut, PortGone
+from device.twins.sim import EmulatedDX7
 from device.runtime import adc_layout, build_loop, hardware_parts, run_device
 from dxmacro.errors import DxmacroError
 from hardware import errors as hw_errors

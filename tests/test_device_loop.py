@@ -9,11 +9,11 @@ import pytest
 
 from dx7 import Voice
 from dx7.sysex import ParameterChange, SingleVoice, parse_message
-from device.controls import VoiceBank
-from device.linear_decoder import LinearDecoder
-from device.loop import LoopSettings
-from device.sim import KnobScript, ScriptedButtons
-from device.budget import busiest_window
+from device.control.controls import VoiceBank
+from device.twins.linear_decoder import LinearDecoder
+from device.control.loop import LoopSettings
+from device.twins.sim import KnobScript, ScriptedButtons
+from device.control.budget import busiest_window
 from tests.device_helpers import make_loop
 
 REST = [0.3, 0.62, 0.45, 0.81]

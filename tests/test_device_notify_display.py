@@ -8,8 +8,8 @@ import socket
 import numpy as np
 import pytest
 
-from device.display import DisplayState, KnobView, PngDisplay, render_image
-from device.notify import Notifier
+from device.control.display import DisplayState, KnobView, PngDisplay, render_image
+from device.control.notify import Notifier
 
 
 @pytest.mark.parametrize("abstract", [False, True])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from device.mapping import KnobMapping, latent_from
-from device.smoothing import KnobChannel, SmoothingSettings, SoftTakeover
+from device.control.mapping import KnobMapping, latent_from
+from device.control.smoothing import KnobChannel, SmoothingSettings, SoftTakeover
 
 ADS1115_FULL_SCALE = 32767  # codes of a 16-bit two's-complement ADC, positive half
 

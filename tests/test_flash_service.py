@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from dxmacro.cli import main as cli
 from tests.flash_fixtures import Bundles
-from device.status_file import read_status
+from device.flashing.status_file import read_status
 from tests.flash_server import TOKEN, RealLoop, Service
 
 WRITE_ENDPOINTS = ["/api/auth", "/api/upload", "/api/activate", "/api/rollback", "/api/usb-import"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from device.flasher import FlashConfig, Flasher
-from device.store import ModelStore, StoreError
+from device.flashing.flasher import FlashConfig, Flasher
+from device.flashing.store import ModelStore, StoreError
 from tests.flash_fixtures import Bundles
 
 

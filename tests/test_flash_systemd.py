@@ -102,7 +102,7 @@ def test_service_config_errors_are_one_line(tmp_path, capsys):
 def test_self_test_runs_in_a_child_and_reports_failure(tmp_path):
     """The separate-process plumbing: a non-bundle fails with one reason, never hangs or raises
     anything but BundleRejected."""
-    from device.bundle_check import BundleRejected, run_self_test
+    from device.flashing.bundle_check import BundleRejected, run_self_test
 
     junk = tmp_path / "junk.dxm"
     junk.write_bytes(b"not a bundle")

@@ -4,9 +4,9 @@ velocity, quieter after note-off, the same every time."""
 import numpy as np
 import pytest
 
-from host_training.foreign_sounds import KINDS, ForeignSound, sounds
-from host_training.pitch import sounding_note
-from host_training.sound import SILENCE_DB, level_db
+from host_training.audio.foreign_sounds import KINDS, ForeignSound, sounds
+from host_training.audio.pitch import sounding_note
+from host_training.audio.sound import SILENCE_DB, level_db
 
 RATE, HOLD, DURATION = 22050, 1.5, 2.0
 

@@ -1,4 +1,4 @@
-"""The knob regularizer (host_training.knob_loss): score targets, the differentiable decode
+"""The knob regularizer (host_training.model.knob_loss): score targets, the differentiable decode
 view, and that the sweep loss teaches a head to move its own score and only its own."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dx7 import layout
 from dx7.layout import VECTOR_SIZE, categorical_groups, scaled_slots
 from dx7.params import param
 from host_training.dataset.descriptors import NAMES
-from host_training.knob_loss import (PITCH_PARAMS, DescriptorSurrogate, score_targets, surrogate_loss, sweep_loss,
+from host_training.model.knob_loss import (PITCH_PARAMS, DescriptorSurrogate, score_targets, surrogate_loss, sweep_loss,
                                      synth_view)
 
 
@@ -201,7 +201,7 @@ def test_pair_loss_reads_the_move_not_only_its_ends():
     """The surrogate must be right about a knob move's change (what the sweep loss reads): an
     offset that is the same at both ends costs only the ends' error, a flipped change costs
     more, and the right answer costs nothing. NaN scores (silent voices) are left out."""
-    from host_training.knob_loss import pair_loss
+    from host_training.model.knob_loss import pair_loss
 
     class Fixed(nn.Module):  # "predicts" the first n_scores slots of the vector (one member)
         def forward(self, v, members=False):
@@ -220,7 +220,7 @@ def test_pair_loss_reads_the_move_not_only_its_ends():
 
 
 def test_probe_buffer_keeps_moves_as_encoded_vectors_and_round_trips():
-    from host_training.knob_loss import ProbeBuffer
+    from host_training.model.knob_loss import ProbeBuffer
 
     from dx7.params import LEARNABLE_COUNT, PARAMS
 
@@ -293,10 +293,11 @@ def test_the_pitch_penalty_reads_the_pitch_head_where_one_is_given():
 def test_the_trainer_reads_the_sweep_s_sound_clean_and_its_pitch_as_knob_pitch_int8_says(monkeypatch, int8):
     """vae_loss hands sweep_loss a head without the int8 noise, and the noisy head for the
     pitch penalty only while ``knob_pitch_int8`` is on, with that option as its share."""
-    from host_training import knob_loss
-    from host_training.flows import AffineCoupling
-    from host_training.losses import LossConfig, vae_loss
-    from host_training.model import Shape, build
+    from host_training.model import knob_loss
+    from host_training.model.flows import AffineCoupling
+    from host_training.model.losses import LossConfig, vae_loss
+    from host_training.model.blocks import Shape
+    from host_training.model.vae import build
 
     torch.manual_seed(0)
     model = build("flow", Shape(3, 128, 24, mean=-40.0, std=20.0),

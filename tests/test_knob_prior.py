@@ -1,4 +1,4 @@
-"""The knob surrogate's written-down member (host_training.knob_prior): each proxy rises with
+"""The knob surrogate's written-down member (host_training.model.knob_prior): each proxy rises with
 the edit FM theory says raises its sound, and Dexed's renders of those edits move the data
 set's own descriptors the same way."""
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dx7 import Voice, layout
-from host_training.knob_loss import DescriptorSurrogate, fit_surrogate
-from host_training.knob_prior import PROXIES, PriorMember
+from host_training.model.knob_loss import DescriptorSurrogate, fit_surrogate
+from host_training.model.knob_prior import PROXIES, PriorMember
 
 # a two-operator voice to edit: INIT VOICE (algorithm 1, OP1 the carrier) with OP2
 # modulating it at a moderate level, and OP1 decaying to a quieter sustain so that "long" can move
@@ -59,8 +59,8 @@ def test_which_operator_is_a_carrier_follows_the_algorithm():
 
 def test_dexed_renders_of_the_edits_move_the_descriptors_the_proxies_predict():
     from host_training.dataset import tags
-    from host_training.rendered_scores import Pool, descriptor_fn
-    from host_training.sound import RenderSettings
+    from host_training.dataset.rendered_scores import Pool, descriptor_fn
+    from host_training.audio.sound import RenderSettings
 
     settings = RenderSettings(notes=((48, 100), (60, 100), (72, 100)), rate=16000, hold=1.0, duration=2.0)
     describe, pool = descriptor_fn(settings), Pool(settings, threads=2)
@@ -76,7 +76,7 @@ def test_dexed_renders_of_the_edits_move_the_descriptors_the_proxies_predict():
 
 def test_the_member_is_calibrated_on_the_training_voices_and_fitted_as_a_surrogate_member():
     rng = np.random.default_rng(0)
-    from host_training.synth_voices import generate
+    from host_training.audio.synth_voices import generate
 
     params = np.stack([v.parameters for v in generate(300, seed=3)])
     vectors = layout.encode(params.astype(np.int64))

@@ -7,11 +7,11 @@ import pytest
 
 from dx7 import Voice
 from dx7.params import param
-from host_training.match import ONSET_FRAME_S, _note_mel, find_onset, one_octave, prepare
-from host_training.sound import RenderSettings, features_of
+from host_training.jobs.match import ONSET_FRAME_S, _note_mel, find_onset, one_octave, prepare
+from host_training.audio.sound import RenderSettings, features_of
 
 pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
-from host_training.render import DexedRenderer, Note  # noqa: E402
+from host_training.audio.render import DexedRenderer, Note  # noqa: E402
 
 RATE = 22050
 SETTINGS = RenderSettings(((60, 100),), RATE, 1.5, 2.0)
@@ -120,7 +120,7 @@ def brightness_voices() -> list[Voice]:
 
 @pytest.mark.parametrize("offset", [-18.0, -6.0, 9.0])
 def test_retrieval_reads_the_gain_of_a_recording_played_at_another_level(offset):
-    from host_training.baselines import Retrieval
+    from host_training.model.baselines import Retrieval
 
     renderer = DexedRenderer(RATE)
     audio = [renderer.render(v, Note(60, 100, 1.5, 2.0)).astype(np.float64) for v in brightness_voices()]
@@ -134,7 +134,7 @@ def test_retrieval_reads_the_gain_of_a_recording_played_at_another_level(offset)
 
 @pytest.mark.parametrize("note", [38, 61, 66, 83])
 def test_the_note_of_a_harmonic_tone_is_heard(note):
-    from host_training.pitch import sounding_note
+    from host_training.audio.pitch import sounding_note
 
     t = np.arange(RATE) / RATE
     f0 = 440.0 * 2 ** ((note - 69) / 12)
@@ -144,7 +144,7 @@ def test_the_note_of_a_harmonic_tone_is_heard(note):
 
 @pytest.mark.parametrize("note", [50, 66, 77])
 def test_the_note_of_a_sine_voice_is_heard(note):
-    from host_training.pitch import sounding_note
+    from host_training.audio.pitch import sounding_note
 
     audio = DexedRenderer(RATE).render(Voice.init(), Note(note, 100, 1.5, 2.0))
     assert round(sounding_note(audio, RATE)) == note

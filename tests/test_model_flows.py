@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from dx7.layout import VECTOR_SIZE, decode, encode
-from host_training.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, noise_off, realnvp
-from host_training.model import LATENT, Shape, build
+from host_training.model.flows import AffineCoupling, Compose, ElementwiseAffine, MapModule, Permutation, noise_off, realnvp
+from host_training.model.blocks import Shape
+from host_training.model.vae import LATENT, build
 
 
 def _randomize(t: torch.nn.Module, seed: int = 0) -> None:
@@ -93,8 +94,8 @@ def test_model_shapes(kind):
 def test_parameter_loss_prefers_the_truth():
     import numpy as np
 
-    from host_training.losses import param_loss
-    from host_training.synth_voices import generate
+    from host_training.model.losses import param_loss
+    from host_training.audio.synth_voices import generate
 
     target = torch.from_numpy(encode(np.stack([v.parameters for v in generate(4, 0)])))
     from dx7.layout import categorical_groups
@@ -112,7 +113,7 @@ def test_param_loss_l1_is_the_absolute_error_and_pulls_to_the_median():
     """[loss] param_numeric = "l1": the scaled slots' absolute error, whose minimiser over a
     bimodal set of targets is a value the targets have (the median), not their mean."""
     from dx7.layout import VECTOR_SIZE
-    from host_training.losses import SCALED_SLOTS, param_loss
+    from host_training.model.losses import SCALED_SLOTS, param_loss
 
     target = torch.zeros(3, VECTOR_SIZE)
     target[:, SCALED_SLOTS] = torch.tensor([[0.0], [1.0], [1.0]])  # an operator off once, on twice
@@ -134,7 +135,7 @@ def test_transpose_weight_scales_the_transpose_error_only():
     what it weighed; the same error on any other scaled slot is unchanged."""
     from dx7.layout import VECTOR_SIZE, slot
     from dx7.params import param
-    from host_training.losses import SCALED_SLOTS, param_loss, slot_weights
+    from host_training.model.losses import SCALED_SLOTS, param_loss, slot_weights
 
     tr = slot("transpose").start
     other = int(SCALED_SLOTS[0])
@@ -156,8 +157,8 @@ def test_op_pitch_error_is_zero_for_every_split_that_sounds_the_same():
     import numpy as np
 
     from dx7.params import param
-    from host_training.losses import op_pitch_error
-    from host_training.synth_voices import generate
+    from host_training.model.losses import op_pitch_error
+    from host_training.audio.synth_voices import generate
 
     p = np.stack([v.parameters for v in generate(8, 3)]).astype(np.int64)
     ops = range(1, 7)
@@ -187,7 +188,7 @@ def test_op_pitch_error_is_zero_for_every_split_that_sounds_the_same():
 
 
 def test_contrastive_loss_rewards_same_voice_agreement():
-    from host_training.losses import supervised_contrastive
+    from host_training.model.losses import supervised_contrastive
 
     torch.manual_seed(0)
     centres = torch.randn(8, 1, 16)
@@ -227,7 +228,7 @@ def test_alternating_flow_lets_every_dimension_condition_and_knobs_lead():
 
 
 def test_euclidean_contrastive_prefers_close_notes_of_one_voice():
-    from host_training.losses import supervised_contrastive
+    from host_training.model.losses import supervised_contrastive
 
     torch.manual_seed(0)
     voices = torch.randn(8, 1, 32) * 3

@@ -89,7 +89,7 @@ def test_training_writes_weights_logs_and_export(run):
         # the knob terms run with the VAEs only (and resume with them: test_resume_gives_the_same_weights)
         assert all(("knob_gain" in r["train"]) == (kind != "cnn") for r in rows)
     assert list((run / "tb" / "flow").glob("events.*")), "TensorBoard events missing"
-    from host_training.export import load_decoder, read_run, representative_latents
+    from host_training.jobs.export import load_decoder, read_run, representative_latents
 
     head, info = load_decoder(run)
     assert info["latent_size"] == 225 and info["head"] == "flow"
@@ -116,7 +116,7 @@ def test_training_writes_weights_logs_and_export(run):
 def test_another_vae_model_of_the_run_is_exported_on_demand(run):
     """`dxmacro convert --kind vae_mlp`: the MLP head with its own encoder's latents, made from the
     run's data set in memory (RUN/export/ stays the main model's)."""
-    from host_training.export import load_decoder
+    from host_training.jobs.export import load_decoder
 
     before = (run / "export" / "info.json").read_bytes()
     head, info = load_decoder(run, "vae_mlp")
@@ -135,10 +135,10 @@ def test_another_vae_model_of_the_run_is_exported_on_demand(run):
 def test_rendered_scores_agree_with_the_data_set_s_own(data):
     """The trainer's probe scores (rendered now, ranked against the data set) are on the
     scale of the data set's own scores: its voices re-rendered get back their ranks."""
-    from host_training.knob_loss import score_targets
+    from host_training.model.knob_loss import score_targets
     from host_training.dataset import open_dataset
-    from host_training.rendered_scores import ScoreRenderer
-    from host_training.sound import RenderSettings
+    from host_training.dataset.rendered_scores import ScoreRenderer
+    from host_training.audio.sound import RenderSettings
 
     ds = open_dataset(data)
     own = score_targets(np.asarray(ds.descriptors), 7)
@@ -179,8 +179,8 @@ def test_training_renders_the_head_s_own_knob_moves(run):
     # the two ends of a move differ (the knob moved the decoded voice) and are valid encodings
     assert (np.abs(pr["va"] - pr["vb"]).sum(1) > 0).any()
     from dx7 import Voice, layout
-    from host_training.export import read_run
-    from host_training.sound import SILENCE_DB, RenderSettings, VoiceRenderer, level_db
+    from host_training.jobs.export import read_run
+    from host_training.audio.sound import SILENCE_DB, RenderSettings, VoiceRenderer, level_db
 
     vectors = np.concatenate([pr["va"], pr["vb"]])
     assert np.array_equal(layout.encode(layout.decode(vectors)), vectors)
@@ -193,7 +193,7 @@ def test_training_renders_the_head_s_own_knob_moves(run):
 
 def test_resume_gives_the_same_weights(data, tmp_path):
     cfg = _config(tmp_path, ["flow"])
-    from host_training.train import train_run
+    from host_training.jobs.train import train_run
 
     train_run(data, tmp_path / "a", str(cfg), progress=False)
     train_run(data, tmp_path / "b", str(cfg), stop_after=1, progress=False)
@@ -222,7 +222,7 @@ def test_generate_writes_a_valid_bank(run, tmp_path):
 def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     from dx7.files import read_voice_file
     from host_training.dataset import open_dataset
-    from host_training.render import DexedRenderer, Note, write_wav
+    from host_training.audio.render import DexedRenderer, Note, write_wav
 
     ds = open_dataset(data)
     voice = ds.voice(int(ds.indices("train")[0]))
@@ -289,9 +289,9 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
 
 
 def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):
-    from host_training.baselines import Retrieval
+    from host_training.model.baselines import Retrieval
     from host_training.dataset import open_dataset
-    from host_training.match import matcher_for_run
+    from host_training.jobs.match import matcher_for_run
 
     ds = open_dataset(data)
     train, test = ds.indices("train"), ds.indices("test")
@@ -314,7 +314,7 @@ def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):
     from dx7 import Voice
     from dx7.files import read_voice_file
     from host_training.dataset import open_dataset
-    from host_training.render import DexedRenderer, Note, write_wav
+    from host_training.audio.render import DexedRenderer, Note, write_wav
 
     ds = open_dataset(data)
     voice = ds.voice(int(ds.indices("train")[0]))  # one whose pitch is heard (test_match_on_a_rendered_wav)
@@ -359,9 +359,9 @@ def test_match_polish_walks_back_to_a_voice_it_was_moved_from(run, data):
     levels moved off is matched back towards the voice it came from, never farther."""
     from dx7 import Voice
     from dx7.params import param
-    from host_training.export import load_vae
-    from host_training.match import Matcher
-    from host_training.sound import RenderSettings, features_of
+    from host_training.jobs.export import load_vae
+    from host_training.jobs.match import Matcher
+    from host_training.audio.sound import RenderSettings, features_of
 
     from host_training.dataset import open_dataset
 
@@ -425,10 +425,10 @@ def test_evaluate_writes_its_report(run, data, tmp_path):
 
 def test_references_put_foreign_sounds_at_the_test_voices_level_and_may_be_none(data):
     from host_training.dataset import open_dataset
-    from host_training.evaluate import references
-    from host_training.foreign_sounds import sounds
-    from host_training.rendered_scores import Pool
-    from host_training.sound import RenderSettings, features_level_db
+    from host_training.jobs.evaluate import references
+    from host_training.audio.foreign_sounds import sounds
+    from host_training.dataset.rendered_scores import Pool
+    from host_training.audio.sound import RenderSettings, features_level_db
 
     ds = open_dataset(data)
     pool = Pool(RenderSettings.from_manifest(ds.settings), 2)
@@ -446,7 +446,7 @@ def test_references_put_foreign_sounds_at_the_test_voices_level_and_may_be_none(
 
 def test_pitch_drift_counts_semitones_and_pitch_eg_steps():
     from dx7.params import PARAMS, param
-    from host_training.evaluate import pitch_drift
+    from host_training.jobs.evaluate import pitch_drift
 
     base = np.array([min(p.high, 50) for p in PARAMS], dtype=np.uint8)
     base[param("transpose").index] = 24
@@ -503,8 +503,8 @@ def test_shipped_default_model_decodes_and_generates(tmp_path):
     without --run."""
     pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
     from dx7.files import read_voice_file
-    from host_training.export import load_decoder, representative_latents
-    from host_training.runs import default_model_dir
+    from host_training.jobs.export import load_decoder, representative_latents
+    from host_training.jobs.runs import default_model_dir
 
     head, info = load_decoder(default_model_dir())
     assert info["head"] == "flow" and len(info["knobs"]) == 6
@@ -561,7 +561,7 @@ def test_torchrun_trains_one_run_split_over_two_processes(data, tmp_path):
         assert all(np.isfinite(v) for r in rows for v in r["train"].values())
         state = torch.load(out / "models" / kind / "model.pt", weights_only=True)["state_dict"]
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
-    from host_training.export import load_decoder
+    from host_training.jobs.export import load_decoder
 
     head, info = load_decoder(out)
     assert info["head"] == "flow" and head(torch.zeros(1, info["latent_size"])).shape == (1, 225)

@@ -1,4 +1,4 @@
-"""The register search (host_training.register) on real Dexed renders."""
+"""The register search (host_training.jobs.register) on real Dexed renders."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 
 from dx7 import Voice
 from dx7.params import param
-from host_training.register import REGISTERS, read_register, with_transpose
-from host_training.sound import RenderSettings, VoiceRenderer, feature_distance, features_of
+from host_training.jobs.register import REGISTERS, read_register, with_transpose
+from host_training.audio.sound import RenderSettings, VoiceRenderer, feature_distance, features_of
 
 SETTINGS = RenderSettings(notes=((48, 100), (60, 100)), rate=16000, hold=0.5, duration=0.8)
 T = param("transpose").index

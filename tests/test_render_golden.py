@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from dx7 import read_voice_file
-from host_training.features import log_mel_difference, rms_db
+from host_training.audio.features import log_mel_difference, rms_db
 
 pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")
-from host_training.render import DexedRenderer, Note, read_wav  # noqa: E402
+from host_training.audio.render import DexedRenderer, Note, read_wav  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 from dx7 import Voice
 
 pytest.importorskip("dexed", reason="dexed-py is not installed")
-from host_training.synth_voices import audibility, carriers, default_figures, generate  # noqa: E402
+from host_training.audio.synth_voices import audibility, carriers, default_figures, generate  # noqa: E402
 
 
 def test_seeded_and_valid():

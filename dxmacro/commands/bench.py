@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_device_bench(args: argparse.Namespace) -> int:
-    from device.bench import run_bench
+    from device.bench.realtime import run_bench
     from dxmacro.errors import DxmacroError
     from hardware.ads1x15 import Chip
 

@@ -24,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_run(run_dir: str, kind: str | None = None):
-    """(module, info) from host_training.export.load_decoder, imported only here (torch)."""
+    """(module, info) from host_training.jobs.export.load_decoder, imported only here (torch)."""
     if not Path(run_dir).is_dir():
         raise DxmacroError(f"run folder {run_dir} does not exist")
     try:
-        from host_training.export import load_decoder
+        from host_training.jobs.export import load_decoder
     except ImportError as exc:
-        raise DxmacroError(f"cannot load runs: host_training.export is unavailable ({exc})") from None
+        raise DxmacroError(f"cannot load runs: host_training.jobs.export is unavailable ({exc})") from None
     try:
         return load_decoder(run_dir, kind)
     except (FileNotFoundError, KeyError) as exc:

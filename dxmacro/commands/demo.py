@@ -27,7 +27,7 @@ def demo_bundle(out: Path, run_dir: str | None) -> Path:
 
     from conversion import keys, pipeline
     from dx7.files import atomic_write
-    from host_training.export import load_decoder
+    from host_training.jobs.export import load_decoder
 
     run_path = run_dir or str(resources.files("host_training").joinpath("default_model"))
     module, info = load_decoder(run_path)
@@ -42,17 +42,18 @@ def demo_bundle(out: Path, run_dir: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     if args.device:
-        from device.demo import run_demo
+        from device.bench.demo import run_demo
+        from host_training.audio.render import DexedRenderer
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         bundle = None if args.linear else demo_bundle(out, args.run)
-        run_demo(out, seed=args.seed, bundle=bundle)
+        run_demo(out, seed=args.seed, bundle=bundle, renderer=DexedRenderer(44100))
         return 0
     from dx7.files import atomic_write, encode_banks
-    from host_training.features import rms_db
-    from host_training.render import DexedRenderer, Note, write_wav
-    from host_training.synth_voices import generate
+    from host_training.audio.features import rms_db
+    from host_training.audio.render import DexedRenderer, Note, write_wav
+    from host_training.audio.synth_voices import generate
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from device.config import load_config
+    from device.control.config import load_config
     from device.runtime import run_device
     from dxmacro.errors import DxmacroError
 

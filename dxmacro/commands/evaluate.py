@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dxmacro.outputs import check_output_folder
-    from host_training.evaluate import evaluate_run
+    from host_training.jobs.evaluate import evaluate_run
 
     check_output_folder(args.out, "report folder")
     evaluate_run(args.run, args.data, args.out, progress=not args.quiet)

@@ -83,9 +83,9 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def make_flasher(conf: dict):
-    from device.bundle_check import CachingVerifier, load_public_key
-    from device.flasher import FlashConfig, Flasher
-    from device.store import ModelStore
+    from device.flashing.bundle_check import CachingVerifier, load_public_key
+    from device.flashing.flasher import FlashConfig, Flasher
+    from device.flashing.store import ModelStore
 
     key_file = Path(conf["public_key"])
     if not key_file.is_file():
@@ -109,7 +109,7 @@ def read_token(path: str) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from device.flash_service import FlashHTTPServer
+    from device.flashing.flash_service import FlashHTTPServer
 
     conf = settings(args)
     token = read_token(conf["token_file"])

@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dx7.files import atomic_write, encode_banks
     from dxmacro.errors import DxmacroError
-    from host_training.generate import generate
-    from host_training.runs import resolve_run
+    from host_training.jobs.generate import generate
+    from host_training.jobs.runs import resolve_run
 
     if not 0 < args.temperature <= 3:
         raise DxmacroError(f"--temperature must be in (0, 3], got {args.temperature}")

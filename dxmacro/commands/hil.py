@@ -1,4 +1,4 @@
-"""``dxmacro hil``: the hardware-in-the-loop checks (device/hil.py) against a synth at a bench.
+"""``dxmacro hil``: the hardware-in-the-loop checks (device/bench/hil.py) against a synth at a bench.
 
     dxmacro hil --port "USB MIDI Interface" --reply-port "USB MIDI Interface" --report hil.json
     dxmacro hil --emulate --report hil.json      # the emulated DX7 on a private JACK server
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from device import hil
+    from device.bench import hil
     from dxmacro.errors import DxmacroError
 
     if bool(args.port) == bool(args.emulate):
@@ -58,10 +58,18 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, target) -> int:
     from pathlib import Path
 
-    from device import hil
+    from device.bench import hil
 
+    from dxmacro.errors import DxmacroError
+
+    try:  # the audio check's sound: Dexed's engine, where the host extra is installed
+        from host_training.audio.render import DexedRenderer
+
+        renderer = DexedRenderer(44100)
+    except (ImportError, DxmacroError):
+        renderer = None
     print(f"HIL checks against {target.port} ({target.api}, channel {target.channel})")
-    results = hil.run_all(target, duration_s=args.duration, only=args.only)
+    results = hil.run_all(target, duration_s=args.duration, only=args.only, renderer=renderer)
     if args.report:
         hil.write_report(Path(args.report), target, results)
         print(f"report: {args.report}")

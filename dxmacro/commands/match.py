@@ -54,9 +54,9 @@ def _notes(text: str) -> list[int] | None:
 def run(args: argparse.Namespace) -> int:
     from dx7.files import atomic_write, encode_singles
     from dxmacro.errors import DxmacroError
-    from host_training.match import matcher_for_run, prepare
-    from host_training.render import read_wav
-    from host_training.runs import resolve_run
+    from host_training.jobs.match import matcher_for_run, prepare
+    from host_training.audio.render import read_wav
+    from host_training.jobs.runs import resolve_run
 
     if args.polish < 0:
         raise DxmacroError(f"--polish must be 0 or more renders (got {args.polish})")

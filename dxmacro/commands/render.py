@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dxmacro.commands.voices import load_voices
     from dxmacro.errors import DxmacroError
-    from host_training.features import rms_db
-    from host_training.render import Note, make_renderer, write_wav
+    from host_training.audio.features import rms_db
+    from host_training.audio.render import Note, make_renderer, write_wav
 
     voices = load_voices([args.voices])
     if not 0 <= args.index < len(voices):

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from dxmacro.outputs import check_output_folder
-    from host_training.train import dist_info, train_run
+    from host_training.jobs.train import dist_info, train_run
 
     check_output_folder(args.out, "run folder")
     out = train_run(args.data, args.out, args.config, stop_after=args.stop_after, progress=not args.quiet,

@@ -126,7 +126,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from host_training.synth_voices import generate
+    from host_training.audio.synth_voices import generate
 
     if not 1 <= args.n <= 100_000:
         raise DX7Error(f"-n must be 1..100000, got {args.n}")

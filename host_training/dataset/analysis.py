@@ -1,7 +1,7 @@
 """One voice in, everything the data set stores about its sound out: render at each
 (note, velocity), log-mel, descriptors, level, and the pooled embedding the splits use.
 
-Log-mel: host_training.features' definition (2048-point periodic Hann STFT, hop 512,
+Log-mel: host_training.audio.features' definition (2048-point periodic Hann STFT, hop 512,
 centred, 128 Slaney mel bands 0 Hz..Nyquist), in dB re mel power 1.0 with an ABSOLUTE
 floor (``floor_db``, default -80 dB) instead of features.log_mel's "80 dB under this
 render's peak": the level of a note (its velocity, the voice's loudness) is information
@@ -17,8 +17,8 @@ import numpy as np
 
 from dx7 import Voice
 from host_training.dataset import descriptors
-from host_training.features import HOP, N_FFT, mel_filterbank
-from host_training.render import Note, Renderer
+from host_training.audio.features import HOP, N_FFT, mel_filterbank
+from host_training.audio.render import Note, Renderer
 
 EMBED_MEL_POOL = 8  # 128 mel bands -> 16
 EMBED_TIME_BINS = 8  # frames -> 8 bins

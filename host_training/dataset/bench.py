@@ -30,7 +30,7 @@ def _cpu() -> float:
 
 def bench(voices: list[Voice], settings: BuildSettings, workers: list[int],
           say: Callable[[str], None] = print) -> dict[str, float]:
-    from host_training.render import DexedRenderer
+    from host_training.audio.render import DexedRenderer
 
     a = settings.analysis()
     renderer = DexedRenderer(settings.rate)

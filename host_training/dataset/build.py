@@ -32,7 +32,7 @@ from dxmacro.errors import DxmacroError
 from host_training.dataset import descriptors, splits, store, tags
 from host_training.dataset.analysis import AnalysisSettings, analyse
 from host_training.dataset.ingest import Ingested, ingest
-from host_training.features import HOP, N_FFT
+from host_training.audio.features import HOP, N_FFT
 
 DEFAULT_NOTES = ((48, 100), (60, 60), (60, 100), (72, 100))
 WORK = ".build"
@@ -112,7 +112,7 @@ def single_threaded_blas():
 
 
 def _worker_init(rate: int) -> None:
-    from host_training.render import DexedRenderer
+    from host_training.audio.render import DexedRenderer
 
     _WORKER["limits"] = single_threaded_blas()  # kept for the worker's life
     _WORKER["renderer"] = DexedRenderer(rate)

@@ -58,7 +58,7 @@ def ingest(paths: Sequence[str | os.PathLike[str]] = (), voices: Sequence[Voice]
         slots += [(lv.voice, {"file": str(f), "slot": lv.slot}) for lv in loaded]
     slots += [(v, f"memory:{i}") for i, v in enumerate(voices)]
     if synthetic:
-        from host_training.synth_voices import generate
+        from host_training.audio.synth_voices import generate
 
         slots += [(v, f"synthetic:{seed}:{i}") for i, v in enumerate(generate(synthetic, seed))]
     seen: set[bytes] = set()

@@ -2,7 +2,7 @@
 
 By default the synth is the emulated DX7 (its own process, its own JACK ports); with
 ``--hil-port NAME`` (and ``--hil-reply-port``, ``--hil-loopback``, ``--hil-api``, ``--hil-channel``)
-the same checks (device/hil.py, also ``dxmacro hil``) run against a real one."""
+the same checks (device/bench/hil.py, also ``dxmacro hil``) run against a real one."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from device import hil
+from device.bench import hil
+from dx7 import Voice
 
 pytestmark = [pytest.mark.hil]
 
@@ -65,8 +66,16 @@ def test_the_device_recovers_when_the_port_vanishes_and_returns(target):
 
 
 @pytest.mark.timeout(120)
-def test_audio_from_the_synths_voice_equals_the_intended_voices(target, tmp_path):
-    verdict(hil.check_audio(target, workdir=tmp_path))
+def test_audio_from_the_synths_voice_equals_the_intended_voices(target):
+    pytest.importorskip("dexed", reason="rendering needs dexed-py (the host extra)")
+    from host_training.audio.render import DexedRenderer
+
+    renderer = DexedRenderer(44100)
+    verdict(hil.check_audio(target, renderer=renderer))
+    # the synth now holds the check's own voice: another intended voice must sound different
+    other = Voice.init().replace({"algorithm": 31, "op1_freq_coarse": 3}, name="NOT HELD")
+    assert hil.check_audio(target, intended=other, renderer=renderer).status == hil.FAIL
+    assert hil.check_audio(target).status == hil.SKIP  # no renderer passed in: said, not failed
 
 
 @pytest.mark.timeout(60)

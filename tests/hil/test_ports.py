@@ -144,19 +144,3 @@ def test_killing_jackd_mid_test_fails_fast_with_a_clear_error(emulator_factory, 
         out.send(DumpRequest(0, 0).encode())
     with pytest.raises(JackUnavailable, match="JACK server"):
         RtMidiOutput(emu.input_port, client_name="test-after-kill")
-
-
-def test_it_renders_what_it_holds(emulator_factory, tmp_path):
-    pytest.importorskip("dexed", reason="rendering needs dexed-py (the host extra)")
-    from host_training.render import DexedRenderer, Note, read_wav
-
-    emu = emulator_factory(channel=1)
-    out, _ = ports(emu, "render")
-    voice = Voice.init().replace({"algorithm": 4, "feedback": 6}, name="RENDERME")
-    out.send(SingleVoice.of(voice, 0).encode())
-    wait_for_log(emu, 1)
-    res = emu.render(str(tmp_path / "held.wav"), note=57, duration=0.5, hold=0.3)
-    audio, rate = read_wav(res["path"])
-    expected = DexedRenderer(44100).render(voice, Note(57, 100, 0.3, 0.5))
-    assert res["voice"].strip() == "RENDERME" and rate == 44100
-    assert np.allclose(audio, expected, atol=1e-6) and res["rms"] > 1e-3

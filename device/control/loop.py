@@ -1,0 +1,349 @@
+"""The control loop: knobs in, MIDI out, at a fixed rate.
+
+One tick: apply a pending decoder swap, handle button presses, scan the knobs (the
+ADC read blocks for one conversion per channel), smooth each reading, take the knob
+over softly after a voice change, map live knobs to latent values, decode only when
+the latent code changed, and hand the resulting DX7 values to the output profile,
+which sends what the synth lacks within the byte budget. A vanished MIDI port never
+stops the loop: the link is marked down and reopened every ``reopen_interval_s``;
+the voice is sent whole once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dx7 import Voice
+from dx7.params import HIGHS, LEARNABLE_COUNT
+from dx7.voice import encode_name
+from device.control.budget import ByteBudget
+from device.control.controls import AnchorCycler, PriorSampler, VoiceBank, VoiceChoice
+from device.control.display import DisplayState, KnobView
+from device.control.mapping import KnobMapping, latent_from
+from device.control.notify import Notifier
+from device.control.ports import Buttons, Clock, Decoder, Display, KnobReader, MidiOut, PortGone
+from device.control.profiles import CCProfile, EchoCC, SysexProfile, panic_messages
+from device.control.smoothing import KnobChannel, SmoothingSettings
+from dxmacro.errors import DxmacroError
+
+log = logging.getLogger("dxmacro.device")
+_HIGHS = np.array(HIGHS[:LEARNABLE_COUNT])
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    rate_hz: float = 1000.0  # capped by the ADC: the loop never ticks faster than one scan
+    smoothing: SmoothingSettings = SmoothingSettings()
+    takeover: str = "pickup"  # or "jump": knobs take over at once after a voice change
+    reopen_interval_s: float = 0.25
+    display_period_s: float = 0.1
+    random_seed: int | None = None
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    overruns: int = 0
+    decodes: int = 0
+    messages: int = 0
+    bytes: int = 0
+    read_failures: int = 0
+    port_gone: int = 0
+    reopened: int = 0
+    decode_errors: int = 0
+    swaps: int = 0
+    tick_starts: list[float] = field(default_factory=list)
+    record_ticks: bool = False
+
+
+class ControlLoop:
+    def __init__(self, *, knobs: KnobReader, port: MidiOut, decoder: Decoder,
+                 mappings: Callable[[Decoder], list[KnobMapping]], profile: SysexProfile | CCProfile,
+                 clock: Clock, budget: ByteBudget | None = None, echo: EchoCC | None = None,
+                 echo_port: MidiOut | None = None, buttons: Buttons | None = None, display: Display | None = None,
+                 notifier: Notifier | None = None, bank: VoiceBank | None = None,
+                 settings: LoopSettings = LoopSettings()) -> None:
+        self.knobs, self.port, self.clock = knobs, port, clock
+        self.profile, self.budget, self.echo = profile, budget, echo
+        self.echo_port = echo_port
+        self.buttons, self.display, self.notifier, self.bank = buttons, display, notifier, bank
+        self.settings = settings
+        self.stats = LoopStats()
+        self._mapping_factory = mappings
+        self._swap_lock = threading.Lock()
+        self._pending_decoder: Decoder | None = None
+        self._urgent: list[bytes] = []
+        self.link_up = True
+        self._next_reopen = 0.0
+        self._echo_link = True
+        self._message = ""
+        self._last_display = float("-inf")
+        self._shown: DisplayState | None = None
+        self.healthy = True  # the decoder works (set per decode)
+        self.model_state = None  # device.flashing.model_follow.ModelState when following a model store
+        self.status = None  # device.flashing.status.StatusPublisher when status.json is configured
+        self.sampler = PriorSampler(settings.random_seed)
+        self._install(decoder)
+        self.channels = [KnobChannel(settings.smoothing) for _ in self.mappings]
+        self.cycler = AnchorCycler(decoder.anchors)
+        self.select(self.cycler.current())
+
+    # -- decoder -------------------------------------------------------------------------
+    def _install(self, decoder: Decoder) -> None:
+        mappings = self._mapping_factory(decoder)
+        for m in mappings:
+            if not 0 <= m.dim < decoder.latent_size:
+                raise DxmacroError(f"knob {m.name!r} moves latent dimension {m.dim}, but the decoder has "
+                                   f"{decoder.latent_size} (0..{decoder.latent_size - 1})")
+        self.decoder = decoder
+        self.mappings = mappings
+
+    def swap_decoder(self, new: Decoder) -> None:
+        """Thread-safe: the new decoder takes over between two ticks, never mid-tick."""
+        with self._swap_lock:
+            self._pending_decoder = new
+
+    def _apply_swap(self) -> None:
+        if self._pending_decoder is None:
+            return
+        with self._swap_lock:
+            new, self._pending_decoder = self._pending_decoder, None
+        if new is None:
+            return
+        old_names = [m.name for m in self.mappings]
+        try:
+            self._install(new)
+        except DxmacroError as exc:
+            log.error("decoder swap refused", extra={"event": "swap_refused", "reason": str(exc)})
+            return
+        self.stats.swaps += 1
+        self.cycler = AnchorCycler(new.anchors)
+        if len(self.mappings) != len(self.channels):
+            self.channels = [KnobChannel(self.settings.smoothing) for _ in self.mappings]
+        # A new model gives latent codes a new meaning: start from its first anchor.
+        self.select(self.cycler.current())
+        self._message = "model swapped"
+        log.info("decoder swapped", extra={"event": "decoder_swapped", "knobs": [m.name for m in self.mappings],
+                                           "previous_knobs": old_names})
+
+    # -- voices --------------------------------------------------------------------------
+    def select(self, choice: VoiceChoice) -> None:
+        """Switch to a voice: sent whole (or decoded), knobs armed for soft takeover."""
+        self.base = np.asarray(choice.latent, dtype=np.float32).reshape(self.decoder.latent_size)
+        self.latent = self.base.copy()
+        self.voice_name = choice.name
+        if choice.voice is not None:
+            values = choice.voice.values[:LEARNABLE_COUNT]
+        else:
+            values = self._decode(self.base)
+            if values is None:
+                return
+        self._set_target(values)
+        for m, ch in zip(self.mappings, self.channels):
+            if self.settings.takeover == "jump":
+                ch.takeover.release()
+            else:
+                ch.takeover.arm(m.to_position(float(self.base[m.dim])), ch.position)
+        if self.settings.takeover == "jump":
+            self._knobs_changed()
+        log.info("voice selected", extra={"event": "voice", "voice": choice.name})
+
+    def _decode(self, z: np.ndarray) -> tuple[int, ...] | None:
+        try:
+            out = np.asarray(self.decoder.decode(z))
+            if out.shape != (LEARNABLE_COUNT,):
+                raise ValueError(f"decoder returned shape {out.shape}")
+            self.stats.decodes += 1
+            self.healthy = True
+            return tuple(out.tolist())
+        except Exception as exc:  # noqa: BLE001 - a failing model must not kill the loop; the watchdog decides
+            self.stats.decode_errors += 1
+            self.healthy = False
+            log.error("decode failed", extra={"event": "decode_error", "reason": repr(exc)})
+            return None
+
+    def _set_target(self, params: tuple[int, ...]) -> None:
+        # Range check vectorised (Voice() checks value by value: too slow per tick).
+        if len(params) != LEARNABLE_COUNT or not np.all(np.asarray(params) <= _HIGHS):
+            self.stats.decode_errors += 1
+            self.healthy = False
+            log.error("decoder output out of range", extra={"event": "decode_error"})
+            return
+        self.values = tuple(params) + encode_name(self.voice_name)
+        self.profile.set_target(self.values)
+
+    @property
+    def voice(self) -> Voice:
+        """The voice the knobs ask for now (what the synth gets once the budget allows)."""
+        return Voice(self.values)
+
+    def _knobs_changed(self) -> None:
+        live = [ch.takeover.live for ch in self.channels]
+        z = latent_from(self.base, self.mappings, [ch.position for ch in self.channels], live)
+        if np.array_equal(z, self.latent):
+            return
+        self.latent = z
+        values = self._decode(z)
+        if values is not None:
+            self._set_target(values)
+
+    # -- buttons -------------------------------------------------------------------------
+    def press(self, event: str) -> None:
+        if event == "next":
+            self.select(self.cycler.step(+1))
+        elif event == "previous":
+            self.select(self.cycler.step(-1))
+        elif event == "random":
+            self.select(self.sampler.draw(self.decoder))
+        elif event == "store":
+            if self.bank is None:
+                self._message = "no bank file set"
+                return
+            try:
+                n = self.bank.store(self.voice)
+                self._message = f"stored #{n}"
+                log.info("voice stored", extra={"event": "store", "voice": self.voice.name, "number": n})
+            except DxmacroError as exc:
+                self._message = "store failed"
+                log.error("store failed", extra={"event": "store_failed", "reason": str(exc)})
+        elif event == "panic":
+            self._urgent.extend(panic_messages(self.profile.channel))
+            self._message = "panic"
+            log.info("panic", extra={"event": "panic"})
+        else:
+            log.warning("unknown button event", extra={"event": "button_unknown", "button": event})
+
+    # -- output --------------------------------------------------------------------------
+    def _send(self, data: bytes) -> bool:
+        now = self.clock.now()
+        if self.budget is not None and not self.budget.allows(now, len(data)):
+            return False
+        self.port.send(data)  # PortGone propagates to _pump
+        if self.budget is not None:
+            self.budget.spend(now, len(data))
+        self.stats.messages += 1
+        self.stats.bytes += len(data)
+        return True
+
+    def _pump(self, now: float) -> None:
+        if not self.link_up:
+            if now < self._next_reopen:
+                return
+            try:
+                self.port.reopen()
+            except PortGone:
+                self._next_reopen = now + self.settings.reopen_interval_s
+                return
+            self.link_up = True
+            self.stats.reopened += 1
+            self.profile.invalidate()  # whoever is there now gets the whole voice
+            if self.echo is not None and self.echo_port is None:
+                self.echo.invalidate()
+            log.info("MIDI port back", extra={"event": "port_back"})
+        try:
+            while self._urgent:
+                if not self._send(self._urgent[0]):
+                    break
+                self._urgent.pop(0)
+            self.profile.pump(self._send)
+            if self.echo is not None and self.echo_port is None:
+                self.echo.pump(self._send)
+        except PortGone as exc:
+            self.link_up = False
+            self.stats.port_gone += 1
+            self._next_reopen = now + self.settings.reopen_interval_s
+            log.warning("MIDI port gone", extra={"event": "port_gone", "reason": str(exc)})
+
+    def _pump_echo(self) -> None:
+        if self.echo is None or self.echo_port is None:
+            return
+        port = self.echo_port
+
+        def send(data: bytes) -> bool:
+            port.send(data)
+            return True
+
+        try:
+            if not self._echo_link:
+                port.reopen()
+                self._echo_link = True
+                self.echo.invalidate()
+            self.echo.pump(send)
+        except PortGone:
+            self._echo_link = False
+
+    # -- the tick ------------------------------------------------------------------------
+    def tick(self) -> None:
+        start = self.clock.now()
+        self.stats.ticks += 1
+        if self.stats.record_ticks:
+            self.stats.tick_starts.append(start)
+        self._apply_swap()
+        if self.buttons is not None:
+            for event in self.buttons.poll():
+                self.press(event)
+        try:
+            raw = self.knobs.read()
+        except OSError:
+            raw = [None] * len(self.mappings)
+        now = self.clock.now()
+        changed = False
+        for m, ch in zip(self.mappings, self.channels):
+            r = raw[m.channel] if m.channel < len(raw) else None
+            if r is None:
+                self.stats.read_failures += 1
+            changed |= ch.update(r, now)
+        if changed:
+            self._knobs_changed()
+        if self.echo is not None:
+            self.echo.set_positions([ch.position for ch in self.channels])
+        self._pump(now)
+        self._pump_echo()
+        self._update_display(now)
+        if self.status is not None:
+            self.status.tick(self)
+        if self.notifier is not None:
+            self.notifier.watchdog(now, self.is_healthy())
+
+    def is_healthy(self) -> bool:
+        """What the systemd watchdog and status.json's ``healthy`` both say: the decoder works and
+        the model the store names could be run."""
+        return self.healthy and (self.model_state is None or self.model_state.ok)
+
+    def display_state(self) -> DisplayState:
+        knobs = tuple(KnobView(m.name, ch.position, ch.takeover.direction(ch.position), ch.takeover.target)
+                      for m, ch in zip(self.mappings, self.channels))
+        return DisplayState(self.voice_name, knobs, self.link_up, self.profile.name, self._message)
+
+    def _update_display(self, now: float) -> None:
+        if self.display is None or now - self._last_display < self.settings.display_period_s:
+            return
+        state = self.display_state()
+        if state != self._shown:
+            self.display.show(state)
+            self._shown = state
+        self._last_display = now
+
+    def period(self) -> float:
+        rate = self.settings.rate_hz
+        return max(1.0 / rate if rate > 0 else 0.0, 0.0)
+
+    def run(self, *, until: float | None = None, stop: threading.Event | None = None) -> None:
+        """Tick at the fixed rate (a deadline schedule; a late tick does not pile up)
+        until the clock reaches ``until`` or ``stop`` is set."""
+        period = self.period()
+        deadline = self.clock.now()
+        while (stop is None or not stop.is_set()) and (until is None or self.clock.now() < until):
+            self.clock.sleep_until(deadline)
+            self.tick()
+            deadline += period
+            now = self.clock.now()
+            if now > deadline + period:  # fell behind (ADC slower than rate_hz): restart the schedule
+                if period > self.knobs.scan_period_s:
+                    self.stats.overruns += 1
+                deadline = now

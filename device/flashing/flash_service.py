@@ -1,0 +1,242 @@
+"""The device's flash service: HTTP in front of :class:`device.flashing.flasher.Flasher`.
+
+stdlib ``http.server.ThreadingHTTPServer``: no dependency to install or patch on the Pi, a
+process separate from the control loop (a crash here never stops the music), and the request
+volume is one technician. Every write endpoint needs ``Authorization: Bearer <token>`` (compared
+in constant time, checked before a byte of the body is read). Reads are open: the status page is
+for anyone at the side of the stage. The real protection of the controller is the bundle
+signature; the token only decides who may swap between genuine models.
+
+Endpoints (JSON unless noted):
+    GET  /                 status page (device/flashing/web/status.html), /status.js its script
+    GET  /api/status       store, control-loop heartbeat, health check, recent events
+    GET  /api/models       installed models
+    POST /api/auth         checks the token and nothing else (clients call it before a big upload)
+    POST /api/upload       body = the .dxm bytes (Content-Length required); ?force=1, ?wait=1
+    POST /api/activate     {"name": "<installed model name>"}; ?wait=1
+    POST /api/rollback
+    POST /api/usb-import   imports the configured USB folder; ?force=1, ?wait=1
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from device.flashing.bundle_check import BundleRejected
+from device.flashing.flasher import Flasher, UploadTooLarge
+from device.flashing.store import StoreBusy, StoreError
+from dxmacro.errors import DxmacroError
+
+WEB = Path(__file__).with_name("web")
+STATIC = {"/": ("status.html", "text/html; charset=utf-8"),
+          "/status.js": ("status.js", "text/javascript; charset=utf-8")}
+MAX_JSON = 4096
+
+
+class FlashHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], flasher: Flasher, token: str,
+                 usb_dir: Path | None = None) -> None:
+        if len(token) < 16:
+            raise DxmacroError("the flash token must be at least 16 characters")
+        super().__init__(address, Handler)
+        self.flasher = flasher
+        self.token = token.encode()
+        self.usb_dir = usb_dir
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FlashHTTPServer
+    server_version = "dxmacro-flash"
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive or stalled upload frees its thread after this long
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
+        pass  # the event log records what matters; per-request lines would flood the journal
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, doc: dict, extra: dict[str, str] | None = None) -> None:
+        self._send(code, json.dumps(doc).encode(), "application/json", extra)
+
+    def _error(self, code: int, reason: str, extra: dict[str, str] | None = None) -> None:
+        self._json(code, {"ok": False, "error": reason}, extra)
+
+    def _query(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+
+    def _flag(self, name: str) -> bool:
+        return self._query().get(name, "0").lower() in ("1", "true", "yes", "on")
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.server.token)
+        if not ok:
+            self.server.flasher.log.add(f"{self.command} {urlsplit(self.path).path} from {self.client_address[0]} "
+                                        "refused: missing or wrong token", error=True)
+            self.close_connection = True  # the body (if any) stays unread
+            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer <token>)",
+                        {"WWW-Authenticate": 'Bearer realm="dxmacro"'})
+        return ok
+
+    def _length(self) -> int | None:
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return None
+        try:
+            n = int(raw)
+        except ValueError:
+            return -1
+        return n if n >= 0 else -1
+
+    def _json_body(self) -> dict:
+        n = self._length()
+        if n is None or n == 0:
+            return {}
+        if n < 0 or n > MAX_JSON:
+            raise BundleRejected("request body is not a small JSON object")
+        try:
+            doc = json.loads(self.rfile.read(n) or b"{}")
+        except ValueError:
+            raise BundleRejected("request body is not JSON") from None
+        if not isinstance(doc, dict):
+            raise BundleRejected("request body is not a JSON object")
+        return doc
+
+    # ---- routes --------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        path = urlsplit(self.path).path
+        flasher = self.server.flasher
+        if path in STATIC:
+            name, ctype = STATIC[path]
+            self._send(HTTPStatus.OK, (WEB / name).read_bytes(), ctype)
+        elif path == "/api/status":
+            self._json(HTTPStatus.OK, flasher.status())
+        elif path == "/api/models":
+            self._json(HTTPStatus.OK, {"models": flasher.store.summary()["models"]})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.do_POST()
+
+    def do_POST(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        routes = {"/api/auth": lambda: (HTTPStatus.OK, {}), "/api/upload": self._upload, "/api/activate": self._activate,
+                  "/api/rollback": self._rollback, "/api/usb-import": self._usb_import}
+        route = routes.get(path)
+        if route is None:
+            self.close_connection = True
+            self._error(HTTPStatus.NOT_FOUND, f"no such endpoint {path}")
+            return
+        if not self._authorized():
+            return
+        try:
+            code, doc = route()
+        except Exception as exc:  # noqa: BLE001 - mapped to a status code below
+            self.close_connection = True  # the body may be unread: never parse it as the next request
+            self._handle_error(path, exc)
+        else:
+            self._json(code, {"ok": True} | doc)
+
+    def _handle_error(self, path: str, exc: Exception) -> None:
+        if isinstance(exc, UploadTooLarge):
+            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc))
+        elif isinstance(exc, StoreBusy):
+            self._error(HTTPStatus.CONFLICT, str(exc))
+        elif isinstance(exc, (BundleRejected, StoreError)):
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+        elif isinstance(exc, DxmacroError):
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        else:  # one bad request must not end the service
+            self.server.flasher.log.add(f"internal error on {path}: {exc!r}", error=True)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {exc}")
+
+    def finish(self) -> None:
+        """Lingering close: after an early answer (401, 413, refusal) the client may still be
+        sending; closing with unread data makes the kernel send RST, which can destroy our answer
+        before the client reads it. So stop writing, then discard input for a bounded while."""
+        super().finish()
+        if not self.close_connection:
+            return
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(2.0)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline and self.connection.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def _maybe_wait(self, result: dict) -> dict:
+        if self._flag("wait") and result.get("health") == "pending":
+            result = result | {"health": self.server.flasher.wait_health()}
+        return result
+
+    def _upload(self) -> tuple[int, dict]:
+        name = self._query().get("filename", "")
+        flasher = self.server.flasher
+        source = f"upload {name}".strip()
+        if name and ("/" in name or "\\" in name or name.startswith(".") or "\0" in name):
+            flasher.log.add(f"upload refused: file name {name!r} contains a path", error=True)
+            raise BundleRejected(f"file name {name!r} contains a path; send the bare file name")
+        length = self._length()
+        if length is None:
+            raise BundleRejected("Content-Length is required (no chunked uploads)")
+        if length < 0:
+            raise BundleRejected("bad Content-Length")
+        if length > flasher.cfg.max_bytes:
+            flasher.log.add(f"{source} refused: {length} bytes is over the limit", error=True)
+            raise UploadTooLarge(f"bundle is {length} bytes; the limit is {flasher.cfg.max_bytes} bytes")
+        result = flasher.flash_stream(self.rfile, length, force=self._flag("force"), source=source)
+        return HTTPStatus.OK, self._maybe_wait(result)
+
+    def _activate(self) -> tuple[int, dict]:
+        name = str(self._json_body().get("name", ""))
+        return HTTPStatus.OK, self._maybe_wait(self.server.flasher.activate(name))
+
+    def _rollback(self) -> tuple[int, dict]:
+        self._json_body()
+        return HTTPStatus.OK, self.server.flasher.rollback()
+
+    def _usb_import(self) -> tuple[int, dict]:
+        self._json_body()
+        if self.server.usb_dir is None:
+            raise DxmacroError("no USB folder configured for this service (usb_dir)")
+        return HTTPStatus.OK, self._maybe_wait(self.server.flasher.import_folder(self.server.usb_dir,
+                                                                                 force=self._flag("force")))
+
+
+def serve(server: FlashHTTPServer, ready: threading.Event | None = None) -> None:
+    if ready is not None:
+        ready.set()
+    server.serve_forever(poll_interval=0.2)

@@ -1,0 +1,317 @@
+"""Flashing, transport-free: receive a bundle into the store, check it, self-test it, swap it in,
+and watch the control loop's health until the swap is confirmed or rolled back.
+
+The HTTP service (device/flashing/flash_service.py), the USB-stick import and the tests all go through
+:class:`Flasher`, so every path into the store runs the same checks in the same order:
+
+    stream to a temp file in the store (size limit while reading)
+    -> signature, every member hash, format version (conversion/bundle.py)
+    -> safe name, no downgrade unless forced
+    -> golden-vector self-test in a separate process
+    -> rename into models/, atomic ``active`` swap (old one kept as ``previous``)
+    -> health window: the loop must report a healthy tick on the new model, else rollback.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from device.flashing.bundle_check import BundleRejected, version_key
+from device.flashing.status_file import age_s, read_status
+from device.flashing.store import InstalledModel, ModelStore, StoreBusy, StoreError, model_file_name
+from dxmacro.errors import DxmacroError
+
+CHUNK = 64 * 1024
+
+
+class FlashBusy(StoreBusy):
+    """Another flash or a health window is running; flashes are strictly one at a time."""
+
+
+class UploadTooLarge(BundleRejected):
+    pass
+
+
+@dataclass
+class FlashConfig:
+    max_bytes: int = 64 * 1024 * 1024
+    status_file: Path | None = None  # the control loop's heartbeat; None = no health check
+    health_window_s: float = 8.0  # a swap is confirmed only after this long without a failure
+    stale_s: float = 3.0  # no tick for this long during the window = the loop is not running
+    self_test_timeout_s: float = 60.0
+    keep_models: int = 4
+
+
+@dataclass
+class EventLog:
+    """Recent service events for /api/status and the page (errors flagged)."""
+
+    size: int = 50
+    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, message: str, *, error: bool = False) -> None:
+        with self.lock:
+            self.events.append({"time": time.time(), "level": "error" if error else "info", "message": message})
+
+    def recent(self) -> list[dict]:
+        with self.lock:
+            return list(self.events)
+
+
+def judge_health(status: dict | None, model: str, since: float, now: float, cfg: FlashConfig,
+                 seen_healthy: bool) -> tuple[str, str, bool]:
+    """One look at the loop's heartbeat during a health window.
+
+    Returns ("ok" | "wait" | "fail", reason, seen_healthy so far). Fails at once on an explicit ``healthy: false`` for
+    the new model, or when the heartbeat stops; at the end of the window a swap without a single
+    healthy tick on the new model fails too."""
+    elapsed = now - since
+    if status is not None:
+        ticking = age_s(status, now) <= cfg.stale_s
+        on_new = status.get("model", {}).get("file") == model if isinstance(status.get("model"), dict) else False
+        if on_new and ticking and status.get("healthy") is False:
+            errs = status.get("errors") or []
+            last = errs[-1].get("message") if errs and isinstance(errs[-1], dict) else None
+            return "fail", "the control loop reports the new model unhealthy" + (f": {last}" if last else ""), False
+        if not ticking and elapsed >= cfg.stale_s:
+            return "fail", f"the control loop has not ticked for {min(age_s(status, now), 1e6):.1f} s", seen_healthy
+        if on_new and ticking and status.get("healthy") is True:
+            seen_healthy = True
+    elif elapsed >= cfg.stale_s:
+        return "fail", "the control loop publishes no status", seen_healthy
+    if elapsed >= cfg.health_window_s:
+        if seen_healthy:
+            return "ok", "healthy", True
+        return "fail", f"no healthy tick on the new model within {cfg.health_window_s:g} s", False
+    return "wait", "healthy so far" if seen_healthy else "waiting for the control loop", seen_healthy
+
+
+class Flasher:
+    def __init__(self, store: ModelStore, public_key_file: Path, cfg: FlashConfig | None = None,
+                 self_test: Callable[[Path], dict] | None = None) -> None:
+        from device.flashing.bundle_check import run_self_test
+
+        self.store = store
+        self.cfg = cfg or FlashConfig()
+        self.public_key_file = Path(public_key_file)
+        self._self_test = self_test or (lambda p: run_self_test(p, self.public_key_file, self.cfg.self_test_timeout_s))
+        self.log = EventLog()
+        self._health_thread: threading.Thread | None = None
+        self._health_done = threading.Event()
+        self._health_done.set()
+        self._state_lock = threading.Lock()
+        self.last_result: dict | None = None
+        self.health: dict = {"state": "idle"}
+        for line in store.recovered:
+            self.log.add(f"store recovery: {line}", error=True)
+        self._adopt_trial()
+
+    def _adopt_trial(self) -> bool:
+        """A swap awaiting its health check that nobody in this process watches (we rebooted in
+        its window, or another process started it and died): judge it from now. True if pending."""
+        t = self.store.trial()
+        if t is None:
+            return False
+        with self._state_lock:
+            if self._health_done.is_set():
+                self._start_health(t["model"])
+        return True
+
+    def _check_idle(self) -> None:
+        if self._adopt_trial():
+            raise FlashBusy("the last swap is still in its health check; try again in a few seconds")
+
+    # ---- receiving ---------------------------------------------------------------------------
+
+    def receive(self, stream: BinaryIO, length: int | None) -> Path:
+        """Copy ``length`` bytes (or up to EOF) from ``stream`` into a temp file in the store,
+        enforcing the size limit while reading. Returns the temp path (caller installs or deletes)."""
+        limit = self.cfg.max_bytes
+        if length is not None and length > limit:
+            raise UploadTooLarge(f"bundle is {length} bytes; the limit is {limit} bytes")
+        fd, tmp = self.store.temp_upload()
+        got = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                while length is None or got < length:
+                    want = CHUNK if length is None else min(CHUNK, length - got)
+                    try:
+                        chunk = stream.read(want)
+                    except OSError as exc:  # client vanished or stalled past the socket timeout
+                        raise BundleRejected(f"upload interrupted after {got} bytes: {exc}") from None
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if got > limit:
+                        raise UploadTooLarge(f"bundle exceeds the limit of {limit} bytes")
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            if length is not None and got < length:
+                raise BundleRejected(f"upload truncated: received {got} of {length} bytes")
+            if got == 0:
+                raise BundleRejected("empty upload")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp
+
+    # ---- the checks and the swap ---------------------------------------------------------------
+
+    def flash_stream(self, stream: BinaryIO, length: int | None, *, force: bool = False,
+                     source: str = "upload", activate: bool = True) -> dict:
+        """Receive, check, self-test, install and activate one bundle: the whole flash."""
+        self._check_idle()
+        with self.store.locked():
+            try:
+                tmp = self.receive(stream, length)
+            except DxmacroError as exc:
+                self.log.add(f"{source} refused: {exc}", error=True)
+                raise
+            result = self._flash_file(tmp, force=force, source=source)
+            if activate:
+                result |= self._swap(self.store.get(result["installed"]))
+        self.last_result = result
+        return result
+
+    def flash_path(self, path: Path, **kw) -> dict:
+        with open(path, "rb") as f:
+            return self.flash_stream(f, os.fstat(f.fileno()).st_size, **kw)
+
+    def _flash_file(self, temp: Path, *, force: bool, source: str) -> dict:
+        """Check, self-test and install a received temp file (consumed either way). Store locked."""
+        try:
+            info = self.store.verify(temp)
+            model_file_name(info)  # refuses ids/versions that would name a path
+            self.store.check_upgrade(info, force=force)
+            t0 = time.monotonic()
+            figures = self._self_test(temp)
+            self_test_s = time.monotonic() - t0
+        except DxmacroError as exc:
+            temp.unlink(missing_ok=True)
+            self.log.add(f"{source} refused: {exc}", error=True)
+            raise
+        model = self.store.install(temp, info)
+        self.log.add(f"{source}: installed {model.name} (self-test {figures})")
+        return {"installed": model.name, "model_id": info.model_id, "version": info.version,
+                "self_test": figures | {"seconds": round(self_test_s, 3)}, "source": source}
+
+    def _swap(self, model: InstalledModel) -> dict:
+        """Point ``active`` at ``model`` and open its health window. Store locked."""
+        watch = self.cfg.status_file is not None
+        old, new = self.store.activate(model.name, trial=watch)
+        self.store.prune(self.cfg.keep_models)
+        if old == new:
+            return {"active": new, "previous": self.store.previous_name(), "health": "unchanged"}
+        self.log.add(f"activated {new} (previous {old})")
+        if watch and old is not None:
+            with self._state_lock:
+                self._start_health(new)
+            return {"active": new, "previous": old, "health": "pending"}
+        self.store.confirm()
+        return {"active": new, "previous": old, "health": "not checked"}
+
+    def activate(self, name: str) -> dict:
+        self._check_idle()
+        with self.store.locked(timeout=5.0):
+            return self._swap(self.store.get(name))
+
+    def rollback(self, reason: str = "requested") -> dict:
+        t0 = time.monotonic()
+        with self.store.locked(timeout=5.0):
+            frm, to = self.store.rollback()
+        self.log.add(f"rolled back from {frm} to {to} ({reason})", error=reason != "requested")
+        return {"active": to, "rolled_back_from": frm, "reason": reason, "seconds": round(time.monotonic() - t0, 4)}
+
+    # ---- health window -----------------------------------------------------------------------
+
+    def _start_health(self, model: str) -> None:
+        """Start watching ``model`` (caller holds _state_lock)."""
+        self._health_done.clear()
+        self.health = {"state": "checking", "model": model, "since": time.time()}
+        self._health_thread = threading.Thread(target=self._watch, args=(model,), daemon=True, name="health")
+        self._health_thread.start()
+
+    def _watch(self, model: str) -> None:
+        since = time.monotonic()
+        seen = False
+        try:
+            while True:
+                if self.store.active_name() != model:  # rolled back or replaced by hand meanwhile
+                    self.health = {"state": "superseded", "model": model}
+                    return
+                status = read_status(self.cfg.status_file)
+                verdict, reason, seen = judge_health(status, model, since, time.monotonic(), self.cfg, seen)
+                if verdict == "ok":
+                    with self.store.locked(timeout=5.0):
+                        if self.store.active_name() == model:
+                            self.store.confirm()
+                    self.health = {"state": "confirmed", "model": model,
+                                   "seconds": round(time.monotonic() - since, 3)}
+                    self.log.add(f"{model} confirmed healthy")
+                    return
+                if verdict == "fail":
+                    try:
+                        r = self.rollback(reason)
+                    except StoreError as exc:
+                        self.health = {"state": "failed", "model": model, "reason": f"{reason}; {exc}"}
+                        self.log.add(f"health check of {model} failed ({reason}) and rollback failed: {exc}",
+                                     error=True)
+                        return
+                    self.health = {"state": "rolled back", "model": model, "reason": reason,
+                                   "active": r["active"], "seconds": round(time.monotonic() - since, 3)}
+                    return
+                time.sleep(0.1)
+        except Exception as exc:  # noqa: BLE001 - report, never die silently with the trial open
+            self.health = {"state": "failed", "model": model, "reason": repr(exc)}
+            self.log.add(f"health watch of {model} crashed: {exc!r}", error=True)
+        finally:
+            self._health_done.set()
+
+    def wait_health(self, timeout: float | None = None) -> dict:
+        self._health_done.wait(timeout)
+        return dict(self.health)
+
+    # ---- USB stick -----------------------------------------------------------------------------
+
+    def import_folder(self, folder: Path, *, force: bool = False) -> dict:
+        """Every ``*.dxm`` in ``folder`` (not below it) goes through the same checks as an upload;
+        the highest version that passes becomes active."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DxmacroError(f"USB folder {folder} does not exist (is the stick mounted?)")
+        files = sorted(p for p in folder.glob("*.dxm") if p.is_file())
+        if not files:
+            raise DxmacroError(f"no *.dxm bundles in {folder}")
+        self._check_idle()
+        installed, refused = [], []
+        with self.store.locked():
+            for p in files:
+                try:
+                    with open(p, "rb") as f:
+                        tmp = self.receive(f, os.fstat(f.fileno()).st_size)
+                    installed.append(self._flash_file(tmp, force=force, source=f"USB {p.name}"))
+                except (DxmacroError, OSError) as exc:
+                    refused.append({"file": p.name, "reason": str(exc)})
+            result: dict = {"installed": installed, "refused": refused}
+            if installed:
+                best = max(installed, key=lambda r: version_key(r["version"]))
+                result |= self._swap(self.store.get(best["installed"]))
+        self.last_result = result
+        return result
+
+    def status(self) -> dict:
+        loop = read_status(self.cfg.status_file)
+        if loop is not None:
+            loop = loop | {"age_s": round(min(age_s(loop), 1e9), 3)}
+        return {"store": self.store.summary(), "loop": loop, "health": self.health,
+                "last_result": self.last_result, "events": self.log.recent(),
+                "max_bytes": self.cfg.max_bytes}

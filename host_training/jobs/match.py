@@ -1,0 +1,473 @@
+"""Sound matching: a recording at any pitch -> a DX7 voice.
+
+A recording is first read from its note (``prepare``: the onset found, the noise floor heard
+before it taken out), its note heard (``pitch.sounding_note``) and its gain read against the
+training notes (``Matcher.retrieve``); the encoder and the retrieval then read it moved onto
+the data set's notes, and every candidate is judged at the recording's own note
+(``Matcher.match_recording``; docs/model.md, "Recordings"). `dxmacro evaluate` scores renders
+at the data set's notes and level, and calls ``Matcher.match`` directly. Four steps, each
+measured in docs/results.md:
+1. the model: the single-note encoding (the encoder is note-agnostic, trained with
+   single-note inputs and the contrastive loss) decoded by the head;
+2. retrieval: the nearest (training voice, note) pair of pooled log-mel, which also
+   estimates the note slot played (when the run's data set is at hand);
+3. refinement in the latent space: candidates between the model's latent and the
+   retrieved voice's latent, plus small perturbations, are rendered at the estimated note
+   and the one closest to the recording (log-mel MAE) wins. The retrieved voice itself is
+   a candidate, so the result is never farther from the recording than retrieval;
+4. polish in parameter space: a greedy line search over the parameters a listener hears
+   most (output levels, coarse frequencies, feedback, attack and release rates; the
+   per-step audibility is measured in docs/conversion.md) repeats every move that brings
+   the render closer, within a budget of renders. Why not the latent alone: the decoded latent of the
+   retrieved voice is not the voice itself (the head's error is larger than a near-copy's),
+   so latent moves rarely beat the retrieved voice (docs/results.md).
+
+Every voice decoded from the latent gets its register (transpose) read at the note first
+(host_training.jobs.register): the pitch-independent latent cannot hold it.
+
+Several recordings of one sound (one note each) are matched by one voice
+(``Matcher.match_recordings``, ``Matcher.match_notes``): every step above judged by the mean
+distance over them, each at its own note (docs/model.md, "Several notes").
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dx7 import Voice, layout
+from dx7.params import param
+from dxmacro.errors import DxmacroError
+from host_training.audio.pitch import sounding_note
+from host_training.jobs.register import read_register
+from host_training.audio.features import N_FFT
+from host_training.audio.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, notes_distance,
+                                  level_db, mean_mel_power, mel_power, to_db)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    voice: Voice
+    source: str  # "model", "retrieval" or "refined", with "+polish" when the polish moved it
+    distance_db: float  # mean log-mel distance over the notes matched
+    notes: tuple[int, ...]  # the MIDI note each input was judged at
+    gains_db: tuple[float | None, ...] = ()  # the gain each recording was matched at (None: as recorded, none read)
+
+    @property
+    def note(self) -> int:
+        return self.notes[0]
+
+    @property
+    def gain_db(self) -> float | None:
+        return self.gains_db[0] if self.gains_db else 0.0
+
+
+def vector_to_voice(vec: np.ndarray, name: str) -> Voice:
+    return Voice.from_parameters(layout.decode(vec), name)
+
+
+ONSET_FRAME_S = 0.005
+ONSET_DB = 60.0  # a frame this close to the loudest one sounds (the descriptors' "active" frames)
+LEAD_S = 0.1  # the opening that may be a noise floor
+LEAD_STEADY_DB = 1.5  # ... when its frames' levels vary this little (an attack rises faster)
+LEAD_BELOW_PEAK_DB = 30.0  # ... and it is this far under the note
+ONSET_OVER_NOISE_DB = 6.0  # the note starts where it rises this far over the noise
+NOISE_SUBTRACT = 1.0  # noise power taken out, in multiples of its mean (1 matched best of 1, 2, 4: docs/model.md)
+GAIN_WINDOW_DB = 12.0  # a recording's gain is read within this of the data set's median level (docs/model.md)
+
+
+@dataclass(frozen=True)
+class Onset:
+    start: int  # first sample of the note
+    noise_db: float | None  # level (dBFS) of a steady noise floor before it, None if none was heard
+
+
+def find_onset(audio: np.ndarray, rate: int) -> Onset:
+    """Where the played note starts in a recording, and the noise floor before it.
+
+    The data set's renders begin at note-on; a recording usually begins some time before,
+    in digital silence or over the noise floor of the synth and the interface. The note
+    starts with the first 5 ms frame within ONSET_DB of the loudest one, or,
+    when the first 100 ms are a steady noise floor, ONSET_OVER_NOISE_DB over that floor
+    (whichever is higher). A steady opening is told from an attack by how little it
+    varies: on 600 training renders, which begin at note-on, the onset is within one frame
+    of the start for 99 %, and with 0.3 s of -80 or -90 dBFS noise before them within one
+    frame of the note for 99.5 % (docs/model.md, "Recordings"). A frame's level is read about
+    its own mean, so a DC offset reads as the silence it is (a high-pass would do it too, but
+    rings at the start; the median of the frames' means is a voice's own DC where it has some)."""
+    hop = max(1, int(round(rate * ONSET_FRAME_S)))
+    n = len(audio) // hop
+    if n == 0:
+        return Onset(0, None)
+    frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
+    level = 10 * np.log10(np.maximum(np.var(frames, axis=1), 1e-24))  # about the frame's mean: blind to DC
+    peak = float(level.max())
+    threshold, noise = peak - ONSET_DB, None
+    lead = level[: int(round(LEAD_S / ONSET_FRAME_S))]
+    if (len(lead) < n and lead.min() > -200 and lead.max() < peak - LEAD_BELOW_PEAK_DB
+            and lead.std() < LEAD_STEADY_DB):
+        noise = float(10 * np.log10(np.mean(10 ** (lead / 10))))
+        threshold = max(threshold, noise + ONSET_OVER_NOISE_DB)
+    first = int(np.argmax(level >= threshold))
+    return Onset(first * hop, noise)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    mel: np.ndarray  # (n_mels, frames) mel power on the data set's grid, noise floor taken out
+    skipped_s: float  # seconds of the recording before the note
+    noise_db: float | None  # level (dBFS, as recorded) of the noise floor taken out, None if none
+    note: np.ndarray  # the samples from the onset on, at ``rate``, twice the data set's duration at most
+    lead: np.ndarray | None  # the noise floor before the note, None if none was heard
+    rate: int
+    frames: int  # samples of the data set's duration
+    dc_offset: float = 0.0  # the DC offset taken out (full scale 1.0), read before the note
+
+    @property
+    def features(self) -> np.ndarray:
+        """Log-mel as recorded."""
+        return self.at(0.0)
+
+    def at(self, gain_db: float) -> np.ndarray:
+        """Log-mel (float32) of the recording played ``gain_db`` louder."""
+        return to_db(self.mel * 10.0 ** (gain_db / 10.0)).astype(np.float32)
+
+    def shifted(self, semitones: int) -> Prepared:
+        """The recording played ``semitones`` higher, at its own speed: resampled (which moves
+        its partials, and its envelope faster by as much: 41 % for 6 semitones), then its
+        frames read back at the original times. How a note off the data set's grid is moved
+        onto it for the encoder and the retrieval (``Matcher.match_recording``)."""
+        from fractions import Fraction
+
+        from scipy.signal import resample_poly
+
+        if semitones == 0:
+            return self
+        ratio = Fraction(2.0 ** (semitones / 12)).limit_denominator(256)
+
+        def move(x: np.ndarray) -> np.ndarray:
+            return resample_poly(x, ratio.denominator, ratio.numerator)
+
+        note = move(self.note)
+        lead = None if self.lead is None else move(self.lead)
+        mel = _note_mel(note, lead, self.rate, len(note))
+        times = np.arange(self.mel.shape[1]) / float(ratio)  # frame i of the original sounds at frame i / ratio
+        mel = np.stack([np.interp(times, np.arange(mel.shape[1]), row, right=0.0) for row in mel])
+        return replace(self, mel=mel, note=note, lead=lead)
+
+
+def _note_mel(note: np.ndarray, lead: np.ndarray | None, rate: int, frames: int) -> np.ndarray:
+    """Mel power of ``frames`` samples of ``note`` (padded), less the mean mel power of
+    ``lead`` when there is at least one STFT window of it."""
+    cut = note[:frames]
+    mel = mel_power(np.pad(cut, (0, frames - len(cut))).astype(np.float32), rate)[0]
+    if lead is not None and len(lead) >= N_FFT:
+        mel = mel - NOISE_SUBTRACT * mean_mel_power(lead, rate)[:, None]
+    return mel
+
+
+def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
+    """A recording -> its note on the data set's grid: resampled, started at the note
+    (``find_onset``: leading silence would be matched as a slow attack), cut or padded to the
+    data set's duration, with the noise floor heard before the note taken out (renders have
+    none; measured in docs/model.md)."""
+    from scipy.signal import resample_poly
+
+    a = original = np.asarray(audio, dtype=np.float64)
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise DxmacroError("the recording is empty or holds non-finite samples")
+    level = level_db(a - a.mean())  # a DC offset alone is no note
+    if level < SILENCE_DB:
+        # the features would sit at the absolute floor and any voice would "match" silence
+        raise DxmacroError(f"the recording is silent (level {level:.0f} dB, below {SILENCE_DB:.0f} dB"
+                           f"{', a DC offset aside' if abs(a.mean()) > 10 ** (SILENCE_DB / 20) else ''}): "
+                           "nothing to match")
+    before = find_onset(a, int(rate)).start
+    offset = float(np.mean(a[:before])) if before > 0 else 0.0
+    # the interface's DC offset, read where no note sounds, taken out before the resampling
+    # would ring on it: the renders have none (docs/model.md, "Recordings: a DC offset")
+    a = original = a - offset
+    if rate != settings.rate:
+        g = np.gcd(int(rate), settings.rate)
+        a = resample_poly(a, settings.rate // g, int(rate) // g)
+    onset = find_onset(a, settings.rate)
+    lead, noise_db = None, None
+    if onset.noise_db is not None and onset.start >= N_FFT:
+        lead = a[:onset.start]
+        noise_db = level_db(original[: int(onset.start * rate / settings.rate)])  # as recorded, not resampled
+    n = int(round(settings.duration * settings.rate))
+    note = a[onset.start:onset.start + 2 * n]  # room to be moved up (Prepared.shifted)
+    return Prepared(_note_mel(note, lead, settings.rate, n), onset.start / settings.rate, noise_db, note, lead,
+                    settings.rate, n, offset)
+
+
+def _polish_moves() -> list[tuple[int, int, int]]:
+    """(parameter index, step, high) of the polish search, most audible first."""
+    moves = []
+    for field, step in (("output_level", 6), ("freq_coarse", 1), ("output_level", 2), ("eg_rate1", 12),
+                        ("eg_rate4", 12)):
+        for op in range(1, 7):
+            p = param(f"op{op}_{field}")
+            moves += [(p.index, step, p.high), (p.index, -step, p.high)]
+        if field == "freq_coarse":
+            p = param("feedback")
+            moves += [(p.index, 1, p.high), (p.index, -1, p.high)]
+    return moves
+
+
+POLISH_MOVES = _polish_moves()
+
+
+def one_octave(pitches: Sequence[int], guesses: Sequence[int]) -> list[int]:
+    """The notes several recordings of one sound are judged at: the ``pitches`` heard, all
+    moved by the one octave that most of the retrieval's ``guesses`` (each a recording's pitch
+    class in an octave of its own) agree on (the median), and kept on the MIDI keyboard.
+
+    Why: the retrieval guesses each recording's octave on its own, and one guess an octave off
+    would ask one voice (one transpose) to fit intervals the recordings do not have."""
+    octave = 12 * int(round(float(np.median([(g - p) / 12 for p, g in zip(pitches, guesses)]))))
+    out = []
+    for p in pitches:
+        note = p + octave
+        while not 0 <= note <= 127:
+            note += 12 if note < 0 else -12
+        out.append(note)
+    return out
+
+
+class Matcher:
+    def __init__(self, model, settings: RenderSettings, retrieval=None, train_params: np.ndarray | None = None,
+                 train_features=None, candidates: int = 12, seed: int = 0, polish_renders: int = 64,
+                 register: bool = True) -> None:
+        self.model, self.s, self.retrieval = model, settings, retrieval
+        self.register = register
+        self.train_params, self.train_features = train_params, train_features
+        self.candidates, self.polish_renders = candidates, polish_renders
+        self.renderer = VoiceRenderer(settings)
+        self.rng = np.random.default_rng(seed)
+
+    @torch.no_grad()
+    def model_latent(self, feat: np.ndarray) -> np.ndarray:
+        return self.model.encode(torch.from_numpy(feat[None, None].astype(np.float32)))[0].numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self.model.to_vector(torch.from_numpy(np.atleast_2d(z).astype(np.float32))).numpy()
+
+    def distance(self, voice: Voice, feat: np.ndarray, k: int) -> float:
+        return feature_distance(self.renderer, voice, feat, k)
+
+    def distance_notes(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:
+        return notes_distance(self.renderer, voice, feats, slots)
+
+    def model_only(self, feat: np.ndarray) -> Voice:
+        return vector_to_voice(self.decode(self.model_latent(feat))[0], "MATCH")
+
+    def match(self, feat: np.ndarray, note_slot: int | None = None, name: str = "MATCH",
+              heard: np.ndarray | None = None) -> MatchResult:
+        """The voice closest to one note ``feat`` at note slot ``note_slot`` (None: the slot of
+        the nearest training note, or the middle one without retrieval). ``heard``: the
+        features the encoder and the retrieval read instead of ``feat`` (a recording moved to
+        a note of the data set's grid; ``feat`` stays the judge)."""
+        heard = feat if heard is None else heard
+        k, retrieved = note_slot, None
+        if k is None and self.retrieval is not None:
+            # the nearest (voice, note) gives the slot and the retrieval's voice in one search
+            idx, slot, _ = self.retrieval.query_single(heard[None])
+            k, retrieved = int(slot[0]), int(idx[0])
+        elif k is None:
+            k = len(self.s.notes) // 2
+        return self.match_notes([feat], [k], name, [heard], [k], retrieved=retrieved)
+
+    def match_notes(self, feats: Sequence[np.ndarray], slots: Sequence[int], name: str = "MATCH",
+                    heard: Sequence[np.ndarray] | None = None,
+                    heard_slots: Sequence[int | None] | None = None,
+                    retrieved: int | None = None) -> MatchResult:
+        """The voice closest to several notes of one sound: ``feats[i]`` played at note slot
+        ``slots[i]``, closeness the mean log-mel distance over them. The model reads the mean of
+        the notes' latents (the contrastive loss makes them one timbre's), the retrieval the
+        training voice nearest over all of them, ``heard[i]`` (default ``feats[i]``) against its
+        note slot ``heard_slots[i]`` in the data set (None: its nearest note; default
+        ``slots``); ``retrieved``: the retrieval's voice where the caller has searched already.
+        More notes pin the voice down better (docs/model.md, "Several notes")."""
+        heard = list(feats) if heard is None else list(heard)
+        heard_slots = list(slots) if heard_slots is None else list(heard_slots)
+        z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
+        cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
+        zs = []
+        if self.retrieval is not None:
+            r = self.retrieval.query_notes(np.stack(heard), heard_slots) if retrieved is None else retrieved
+            cands.append(("retrieval", Voice.from_parameters(self.train_params[r], name)))
+            feats_r = np.asarray(self.train_features[r], dtype=np.float32)[None]
+            z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
+            zs += [z_r + a * (z_m - z_r) for a in (0.0, 0.25, 0.5, 0.75)]
+        while len(zs) + len(cands) < self.candidates:
+            zs.append(z_m + self.rng.normal(0, 0.3, size=z_m.shape).astype(np.float32))
+        if zs:
+            for v in self.decode(np.stack(zs)):
+                cands.append(("refined", vector_to_voice(v, name)))
+        scored = []
+        for i, (src, v) in enumerate(cands):
+            if self.register and src != "retrieval":  # the latent holds no register (host_training.jobs.register)
+                params, d = read_register(self.renderer, v.parameters, feats, slots, name)
+                cands[i] = (src, Voice.from_parameters(params, name))
+            else:
+                d = self.distance_notes(v, feats, slots)
+            scored.append((d, i))
+        d, i = min(scored)
+        voice, source = cands[i][1], cands[i][0]
+        polished, d_p = self.polish(voice, feats, slots, d)
+        if d_p < d:
+            voice, source, d = polished, f"{source}+polish", d_p
+        return MatchResult(voice, source, d, tuple(self.s.notes[k][0] for k in slots))
+
+    def retrieve(self, rec: Prepared, gain_db: float | None) -> tuple[int, int, float]:
+        """(index, note slot, gain) of the training note nearest the recording; ``gain_db`` None:
+        the gain is read as well, each training note compared with the recording brought to its
+        own level (``Retrieval.query_level_free``).
+
+        Why: a recording's level is the interface's, not the voice's, and the model, the
+        retrieval and the log-mel distance read level as timbre (a quieter note has fewer
+        partials over the floor). Measured in docs/model.md, "Recordings: the level"."""
+        if gain_db is None:
+            return self.retrieval.query_level_free(rec.at, rec.mel.shape[0], GAIN_WINDOW_DB)
+        idx, slot, _ = self.retrieval.query_single(rec.at(gain_db)[None])
+        return int(idx[0]), int(slot[0]), gain_db
+
+    def on(self, renderer: VoiceRenderer, seed: int) -> Matcher:
+        """This matcher rendering with ``renderer`` (a Pool thread's) and drawing its latent
+        perturbations from ``seed``: matches on several threads, each repeatable on its own."""
+        m = copy.copy(self)
+        m.renderer, m.rng = renderer, np.random.default_rng(seed)
+        return m
+
+    def at_notes(self, played: Sequence[tuple[int, int]]) -> Matcher:
+        """This matcher rendering at the (note, velocity) pairs ``played`` (note slots 0, 1, ...):
+        recordings' notes, which need not be the data set's."""
+        m = copy.copy(self)
+        m.s = replace(self.s, notes=tuple((int(n), int(v)) for n, v in played))
+        m.renderer = VoiceRenderer(m.s)
+        return m
+
+    def velocity(self, slot: int | None) -> int:
+        """The velocity a recording's candidates are played at: the retrieved note slot's
+        (a soft note retrieves the data set's soft slot: 5.40 dB at velocity 60 against 7.83
+        played at 100, and no change at velocity 100; docs/model.md, "Recordings: the note"),
+        the data set's usual one without retrieval."""
+        if slot is not None:
+            return self.s.notes[slot][1]
+        return Counter(v for _, v in self.s.notes).most_common(1)[0][0]
+
+    def grid_shift(self, note: int) -> int:
+        """The fewest semitones (-6..5) that move ``note`` onto the pitch class of one of the
+        data set's notes (the octave is the register step's)."""
+        return min((((g - note) + 6) % 12 - 6 for g, _ in self.s.notes), key=abs)
+
+    def match_recording(self, rec: Prepared, gain_db: float | None = None, note: int | None = None,
+                        name: str = "MATCH") -> MatchResult:
+        """``match`` on a prepared recording played ``gain_db`` louder (None: read, ``retrieve``;
+        as recorded without the data set to read it against) at MIDI ``note`` (None: heard,
+        ``pitch.sounding_note``, in the octave of the retrieved training note where there is one).
+
+        The encoder and the retrieval read the recording moved onto the pitch class of the data
+        set's notes (``Prepared.shifted``: they know only those notes); every candidate is
+        rendered at the recording's own note and judged against it as recorded."""
+        return self.match_recordings([rec], gain_db, None if note is None else [note], name)
+
+    def match_recordings(self, recs: Sequence[Prepared], gain_db: float | None = None,
+                         notes: Sequence[int | None] | None = None, name: str = "MATCH") -> MatchResult:
+        """``match_recording`` over several recordings of one sound, one note each (a sampled
+        instrument at several pitches): each is read as one recording is (its note heard, its
+        gain read, each on its own: ``notes[i]`` / ``gain_db`` where given), then one voice is
+        matched to all of them (``match_notes``), each candidate rendered at every recording's
+        own note."""
+        notes = [None] * len(recs) if notes is None else list(notes)
+        feats, heard, played, gains, pitches = [], [], [], [], []
+        for rec, given in zip(recs, notes, strict=True):
+            pitch = round(sounding_note(rec.note, rec.rate)) if given is None else given
+            shift = self.grid_shift(pitch)
+            moved = rec.shifted(shift)
+            if self.retrieval is None:
+                gain, slot, at = gain_db, None, pitch
+            else:
+                _, slot, gain = self.retrieve(moved, gain_db)
+                at = self.s.notes[slot][0] - shift if given is None else given
+            feats.append(rec.at(gain or 0.0))
+            heard.append(moved.at(gain or 0.0))
+            played.append((at, self.velocity(slot)))
+            gains.append(gain)
+            pitches.append(pitch)
+        guessed = [i for i, given in enumerate(notes) if given is None]
+        if len(guessed) > 1:
+            kept = one_octave([pitches[i] for i in guessed], [played[i][0] for i in guessed])
+            for i, note in zip(guessed, kept):
+                played[i] = (note, played[i][1])
+        # each recording against the training voices' nearest note: its octave is the voice's register
+        result = self.at_notes(played).match_notes(feats, list(range(len(recs))), name, heard, [None] * len(recs))
+        return replace(result, gains_db=tuple(gains))
+
+    def polish(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int], d: float) -> tuple[Voice, float]:
+        """Greedy line search over POLISH_MOVES within ``polish_renders`` renders (a render is
+        one candidate at every note): a move that brings the renders at note slots ``slots``
+        closer to ``feats`` is repeated while it does; the result is never farther than
+        ``voice`` (at distance ``d``)."""
+        params = voice.parameters.astype(int)
+        name = voice.name
+        renders = 0
+        improved = True
+        while improved and renders < self.polish_renders:
+            improved = False
+            for index, step, high in POLISH_MOVES:
+                while renders < self.polish_renders:
+                    value = int(np.clip(params[index] + step, 0, high))
+                    if value == params[index]:
+                        break
+                    trial = params.copy()
+                    trial[index] = value
+                    renders += 1
+                    d_t = self.distance_notes(Voice.from_parameters(trial, name), feats, slots)
+                    if d_t >= d:
+                        break
+                    params, d, improved = trial, d_t, True
+        return Voice.from_parameters(params, name), d
+
+
+def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, candidates: int = 12,
+                    polish_renders: int = 64) -> Matcher:
+    """The run's main model, plus retrieval over its training split when the data set is at
+    hand (``data_dir``, else the folder named in run.json if it still exists)."""
+    from host_training.model.baselines import Retrieval
+    from host_training.jobs.export import load_vae, read_run
+
+    info = read_run(run_dir)
+    settings = RenderSettings.from_manifest(info["dataset_settings"])
+    model = load_vae(run_dir)
+    folder = Path(data_dir) if data_dir else Path(info.get("dataset_dir", ""))
+    if data_dir is None and not (folder / "manifest.json").is_file():
+        return Matcher(model, settings, candidates=candidates, polish_renders=polish_renders)
+    from host_training.dataset import open_dataset
+
+    ds = open_dataset(folder)
+    train = ds.indices("train")
+    feats = ds.features
+    retrieval = Retrieval(feats, np.asarray(ds.params[train]), rows=train)
+    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), Rows(feats, train), candidates,
+                   polish_renders=polish_renders)
+
+
+class Rows:
+    """Rows ``index`` of an array, read when asked: the data set's features stay a memory map
+    (the training split's are 2 GB on the whole corpus; a match reads one voice)."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray) -> None:
+        self.array, self.index = array, np.asarray(index)
+
+    def __getitem__(self, r: int) -> np.ndarray:
+        return self.array[self.index[r]]
+
