@@ -119,7 +119,7 @@ def build_loop(cfg: Config, *, decoder: Decoder, knobs, port, clock, buttons=Non
     profile = make_profile(cfg.profile, channel, cfg.cc_map)
     budget = ByteBudget(cfg.byte_rate) if cfg.byte_rate else None
     echo = EchoCC(cfg.echo_channel - 1, cfg.echo_ccs) if cfg.echo_ccs else None
-    settings = LoopSettings(rate_hz=cfg.rate_hz, smoothing=cfg.smoothing, takeover=cfg.takeover,
+    settings = LoopSettings(rate_hz=cfg.rate_hz, smoothing=cfg.smoothing, takeover=cfg.takeover, knob_mode=cfg.knob_mode,
                             reopen_interval_s=cfg.reopen_interval_s, random_seed=cfg.random_seed)
     return ControlLoop(knobs=knobs, port=port, decoder=decoder, mappings=mapping_factory(cfg), profile=profile,
                        clock=clock, budget=budget, echo=echo, echo_port=echo_port, buttons=buttons,

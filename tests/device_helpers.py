@@ -17,7 +17,7 @@ def knob_maps(decoder):
 
 
 def make_loop(script: KnobScript, *, profile="dx7", data_rate=860, noise_lsb=3.0, fail_rate=0.0, seed=0,
-              takeover="pickup", buttons=None, bank=None, decoder=None, notifier=None, settings=None):
+              takeover="pickup", buttons=None, bank=None, decoder=None, notifier=None, settings=None, voices=None):
     """``noise_lsb``: board noise on top of the chip's datasheet noise; ``fail_rate``: the fraction
     of I2C transfers that fail (FakeI2CBus fault injection, reads and writes)."""
     clock = SimClock()
@@ -28,7 +28,7 @@ def make_loop(script: KnobScript, *, profile="dx7", data_rate=860, noise_lsb=3.0
     budget = ByteBudget(MAX_DIN_FRACTION * DIN_BYTES_PER_S) if profile == "dx7" else None
     loop = ControlLoop(knobs=adc, port=synth, decoder=decoder or LinearDecoder(), mappings=knob_maps,
                        profile=make_profile(profile, 0, {"op1_output_level": 20, "feedback": 21}), clock=clock,
-                       budget=budget, buttons=buttons(clock) if buttons else None, bank=bank, notifier=notifier,
+                       budget=budget, buttons=buttons(clock) if buttons else None, bank=bank, notifier=notifier, voices=voices,
                        settings=settings or LoopSettings(takeover=takeover, random_seed=seed))
     return loop, clock, adc, synth
 

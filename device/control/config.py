@@ -59,6 +59,7 @@ class Config:
     adc_vref: float = 3.3
     smoothing: SmoothingSettings = SmoothingSettings()
     takeover: str = "pickup"
+    knob_mode: str = "relative"  # [knobs] mode: "relative" edits the chosen voice, "absolute" sends decode(z)
     knobs: tuple[KnobConfig, ...] = ()
     profile: str = "dx7"
     port: str = ""
@@ -127,7 +128,7 @@ class _Section:
                                f"(known: {', '.join(sorted(self.used))})")
 
 
-SECTIONS = ("device", "model", "adc", "smoothing", "knob", "midi", "buttons", "leds", "display", "simulate")
+SECTIONS = ("device", "model", "adc", "smoothing", "knobs", "knob", "midi", "buttons", "leds", "display", "simulate")
 
 
 def load_config(path: str | Path) -> Config:
@@ -215,6 +216,10 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
         pickup_tolerance=s.get("pickup_tolerance", float, d.pickup_tolerance, lo=0.0, hi=0.5),
     )
     kw["takeover"] = s.get("takeover", str, "pickup", choices=("pickup", "jump"))
+    s.finish()
+
+    s = _Section(where, "knobs", doc.get("knobs", {}))
+    kw["knob_mode"] = s.get("mode", str, "relative", choices=("relative", "absolute"))
     s.finish()
 
     knobs = doc.get("knob", [])

@@ -26,7 +26,8 @@ from device.control.controls import AnchorCycler, PriorSampler, VoiceBank, Voice
 from device.control.display import DisplayState, KnobView
 from device.control.mapping import KnobMapping, latent_from
 from device.control.notify import Notifier
-from device.control.ports import Buttons, Clock, Decoder, Display, KnobReader, MidiOut, PortGone
+from device.control.ports import Anchor, Buttons, Clock, Decoder, Display, KnobReader, MidiOut, PortGone
+from device.control.relative import dead_zone, relative_voice
 from device.control.profiles import CCProfile, EchoCC, SysexProfile, panic_messages
 from device.control.smoothing import KnobChannel, SmoothingSettings
 from dxmacro.errors import DxmacroError
@@ -40,6 +41,7 @@ class LoopSettings:
     rate_hz: float = 1000.0  # capped by the ADC: the loop never ticks faster than one scan
     smoothing: SmoothingSettings = SmoothingSettings()
     takeover: str = "pickup"  # or "jump": knobs take over at once after a voice change
+    knob_mode: str = "relative"  # or "absolute": the knobs send decode(z), not the voice plus its change
     reopen_interval_s: float = 0.25
     display_period_s: float = 0.1
     random_seed: int | None = None
@@ -67,7 +69,9 @@ class ControlLoop:
                  clock: Clock, budget: ByteBudget | None = None, echo: EchoCC | None = None,
                  echo_port: MidiOut | None = None, buttons: Buttons | None = None, display: Display | None = None,
                  notifier: Notifier | None = None, bank: VoiceBank | None = None,
-                 settings: LoopSettings = LoopSettings()) -> None:
+                 voices: tuple[Anchor, ...] | None = None, settings: LoopSettings = LoopSettings()) -> None:
+        """``voices``: what next / previous step through (a voice bank's voices with their latents
+        for this decoder); None: the decoder's anchors."""
         self.knobs, self.port, self.clock = knobs, port, clock
         self.profile, self.budget, self.echo = profile, budget, echo
         self.echo_port = echo_port
@@ -77,6 +81,8 @@ class ControlLoop:
         self._mapping_factory = mappings
         self._swap_lock = threading.Lock()
         self._pending_decoder: Decoder | None = None
+        self._pending_voices: list[tuple[Anchor, ...] | None] = []
+        self.voices = voices
         self._urgent: list[bytes] = []
         self.link_up = True
         self._next_reopen = 0.0
@@ -90,7 +96,8 @@ class ControlLoop:
         self.sampler = PriorSampler(settings.random_seed)
         self._install(decoder)
         self.channels = [KnobChannel(settings.smoothing) for _ in self.mappings]
-        self.cycler = AnchorCycler(decoder.anchors)
+        self.references: list[float | None] = [None] * len(self.mappings)
+        self.cycler = AnchorCycler(voices or decoder.anchors)
         self.select(self.cycler.current())
 
     # -- decoder -------------------------------------------------------------------------
@@ -108,6 +115,23 @@ class ControlLoop:
         with self._swap_lock:
             self._pending_decoder = new
 
+    def set_voices(self, voices: tuple[Anchor, ...] | None) -> None:
+        """Thread-safe: next / previous step through ``voices`` (None: the decoder's anchors) from
+        the next tick on, starting at the first; they must carry latents of the current decoder."""
+        with self._swap_lock:
+            self._pending_voices.append(voices)
+
+    def _apply_voices(self) -> None:
+        if not self._pending_voices:
+            return
+        with self._swap_lock:
+            voices, self._pending_voices = self._pending_voices[-1], []
+        self.voices = voices or None
+        self.cycler = AnchorCycler(self.voices or self.decoder.anchors)
+        self.select(self.cycler.current())
+        log.info("voices changed", extra={"event": "voices", "count": len(self.cycler.anchors),
+                                          "source": "bank" if self.voices else "anchors"})
+
     def _apply_swap(self) -> None:
         if self._pending_decoder is None:
             return
@@ -122,9 +146,11 @@ class ControlLoop:
             log.error("decoder swap refused", extra={"event": "swap_refused", "reason": str(exc)})
             return
         self.stats.swaps += 1
+        self.voices = None  # a bank's latents mean something to one model only: back to the new one's anchors
         self.cycler = AnchorCycler(new.anchors)
         if len(self.mappings) != len(self.channels):
             self.channels = [KnobChannel(self.settings.smoothing) for _ in self.mappings]
+            self.references = [None] * len(self.mappings)
         # A new model gives latent codes a new meaning: start from its first anchor.
         self.select(self.cycler.current())
         self._message = "model swapped"
@@ -133,7 +159,9 @@ class ControlLoop:
 
     # -- voices --------------------------------------------------------------------------
     def select(self, choice: VoiceChoice) -> None:
-        """Switch to a voice: sent whole (or decoded), knobs armed for soft takeover."""
+        """Switch to a voice: sent whole (or decoded), knobs armed for soft takeover. In relative
+        mode the knobs' reference is the pickup point (or, with takeover "jump", where each knob
+        is now), so selecting never changes the voice and the knobs then edit it."""
         self.base = np.asarray(choice.latent, dtype=np.float32).reshape(self.decoder.latent_size)
         self.latent = self.base.copy()
         self.voice_name = choice.name
@@ -143,12 +171,21 @@ class ControlLoop:
             values = self._decode(self.base)
             if values is None:
                 return
+        self.base_values = np.asarray(values, dtype=np.int64)
+        self.at_base = None
+        if self.settings.knob_mode == "relative":
+            self.at_base = self.base_values if choice.voice is None else self._decode(self.base)
+            if self.at_base is None:
+                return
         self._set_target(values)
-        for m, ch in zip(self.mappings, self.channels):
+        for i, (m, ch) in enumerate(zip(self.mappings, self.channels)):
+            pickup = m.to_position(float(self.base[m.dim]))
             if self.settings.takeover == "jump":
                 ch.takeover.release()
+                self.references[i] = ch.position
             else:
-                ch.takeover.arm(m.to_position(float(self.base[m.dim])), ch.position)
+                ch.takeover.arm(pickup, ch.position)
+                self.references[i] = pickup
         if self.settings.takeover == "jump":
             self._knobs_changed()
         log.info("voice selected", extra={"event": "voice", "voice": choice.name})
@@ -184,13 +221,34 @@ class ControlLoop:
 
     def _knobs_changed(self) -> None:
         live = [ch.takeover.live for ch in self.channels]
-        z = latent_from(self.base, self.mappings, [ch.position for ch in self.channels], live)
+        positions = [ch.position for ch in self.channels]
+        if self.settings.knob_mode == "relative":
+            z = self._relative_latent(positions, live)
+        else:
+            z = latent_from(self.base, self.mappings, positions, live)
         if np.array_equal(z, self.latent):
             return
         self.latent = z
         values = self._decode(z)
-        if values is not None:
-            self._set_target(values)
+        if values is None:
+            return
+        if self.at_base is not None:
+            values = tuple(relative_voice(self.base_values, self.at_base, values).tolist())
+        self._set_target(values)
+
+    def _relative_latent(self, positions: list[float | None], live: list[bool]) -> np.ndarray:
+        """The base latent, each live knob's dimension moved by the knob's travel from its
+        reference (device.control.relative: a dead zone of the pickup tolerance around it)."""
+        z = self.base.copy()
+        width = self.settings.smoothing.pickup_tolerance
+        for i, (m, pos, on) in enumerate(zip(self.mappings, positions, live)):
+            if not on or pos is None:
+                continue
+            ref = self.references[i]
+            if ref is None:  # "jump" before the knob's first reading: where it is now is the reference
+                self.references[i] = ref = pos
+            z[m.dim] = self.base[m.dim] + np.float32(m.to_latent(dead_zone(pos, ref, width)) - m.to_latent(ref))
+        return z
 
     # -- buttons -------------------------------------------------------------------------
     def press(self, event: str) -> None:
@@ -284,6 +342,7 @@ class ControlLoop:
         if self.stats.record_ticks:
             self.stats.tick_starts.append(start)
         self._apply_swap()
+        self._apply_voices()
         if self.buttons is not None:
             for event in self.buttons.poll():
                 self.press(event)
