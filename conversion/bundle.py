@@ -85,8 +85,57 @@ class Bundle:
         }
 
 
-def _signed_part(version: int, manifest: bytes) -> bytes:
-    return MAGIC + struct.pack(">H", version) + manifest
+def _signed_part(version: int, manifest: bytes, magic: bytes = MAGIC) -> bytes:
+    return magic + struct.pack(">H", version) + manifest
+
+
+def frame(magic: bytes, version: int, manifest_text: bytes, key: Ed25519PrivateKey | None) -> bytes:
+    """``magic u16 version u32 length manifest signature``: the signed head every dxmacro file
+    shares (model bundles, voice banks); the signature covers magic, version and manifest.
+    ``key=None`` leaves the signature zero: only for files a device makes for itself under a
+    magic of their own (conversion/voice_bank.py's device-made banks), never for anything installed."""
+    signature = key.sign(_signed_part(version, manifest_text, magic)) if key is not None else bytes(SIGNATURE_SIZE)
+    return _HEADER.pack(magic, version, len(manifest_text)) + manifest_text + signature
+
+
+@dataclass(frozen=True)
+class Framed:
+    """A signed head taken apart: the manifest text (verified when a key was given) and the rest."""
+
+    version: int
+    manifest_text: bytes
+    signature: bytes
+    body: bytes
+    signed_by: str | None
+
+
+def unframe(data: bytes, *, magic: bytes, versions: tuple[int, ...], public_key: Ed25519PublicKey | None,
+            max_bytes: int, max_manifest: int, what: str, short: str, fail) -> Framed:
+    """Check size, magic, version and (with ``public_key``) the signature of a signed file;
+    ``fail(reason)`` makes the error to raise; ``what`` / ``short`` name the kind of file."""
+    from conversion.keys import key_id
+
+    if len(data) > max_bytes:
+        raise fail(f"{len(data)} bytes is over the {max_bytes}-byte limit")
+    if len(data) < _HEADER.size or data[:4] != magic:
+        raise fail(f"not a {what} (bad magic)")
+    _, version, mlen = _HEADER.unpack_from(data)
+    if version not in versions:
+        raise fail(f"unknown {short} format version {version} (this dxmacro reads {versions})")
+    if mlen > max_manifest or _HEADER.size + mlen + SIGNATURE_SIZE > len(data):
+        raise fail("truncated or corrupt header (manifest length beyond the file)")
+    text = data[_HEADER.size : _HEADER.size + mlen]
+    signature = data[_HEADER.size + mlen : _HEADER.size + mlen + SIGNATURE_SIZE]
+    body = data[_HEADER.size + mlen + SIGNATURE_SIZE :]
+    signed_by = None
+    if public_key is not None:
+        try:
+            public_key.verify(signature, _signed_part(version, text, magic))
+        except InvalidSignature:
+            raise fail(f"signature does not verify with key {key_id(public_key)} (wrong key, or the manifest "
+                       "was altered)") from None
+        signed_by = key_id(public_key)
+    return Framed(version, text, signature, body, signed_by)
 
 
 def encode(manifest: Mapping[str, Any], members: Mapping[str, bytes], key: Ed25519PrivateKey) -> bytes:
@@ -105,8 +154,7 @@ def encode(manifest: Mapping[str, Any], members: Mapping[str, bytes], key: Ed255
     doc["members"] = [{"name": n, "size": len(members[n]), "sha256": hashlib.sha256(members[n]).hexdigest()}
                       for n in MEMBERS]
     text = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    signature = key.sign(_signed_part(FORMAT_VERSION, text))
-    data = _HEADER.pack(MAGIC, FORMAT_VERSION, len(text)) + text + signature + b"".join(members[n] for n in MEMBERS)
+    data = frame(MAGIC, FORMAT_VERSION, text, key) + b"".join(members[n] for n in MEMBERS)
     if len(data) > MAX_BUNDLE_BYTES:
         raise BundleError(f"bundle would be {len(data)} bytes, over the {MAX_BUNDLE_BYTES}-byte limit")
     return data
@@ -122,31 +170,12 @@ def write(path: str | os.PathLike[str], manifest: Mapping[str, Any], members: Ma
 def decode(data: bytes, public_key: Ed25519PublicKey | None, *, source: str = "bundle") -> Bundle:
     """Parse and verify. With ``public_key=None`` the signature is not checked (inspection only:
     never install such a bundle); everything else is."""
-    from conversion.keys import key_id
-
     def fail(why: str) -> BundleError:
         return BundleError(f"{source}: {why}")
 
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise fail(f"{len(data)} bytes is over the {MAX_BUNDLE_BYTES}-byte limit")
-    if len(data) < _HEADER.size or data[:4] != MAGIC:
-        raise fail("not a dxmacro model bundle (bad magic)")
-    _, version, mlen = _HEADER.unpack_from(data)
-    if version not in SUPPORTED_VERSIONS:
-        raise fail(f"unknown bundle format version {version} (this dxmacro reads {SUPPORTED_VERSIONS})")
-    if mlen > MAX_MANIFEST_BYTES or _HEADER.size + mlen + SIGNATURE_SIZE > len(data):
-        raise fail("truncated or corrupt header (manifest length beyond the file)")
-    text = data[_HEADER.size : _HEADER.size + mlen]
-    signature = data[_HEADER.size + mlen : _HEADER.size + mlen + SIGNATURE_SIZE]
-    body = data[_HEADER.size + mlen + SIGNATURE_SIZE :]
-    signed_by = None
-    if public_key is not None:
-        try:
-            public_key.verify(signature, _signed_part(version, text))
-        except InvalidSignature:
-            raise fail(f"signature does not verify with key {key_id(public_key)} (wrong key, or the manifest "
-                       "was altered)") from None
-        signed_by = key_id(public_key)
+    f = unframe(data, magic=MAGIC, versions=SUPPORTED_VERSIONS, public_key=public_key, max_bytes=MAX_BUNDLE_BYTES,
+                max_manifest=MAX_MANIFEST_BYTES, what="dxmacro model bundle", short="bundle", fail=fail)
+    version, text, body, signed_by = f.version, f.manifest_text, f.body, f.signed_by
     try:
         manifest = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError):

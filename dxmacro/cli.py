@@ -27,6 +27,7 @@ COMMANDS = [
     "dxmacro.commands.convert",
     "dxmacro.commands.keys",
     "dxmacro.commands.bundle",
+    "dxmacro.commands.bank",
     "dxmacro.commands.flash",
     "dxmacro.commands.flash_service",
     "dxmacro.commands.hil",
