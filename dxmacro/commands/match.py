@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_SECONDS = 10.0  # host_training.jobs.match.DEFAULT_SECONDS (not imported here: torch loads late)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="MIDI note each recording plays, in the order of the files: auto (default) hears it "
                    "against the training voices; give it when you know it (an octave is a matter of the voice's "
                    "transpose)")
-    p.add_argument("--polish", type=int, default=64, metavar="N",
-                   help="renders for the parameter-space polish after retrieval (default 64; 0 = off)")
+    p.add_argument("--hold", type=float, default=None, metavar="SECONDS",
+                   help="how long the key was held, from the note-on (default: read from the recording)")
+    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, metavar="N",
+                   help=f"time for the whole match, model loading included (default {DEFAULT_SECONDS:g}); "
+                   "more time, more voices tried")
+    p.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="also write the N best distinct voices (1-32) as a 32-voice bank beside --out "
+                   "(OUT-candidates.syx), best first, each named by its rank and distance, to audition")
+    p.add_argument("--search", choices=("cma", "greedy"), default="cma",
+                   help="parameter search after retrieval: cma (CMA-ES, default) or greedy (line search)")
     p.set_defaults(func=run)
 
 
@@ -52,21 +65,26 @@ def _notes(text: str) -> list[int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dx7.files import atomic_write, encode_singles
+    started = time.monotonic()
+    from dx7.files import atomic_write, encode_banks, encode_singles
     from dxmacro.errors import DxmacroError
     from host_training.jobs.match import matcher_for_run, prepare
     from host_training.audio.render import read_wav
     from host_training.jobs.runs import resolve_run
 
-    if args.polish < 0:
-        raise DxmacroError(f"--polish must be 0 or more renders (got {args.polish})")
+    if args.hold is not None and not 0.0 < args.hold <= 60.0:
+        raise DxmacroError(f"--hold must be in (0, 60] seconds (got {args.hold:g})")
+    if not 1.0 <= args.seconds <= 3600.0:
+        raise DxmacroError(f"--seconds must be 1 to 3600 (got {args.seconds:g})")
+    if not 1 <= args.candidates <= 32:
+        raise DxmacroError(f"--candidates must be 1 to 32 (got {args.candidates})")
     from dxmacro.outputs import check_output_file
 
     check_output_file(args.out, "voice file")
     if args.note is not None and len(args.note) != len(args.audio):
         raise DxmacroError(f"--note gives {len(args.note)} note(s) for {len(args.audio)} recording(s): one per file")
     run_dir = resolve_run(args.run)
-    matcher = matcher_for_run(run_dir, args.data, polish_renders=args.polish)
+    matcher = matcher_for_run(run_dir, args.data)
     recs = []
     for path in args.audio:
         audio, rate = read_wav(path)
@@ -82,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
         if rec.noise_db is not None:
             print(f"{path}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
         recs.append(rec)
-    result = matcher.match_recordings(recs, args.gain, args.note, name=args.name[:10])
+    result = matcher.match_recordings(recs, args.gain, args.note, name=args.name[:10], hold=args.hold,
+                                      seconds=args.seconds, search=args.search, started=started,
+                                      progress=sys.stderr.isatty(), keep=args.candidates)
     for path, gain, note in zip(args.audio, result.gains_db, result.notes):
         if args.gain is None and gain is None:
             print(f"{path}: matched at its recorded level: no data set to read the level against (--data DIR)")
@@ -91,8 +111,26 @@ def run(args: argparse.Namespace) -> int:
                   "the training voices (--gain 0: as recorded)")
         if args.note is None:
             print(f"{path}: heard at MIDI note {note}, up to the octave, and matched there (--note N if you know it)")
+    if result.octave is not None:
+        print(f"octave {result.octave}")
+    for path, hold, length in zip(args.audio, result.holds, result.lengths):
+        told = "given" if args.hold is not None else "read from the recording; --hold SECONDS if you know it"
+        held = "to the end" if hold >= length else f"{hold:.2f} s"
+        print(f"{path}: key held {held} of {length:.2f} s ({told})")
     atomic_write(args.out, encode_singles([result.voice]))
     at = (f"note {result.note}" if len(result.notes) == 1
           else "notes " + ", ".join(str(n) for n in result.notes) + " (mean)")
-    print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB at {at}")
+    print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB to the recording "
+          f"at {at} and its timing ({result.evals} voices judged in {time.monotonic() - started:.1f} s)")
+    if args.candidates > 1:
+        bank = Path(args.out).with_name(Path(args.out).stem + "-candidates.syx")
+        voices = [replace_name(v, f"{k + 1} {d:.1f}dB") for k, (v, d, _) in enumerate(result.ranked)]
+        atomic_write(bank, encode_banks(voices))
+        print(f"wrote {bank}: the {len(voices)} best distinct voices, best first, named by rank and distance (dB)")
     return 0
+
+
+def replace_name(voice, name: str):
+    from dx7 import Voice
+
+    return Voice.from_parameters(voice.parameters, name[:10])

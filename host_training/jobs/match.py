@@ -33,6 +33,7 @@ distance over them, each at its own note (docs/model.md, "Several notes").
 from __future__ import annotations
 
 import copy
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -58,6 +59,11 @@ class MatchResult:
     distance_db: float  # mean log-mel distance over the notes matched
     notes: tuple[int, ...]  # the MIDI note each input was judged at
     gains_db: tuple[float | None, ...] = ()  # the gain each recording was matched at (None: as recorded, none read)
+    holds: tuple[float, ...] = ()  # seconds each recording's key was judged held (its note-off)
+    lengths: tuple[float, ...] = ()  # seconds from each recording's note-on to its end
+    octave: str | None = None  # how sure the octave is, where the note was heard
+    ranked: tuple[tuple[Voice, float, str], ...] = ()  # the best distinct voices, best first, with distances
+    evals: int = 0  # voices rendered and judged
 
     @property
     def note(self) -> int:
@@ -79,7 +85,14 @@ LEAD_STEADY_DB = 1.5  # ... when its frames' levels vary this little (an attack 
 LEAD_BELOW_PEAK_DB = 30.0  # ... and it is this far under the note
 ONSET_OVER_NOISE_DB = 6.0  # the note starts where it rises this far over the noise
 NOISE_SUBTRACT = 1.0  # noise power taken out, in multiples of its mean (1 matched best of 1, 2, 4: docs/model.md)
-GAIN_WINDOW_DB = 12.0  # a recording's gain is read within this of the data set's median level (docs/model.md)
+MAX_NOTE_S = 10.0  # a recording is judged over this much from its note-on at most
+GAIN_WINDOW_DB = 12.0
+DEFAULT_SECONDS = 10.0  # a match's whole time (docs/model.md, "Match: the search")
+RESERVE = 0.05  # of the time kept for the last note-off reading
+HOLD_VOICES = 6  # nearest voices over the opening that the note-off is read with
+OCTAVE_VOICES = 6  # ... and the octave
+OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
+SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,18 @@ class Prepared:
     rate: int
     frames: int  # samples of the data set's duration
     dc_offset: float = 0.0  # the DC offset taken out (full scale 1.0), read before the note
+    own: np.ndarray | None = None  # (n_mels, frames) mel power of the whole note, note-on to the file's end
+
+    @property
+    def length_s(self) -> float:
+        """Seconds from the note-on to the end of the recording (MAX_NOTE_S at most)."""
+        return len(self.note) / self.rate
+
+    def own_at(self, gain_db: float) -> np.ndarray:
+        """Log-mel (float32) of the whole note as recorded, played ``gain_db`` louder: what every
+        candidate rendered at the recording's own timing is judged against."""
+        own = self.mel if self.own is None else self.own
+        return to_db(own * 10.0 ** (gain_db / 10.0)).astype(np.float32)
 
     @property
     def features(self) -> np.ndarray:
@@ -202,9 +227,10 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
         lead = a[:onset.start]
         noise_db = level_db(original[: int(onset.start * rate / settings.rate)])  # as recorded, not resampled
     n = int(round(settings.duration * settings.rate))
-    note = a[onset.start:onset.start + 2 * n]  # room to be moved up (Prepared.shifted)
+    # the whole note (room to be moved up, Prepared.shifted; judged over its own length)
+    note = a[onset.start:onset.start + max(2 * n, int(MAX_NOTE_S * settings.rate))]
     return Prepared(_note_mel(note, lead, settings.rate, n), onset.start / settings.rate, noise_db, note, lead,
-                    settings.rate, n, offset)
+                    settings.rate, n, offset, _note_mel(note, lead, settings.rate, len(note)))
 
 
 def _polish_moves() -> list[tuple[int, int, int]]:
@@ -244,9 +270,10 @@ def one_octave(pitches: Sequence[int], guesses: Sequence[int]) -> list[int]:
 class Matcher:
     def __init__(self, model, settings: RenderSettings, retrieval=None, train_params: np.ndarray | None = None,
                  train_features=None, candidates: int = 12, seed: int = 0, polish_renders: int = 64,
-                 register: bool = True) -> None:
+                 register: bool = True, retrieve_k: int = 32) -> None:
         self.model, self.s, self.retrieval = model, settings, retrieval
         self.register = register
+        self.retrieve_k = retrieve_k  # training voices judged at the recording's timing
         self.train_params, self.train_features = train_params, train_features
         self.candidates, self.polish_renders = candidates, polish_renders
         self.renderer = VoiceRenderer(settings)
@@ -381,14 +408,29 @@ class Matcher:
         return self.match_recordings([rec], gain_db, None if note is None else [note], name)
 
     def match_recordings(self, recs: Sequence[Prepared], gain_db: float | None = None,
-                         notes: Sequence[int | None] | None = None, name: str = "MATCH") -> MatchResult:
+                         notes: Sequence[int | None] | None = None, name: str = "MATCH",
+                         hold: float | None = None, seconds: float = DEFAULT_SECONDS, search: str = "cma",
+                         started: float | None = None, progress: bool = False, keep: int = 1) -> MatchResult:
         """``match_recording`` over several recordings of one sound, one note each (a sampled
         instrument at several pitches): each is read as one recording is (its note heard, its
         gain read, each on its own: ``notes[i]`` / ``gain_db`` where given), then one voice is
-        matched to all of them (``match_notes``), each candidate rendered at every recording's
-        own note."""
+        matched to all of them, every candidate rendered at each recording's own note *and
+        timing* (host_training.jobs.timing) and judged over the recording's own length.
+
+        Steps, all within ``seconds`` from ``started`` (default: now): retrieval over the part of
+        the note held in both the recording and the data set; the note-off read (``hold``
+        seconds where given); the octave tried both ways where the note is not given; the
+        retrieved voices, the model's and two points between their latents judged; then
+        ``search`` (host_training.jobs.search) from the best until the time is spent; then the
+        note-off read again for the winner. ``keep``: how many distinct voices the result ranks."""
+        from host_training.jobs import search as srch
+        from host_training.jobs import timing
+
+        t0 = time.monotonic() if started is None else started
+        deadline = t0 + seconds * (1 - RESERVE)
+        bar = _progress(seconds, t0) if progress else None
         notes = [None] * len(recs) if notes is None else list(notes)
-        feats, heard, played, gains, pitches = [], [], [], [], []
+        takes, heard, gains, pitches, guessed = [], [], [], [], []
         for rec, given in zip(recs, notes, strict=True):
             pitch = round(sounding_note(rec.note, rec.rate)) if given is None else given
             shift = self.grid_shift(pitch)
@@ -398,19 +440,95 @@ class Matcher:
             else:
                 _, slot, gain = self.retrieve(moved, gain_db)
                 at = self.s.notes[slot][0] - shift if given is None else given
-            feats.append(rec.at(gain or 0.0))
             heard.append(moved.at(gain or 0.0))
-            played.append((at, self.velocity(slot)))
+            length = rec.length_s
+            takes.append(timing.Take(rec.own_at(gain or 0.0), at, self.velocity(slot), length,
+                                     length if hold is None else min(hold, length)))
             gains.append(gain)
             pitches.append(pitch)
-        guessed = [i for i, given in enumerate(notes) if given is None]
-        if len(guessed) > 1:
-            kept = one_octave([pitches[i] for i in guessed], [played[i][0] for i in guessed])
-            for i, note in zip(guessed, kept):
-                played[i] = (note, played[i][1])
-        # each recording against the training voices' nearest note: its octave is the voice's register
-        result = self.at_notes(played).match_notes(feats, list(range(len(recs))), name, heard, [None] * len(recs))
-        return replace(result, gains_db=tuple(gains))
+            guessed.append(given is None)
+        if sum(guessed) > 1:
+            idx = [i for i, g in enumerate(guessed) if g]
+            for i, note in zip(idx, one_octave([pitches[i] for i in idx], [takes[i].note for i in idx])):
+                takes[i] = takes[i].at(note=note)
+        renderer = self.renderer.r
+        judge = srch.Judge(lambda p: timing.takes_distance(renderer, p, takes), deadline,
+                           None if bar is None else bar.tick)
+        with_name = lambda p: Voice.from_parameters(p, name)  # noqa: E731
+        # 1. retrieval over the opening both hold the key for, before the note-off is known
+        first = hold if hold is not None else timing.SAFE_HOLD_S
+        near: list[np.ndarray] = []
+        if self.retrieval is not None:
+            cols = timing.shared_columns(min(first, *(t.length for t in takes)), self.s, self.retrieval.pool)
+            near = [np.asarray(self.train_params[r]) for r in timing.nearest_voices(self.retrieval, heard, cols,
+                                                                                      HOLD_VOICES)]
+        z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
+        model_voice = self._register(layout.decode(self.decode(z_m)[0]), takes)
+        # 2. the note-off, read by listening where not given
+        if hold is None:
+            takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t)[0]) for t in takes]
+        # 3. the octave, where the note was heard: each of three octaves tried
+        octave = None
+        if len(takes) == 1 and guessed[0]:
+            takes, octave = self._octave(takes[0], near[:OCTAVE_VOICES] + [model_voice], renderer)
+            judge.distance = lambda p: timing.takes_distance(renderer, p, takes)
+        # 4. retrieval over the part held in both, the model's voice and two between, judged
+        cands: list[tuple[str, np.ndarray]] = [("model", model_voice)]
+        if self.retrieval is not None:
+            end = min(min(t.hold for t in takes), min(t.length for t in takes))
+            cols = timing.shared_columns(end, self.s, self.retrieval.pool)
+            rows = timing.nearest_voices(self.retrieval, heard, cols, self.retrieve_k)
+            cands += [(f"retrieval{j}", np.asarray(self.train_params[r])) for j, r in enumerate(rows)]
+            feats_r = np.asarray(self.train_features[int(rows[0])], dtype=np.float32)[None]
+            z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
+            for a in (0.25, 0.5):
+                cands.append((f"refined{a}", self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]), takes)))
+        for lineage, p in cands:
+            judge(p, lineage, force=True)
+        # 5. the search, from the best distinct candidates, until the time is spent
+        starts = [(p, lineage) for p, _, lineage in judge.ranked(SEARCH_STARTS)]
+        srch.SEARCHES[search](judge, starts)
+        best, d, lineage = judge.best()
+        # 6. the note-off read again for the winner (a hop at a time about the one used)
+        if hold is None and len(takes) == 1:
+            h, d_h = timing.read_hold(renderer, [best], takes[0], around=takes[0].hold)
+            if d_h < d:
+                takes, d = [takes[0].at(hold=h)], d_h
+        if bar is not None:
+            bar.close()
+        ranked = tuple((with_name(p), dist, lin) for p, dist, lin in judge.ranked(keep)) if keep > 1 else ()
+        source = lineage.rstrip("0123456789.")
+        return MatchResult(with_name(best), source, d, tuple(t.note for t in takes), tuple(gains),
+                           holds=tuple(t.hold for t in takes), lengths=tuple(t.length for t in takes),
+                           octave=octave, ranked=ranked, evals=judge.evals)
+
+    def _register(self, params: np.ndarray, takes) -> np.ndarray:
+        """A decoded voice with the transpose that renders closest to the takes (the latent holds
+        no register: host_training.jobs.register), judged at the takes' timing."""
+        from host_training.jobs import timing
+        from host_training.jobs.register import REGISTERS, with_transpose
+
+        if not self.register:
+            return np.asarray(params, dtype=np.uint8)
+        own = int(params[param("transpose").index])
+        tried = [with_transpose(params, v) for v in sorted({own, *REGISTERS})]
+        return min(tried, key=lambda p: timing.takes_distance(self.renderer.r, p, takes))
+
+    def _octave(self, take, voices: Sequence[np.ndarray], renderer) -> tuple[list, str]:
+        """The take at the octave where ``voices`` render closest (the note heard, an octave down,
+        an octave up), and how sure that is: the best distance there against the next octave's."""
+        from host_training.jobs import timing
+
+        scores = []
+        for note in (take.note - 12, take.note, take.note + 12):
+            if 0 <= note <= 127:
+                t = take.at(note=note)
+                scores.append((min(timing.distance(renderer, p, t) for p in voices), note))
+        scores.sort()
+        (d0, n0), (d1, n1) = scores[0], scores[1]
+        sure = "sure" if d1 - d0 >= OCTAVE_SURE_DB else "not sure"
+        return [take.at(note=n0)], (f"{sure}: note {n0} renders {d1 - d0:.1f} dB closer than note {n1} "
+                                    f"({d0:.1f} against {d1:.1f} dB)")
 
     def polish(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int], d: float) -> tuple[Voice, float]:
         """Greedy line search over POLISH_MOVES within ``polish_renders`` renders (a render is
@@ -459,6 +577,25 @@ def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, can
     retrieval = Retrieval(feats, np.asarray(ds.params[train]), rows=train)
     return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), Rows(feats, train), candidates,
                    polish_renders=polish_renders)
+
+
+class _progress:
+    """A progress bar over a match's time (stderr)."""
+
+    def __init__(self, seconds: float, t0: float) -> None:
+        from tqdm import tqdm
+
+        self.t0, self.seconds = t0, seconds
+        self.bar = tqdm(total=round(seconds, 1), unit="s", desc="match", leave=False,
+                        bar_format="{desc}: {bar} {n:.1f}/{total:.1f} s")
+
+    def tick(self) -> None:
+        self.bar.n = round(min(time.monotonic() - self.t0, self.seconds), 1)
+        self.bar.refresh() if self.bar.n - getattr(self, "_last", -1) >= 0.2 else None
+        self._last = self.bar.n
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class Rows:
