@@ -90,7 +90,11 @@ class ScoreRenderer:
 
     def scores(self, params: np.ndarray) -> np.ndarray:
         """(N, n_scores) float32 ranks (NaN where a voice is silent at every note)."""
-        desc = self.descriptors(params).astype(np.float64)
+        return self.rank(self.descriptors(params))
+
+    def rank(self, desc: np.ndarray) -> np.ndarray:
+        """(N, K, D) descriptors of rendered voices -> (N, n_scores) ranks against the data set."""
+        desc = np.asarray(desc, dtype=np.float64)
         n_ref = len(self.reference)
         # Some scores rank a descriptor inside the population they are computed over
         # ("aggressive"): a probe's is computed beside the data set and a few other probes (at
