@@ -36,6 +36,7 @@ COMMANDS = [
     "dxmacro.commands.evaluate",
     "dxmacro.commands.match",
     "dxmacro.commands.generate",
+    "dxmacro.commands.knobs",
 ]
 
 
