@@ -89,9 +89,10 @@ MAX_NOTE_S = 10.0  # a recording is judged over this much from its note-on at mo
 GAIN_WINDOW_DB = 12.0
 DEFAULT_SECONDS = 10.0  # a match's whole time (docs/model.md, "Match: the search")
 RESERVE = 0.05  # of the time kept for the last note-off reading
-HOLD_VOICES = 6  # nearest voices over the opening that the note-off is read with
-OCTAVE_VOICES = 6  # ... and the octave
+HOLD_VOICES = 3  # nearest voices over the opening that the note-off is read with (and the model's)
+OCTAVE_VOICES = 3  # ... and the octave
 OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
+HOLD_SHARE = 0.3  # of the time the note-off reading may take
 SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
 
@@ -466,7 +467,8 @@ class Matcher:
         model_voice = self._register(layout.decode(self.decode(z_m)[0]), takes)
         # 2. the note-off, read by listening where not given
         if hold is None:
-            takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t)[0]) for t in takes]
+            spend = t0 + seconds * HOLD_SHARE
+            takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t, deadline=spend)[0]) for t in takes]
         # 3. the octave, where the note was heard: each of three octaves tried
         octave = None
         if len(takes) == 1 and guessed[0]:
@@ -483,8 +485,11 @@ class Matcher:
             z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
             for a in (0.25, 0.5):
                 cands.append((f"refined{a}", self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]), takes)))
-        for lineage, p in cands:
-            judge(p, lineage, force=True)
+        for j, (lineage, p) in enumerate(cands):
+            try:  # the model's voice and the nearest retrieved one at least, the rest while time allows
+                judge(p, lineage, force=j < 2)
+            except srch.OutOfTime:
+                break
         # 5. the search, from the best distinct candidates, until the time is spent
         starts = [(p, lineage) for p, _, lineage in judge.ranked(SEARCH_STARTS)]
         srch.SEARCHES[search](judge, starts)
@@ -492,7 +497,7 @@ class Matcher:
         # 6. the note-off read again for the winner (a hop at a time about the one used)
         if hold is None and len(takes) == 1:
             h, d_h = timing.read_hold(renderer, [best], takes[0], around=takes[0].hold)
-            if d_h < d:
+            if d_h < d - timing.HOLD_TIE_DB:
                 takes, d = [takes[0].at(hold=h)], d_h
         if bar is not None:
             bar.close()

@@ -14,19 +14,23 @@ timing").
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from dx7 import Voice
-from host_training.audio.features import HOP, N_FFT
+from host_training.audio.features import HOP, N_FFT, mel_filterbank
 from host_training.audio.render import DexedRenderer, Note
-from host_training.audio.sound import RenderSettings, features_of
+from host_training.audio.sound import FLOOR_DB, RenderSettings
 from host_training.model.baselines import Retrieval, retrieval_features
 
-HOLD_STEP_S = 0.1  # the coarse grid of note-off times tried
+HOLD_STEP_S = 0.15  # the coarse grid of note-off times tried
+HOLD_TIE_DB = 0.1  # note-offs this close to the best fit are one fit: the earliest is kept
 SAFE_HOLD_S = 0.3  # frames before this are compared while the hold is not known yet
 
 
@@ -51,9 +55,28 @@ def distance(renderer: DexedRenderer, params: np.ndarray, take: Take) -> float:
     timing and the take, over the take's own length: what `match` minimises and prints."""
     voice = Voice.from_parameters(np.asarray(params, dtype=np.uint8), "JUDGE")
     audio = renderer.render(voice, Note(take.note, take.velocity, take.hold, take.length))
-    f = features_of(audio, renderer.sample_rate)[0]
+    f = fast_logmel(audio, renderer.sample_rate)
     t = min(f.shape[1], take.feat.shape[1])
     return float(np.mean(np.abs(f[:, :t] - take.feat[:, :t])))
+
+
+@lru_cache(maxsize=4)
+def _window_and_bank(rate: int) -> tuple[np.ndarray, np.ndarray]:
+    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+    return window, mel_filterbank(rate, N_FFT).astype(np.float32)
+
+
+def fast_logmel(audio: np.ndarray, rate: int) -> np.ndarray:
+    """``sound.features_of``'s log-mel in float32 on a strided view: 4-5 times faster (the STFT,
+    not the render, is most of a judgement), within 0.001 dB of it (0.00045 dB at most on a
+    3.5 s render)."""
+    import scipy.fft
+
+    window, bank = _window_and_bank(rate)
+    x = np.pad(np.asarray(audio, dtype=np.float32), N_FFT // 2)
+    spec = scipy.fft.rfft(sliding_window_view(x, N_FFT)[::HOP] * window, axis=1)
+    power = spec.real ** 2 + spec.imag ** 2
+    return 10.0 * np.log10(np.maximum(bank @ power.T, np.float32(10 ** (FLOOR_DB / 10))))
 
 
 def takes_distance(renderer: DexedRenderer, params: np.ndarray, takes: Sequence[Take]) -> float:
@@ -67,26 +90,30 @@ def hold_grid(length: float, step: float = HOLD_STEP_S) -> np.ndarray:
 
 
 def read_hold(renderer: DexedRenderer, candidates: Sequence[np.ndarray], take: Take,
-              around: float | None = None) -> tuple[float, float]:
+              around: float | None = None, deadline: float = float("inf")) -> tuple[float, float]:
     """(note-off time, the best distance there): the hold at which one of ``candidates`` renders
     closest to ``take``. Coarse grid (``hold_grid``) over every candidate, then one STFT hop at a
     time within a step of the best for the best candidate; ``around``: only that fine search,
-    about ``around``."""
-    best = (np.inf, take.length, 0)
+    about ``around``, for the first candidate. Of the holds within HOLD_TIE_DB of the best the
+    earliest is kept: a note-off after the sound has died is not heard, and a later one would
+    let a voice that dies while held pass for one whose release is long. Past ``deadline`` no
+    further candidate is tried."""
+    j = 0
     if around is None:
-        for j, p in enumerate(candidates):
-            for h in hold_grid(take.length):
-                d = distance(renderer, p, take.at(hold=float(h)))
-                if d < best[0]:
-                    best = (d, float(h), j)
-        around = best[1]
+        scores = []
+        for i, p in enumerate(candidates):
+            if i and time.monotonic() > deadline:
+                break
+            scores += [(distance(renderer, p, take.at(hold=float(h))), float(h), i) for h in hold_grid(take.length)]
+        d0 = min(s[0] for s in scores)
+        _, around, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
     hop = HOP / renderer.sample_rate
     fine = np.arange(around - HOLD_STEP_S, around + HOLD_STEP_S + hop / 2, hop)
-    for h in np.append(fine[(fine > 0) & (fine < take.length)], take.length):
-        d = distance(renderer, candidates[best[2]], take.at(hold=float(h)))
-        if d < best[0]:
-            best = (d, float(h), best[2])
-    return best[1], best[0]
+    fine = np.append(fine[(fine > 0) & (fine < take.length)], take.length)
+    scores = [(distance(renderer, candidates[j], take.at(hold=float(h))), float(h)) for h in fine]
+    d0 = min(s[0] for s in scores)
+    hold, d = min((h, d) for d, h in scores if d <= d0 + HOLD_TIE_DB)
+    return hold, d
 
 
 def shared_columns(end_s: float, settings: RenderSettings, pool: int) -> int:

@@ -1,0 +1,172 @@
+"""Benchmark of `dxmacro match` on recordings of any timing and note (docs/results.md, "Sound matching").
+
+    python scripts/match_bench.py RUN DATA [--voices N] [--seconds S] [--search cma|greedy]
+                                  [--timings H:L,...] [--strata novel,shelf] [--json OUT]
+
+Each voice is rendered by Dexed's engine at velocity 100 at one of the notes 48, 60, 67, 72 (in
+turn, so every timing hears every note equally) at every timing: held 0.3, 1.0, 1.5, 3.0 s with
+0.5 s of release after the note-off ("kept") or with the file ending at the note-off ("cut").
+Each render is matched as `dxmacro match REC --note N --gain 0 --seconds S` does (the note and
+the level are given, the note-off is read) and the matched voice is scored by log-mel MAE (dB)
+against the render at the recording's own note and timing. Beside it, on the same inputs:
+- one-note retrieval: the training voice whose 64-band log-mel of the recording's one note (cut
+  or padded to the data set's 2.0 s, moved onto the data set's notes as `match` moves it) is
+  nearest (L2, its nearest note slot), rendered at the recording's note and timing;
+- shared-part retrieval: the training voice nearest over the frames both hold the key for
+  (host_training.jobs.timing.nearest_voices, at the true note-off), scored the same way.
+Strata (N voices each, seed 0):
+- novel: the data set's test split (its near-copy groups are kept out of training);
+- shelf: voices of ../shared/dx7/corpus outside the data set's files that have a near-copy in its
+  training split (pooled log-mel at note 60 within 2.0 dB RMS of a training voice's: the
+  data set's own near-copy threshold), as a user's shelf has more than half the time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import host_training.jobs.match as hm
+from dx7 import Voice
+from dx7.files import read_voice_file
+from host_training.audio.features import HOP, N_FFT
+from host_training.audio.render import DexedRenderer, Note
+from host_training.audio.sound import RenderSettings, features_of
+from host_training.dataset import open_dataset
+from host_training.jobs import timing
+from host_training.model.baselines import retrieval_features
+
+NOTES = (48, 60, 67, 72)
+TIMINGS = [(h, h + 0.5) for h in (0.3, 1.0, 1.5, 3.0)] + [(h, h) for h in (0.3, 1.0, 1.5, 3.0)]
+OWN = (1.5, 2.0)  # the data set's own timing
+CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "dx7" / "corpus"
+NEAR_COPY_DB = 2.0
+
+
+def mae(a: np.ndarray, b: np.ndarray) -> float:
+    t = min(a.shape[1], b.shape[1])
+    return float(np.mean(np.abs(a[:, :t] - b[:, :t])))
+
+
+def shelf_voices(ds, retrieval, n: int, seed: int = 0, tried: int = 1200) -> list[Voice]:
+    """Up to ``n`` corpus voices from files outside the data set with a near-copy in its
+    training split (pooled log-mel at note 60, velocity 100, RMS dB), from ``tried`` drawn."""
+    inside = {Path(f).name for f in ds.manifest.get("files", [])} or {
+        Path(line).name for line in (Path(hm.__file__).parents[1] / "default_model" / "dataset_files.txt")
+        .read_text().split()}
+    files = sorted(f for f in CORPUS.glob("*.syx") if f.name not in inside)
+    pool = [lv.voice for f in files for lv in read_voice_file(f).voices]
+    rng = np.random.default_rng(seed)
+    s = RenderSettings.from_manifest(ds.settings)
+    slot = s.notes.index((60, 100))
+    r = DexedRenderer(s.rate)
+    db = retrieval.db[:, slot]  # (N, d)
+    out, seen = [], set()
+    for i in rng.permutation(len(pool))[:tried]:
+        v = pool[int(i)]
+        if v.content_key() in seen:
+            continue
+        seen.add(v.content_key())
+        f = features_of(r.render(v, Note(60, 100, s.hold, s.duration)), s.rate)[0]
+        q = torch.from_numpy(retrieval_features(f[None, None], retrieval.pool))[0, 0]
+        rms = float(torch.sqrt(((db - q) ** 2).mean(1)).min())
+        if rms <= NEAR_COPY_DB:
+            out.append(v)
+            if len(out) == n:
+                break
+    return out
+
+
+def one_note_db(ds, train: np.ndarray) -> np.ndarray:
+    """(N, K, 64, F) 64-band log-mel of every training voice at every note slot."""
+    x = np.asarray(ds.features[train], dtype=np.float32)
+    n, k, m, f = x.shape
+    return x.reshape(n, k, m // 2, 2, f).mean(3)
+
+
+def one_note_nearest(db: np.ndarray, heard: np.ndarray) -> int:
+    m, f = heard.shape
+    q = heard.reshape(m // 2, 2, f).mean(1)
+    d = ((db - q) ** 2).sum((2, 3)).min(1)
+    return int(np.argmin(d))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run")
+    ap.add_argument("data")
+    ap.add_argument("--voices", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--search", default="cma")
+    ap.add_argument("--timings", default=None, help="H:L,... (default: all eight)")
+    ap.add_argument("--strata", default="novel,shelf")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    timings = TIMINGS if a.timings is None else [tuple(map(float, t.split(":"))) for t in a.timings.split(",")]
+    ds = open_dataset(a.data)
+    m = hm.matcher_for_run(a.run, a.data)
+    s = m.s
+    train = ds.indices("train")
+    db64 = one_note_db(ds, train)
+    r = DexedRenderer(s.rate)
+    strata = {}
+    if "novel" in a.strata:
+        test = np.random.default_rng(0).choice(ds.indices("test"), a.voices, replace=False)
+        strata["novel"] = [ds.voice(int(i)) for i in test]
+    if "shelf" in a.strata:
+        strata["shelf"] = shelf_voices(ds, m.retrieval, a.voices)
+    rows = []
+    for stratum, voices in strata.items():
+        for j, v in enumerate(voices):
+            note = NOTES[j % len(NOTES)]
+            for hold, length in timings:
+                audio = r.render(v, Note(note, 100, hold, length)).astype(np.float64)
+                target = features_of(audio.astype(np.float32), s.rate)[0]
+                if 10 * np.log10(np.mean(audio ** 2) + 1e-24) < -60:
+                    continue  # silent at this note: nothing to match
+                rec = hm.prepare(audio, s.rate, s)
+
+                def score(params: np.ndarray) -> float:
+                    w = Voice.from_parameters(np.asarray(params, dtype=np.uint8), "B")
+                    return mae(features_of(r.render(w, Note(note, 100, hold, length)), s.rate)[0], target)
+
+                heard = rec.shifted(m.grid_shift(note)).at(0.0)
+                base = score(m.train_params[one_note_nearest(db64, heard)])
+                cols = timing.shared_columns(min(hold, length), s, m.retrieval.pool)
+                shared = score(m.train_params[int(timing.nearest_voices(m.retrieval, [heard], cols, 1)[0])])
+                t0 = time.monotonic()
+                res = m.match_recordings([rec], 0.0, [note], seconds=a.seconds, search=a.search, started=t0)
+                took = time.monotonic() - t0
+                row = {"stratum": stratum, "voice": j, "note": note, "hold": hold, "length": length,
+                       "match": score(res.voice.parameters), "printed": res.distance_db, "one_note": base,
+                       "shared": shared, "seconds": took, "evals": res.evals, "hold_read": res.holds[0],
+                       "source": res.source}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows))
+    report(rows)
+
+
+def report(rows: list[dict]) -> None:
+    print("\n| stratum | timing (hold / length, s) | inputs | match | one-note retrieval | shared-part retrieval "
+          "| s per match |")
+    print("|---|---|---|---|---|---|---|")
+    for stratum in dict.fromkeys(r["stratum"] for r in rows):
+        for key in dict.fromkeys((r["hold"], r["length"]) for r in rows):
+            sel = [r for r in rows if r["stratum"] == stratum and (r["hold"], r["length"]) == key]
+            own = " (data set's)" if key == OWN else ""
+            kind = "cut" if key[0] >= key[1] else "kept"
+            print(f"| {stratum} | {key[0]:g} / {key[1]:g} {kind}{own} | {len(sel)} "
+                  f"| {np.median([r['match'] for r in sel]):.2f} | {np.median([r['one_note'] for r in sel]):.2f} "
+                  f"| {np.median([r['shared'] for r in sel]):.2f} | {np.median([r['seconds'] for r in sel]):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
