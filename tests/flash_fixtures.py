@@ -79,3 +79,49 @@ class Bundles:
         if not self._read(path)["self_test_ok"]:
             raise BundleRejected("self-test failed: outputs differ from the golden vectors")
         return {"vectors": 8, "max_code_diff": 0, "max_value_diff": 0}
+
+
+class Banks:
+    """Real signed voice banks (conversion/voice_bank.py) for the flashing tests, signed with the
+    Bundles' key (the device holds one public key for models and banks alike)."""
+
+    def __init__(self, bundles: Bundles) -> None:
+        self.bundles = bundles
+        self.folder = bundles.folder
+
+    @staticmethod
+    def voices(n: int, seed: int = 0) -> list:
+        from dx7 import Voice
+
+        base = list(Voice.init().values)
+        out = []
+        for i in range(n):
+            v = list(base)
+            v[134], v[123], v[121] = (i + seed) % 32, 1 + i % 4, 99 - (i + seed) % 40
+            out.append(Voice(tuple(v[:145]) + tuple(f"BANK {i:<5d}".encode()[:10])))
+        return out
+
+    def make(self, name: str = "stage", model_id: str = "decoder", n: int = 8, *, key=None, seed: int = 0,
+             latent_size: int = 8) -> Path:
+        import numpy as np
+
+        from conversion import voice_bank
+
+        lat = np.random.default_rng(seed).normal(size=(n, latent_size)).astype(np.float32)
+        data = voice_bank.encode(name, model_id, self.voices(n, seed), lat, key or self.bundles.key)
+        path = self.folder / f"{name}-{model_id}-{seed}.dxb"
+        path.write_bytes(data)
+        return path
+
+    def forged(self, n: int, model_id: str = "decoder") -> Path:
+        """Signed with the real key, but holding ``n`` voices where the writer refuses (0, > 1024)."""
+        from conversion import bundle, voice_bank
+
+        body = b"".join(v.to_unpacked() + bytes(32) for v in self.voices(min(n, 2))) * (n // 2)
+        doc = {"format": voice_bank.FORMAT, "format_version": 1, "origin": "host", "name": f"forged{n}",
+               "model_id": model_id, "latent_size": 8, "voices": n, "latent_method": "encoder",
+               "body": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        path = self.folder / f"forged-{n}.dxb"
+        path.write_bytes(bundle.frame(voice_bank.MAGIC, 1, text, self.bundles.key) + body)
+        return path

@@ -78,15 +78,16 @@ def verify_file(path: str | os.PathLike[str], public_key) -> BundleInfo:
 
 
 class CachingVerifier:
-    """verify_file with a cache keyed by the file's identity: installed models are never modified,
+    """verify_file (or another verify(path, key), e.g. a voice bank's) with a cache keyed by the file's identity: installed models are never modified,
     so the status page and the list need not re-hash them on every poll. A new process (a reboot)
     starts with an empty cache, so recovery always verifies afresh."""
 
-    def __init__(self, public_key) -> None:
+    def __init__(self, public_key, verify=None) -> None:
         self.public_key = public_key
-        self._cache: dict[tuple, BundleInfo] = {}
+        self._verify = verify or verify_file  # device/flashing/bank_store.verify_bank_file for banks
+        self._cache: dict[tuple, object] = {}
 
-    def __call__(self, path: Path) -> BundleInfo:
+    def __call__(self, path: Path):
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -94,7 +95,7 @@ class CachingVerifier:
         key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         info = self._cache.get(key)
         if info is None:
-            info = verify_file(path, self.public_key)
+            info = self._verify(path, self.public_key)
             if len(self._cache) > 64:
                 self._cache.clear()
             self._cache[key] = info

@@ -16,6 +16,11 @@ Endpoints (JSON unless noted):
     POST /api/activate     {"name": "<installed model name>"}; ?wait=1
     POST /api/rollback
     POST /api/usb-import   imports the configured USB folder; ?force=1, ?wait=1
+    GET  /api/banks        installed voice banks, the active one and whether it applies
+    POST /api/banks/upload      body = the .dxb bytes (Content-Length required); ?activate=0 installs only
+    POST /api/banks/activate    {"name": "<installed bank name>"}
+    POST /api/banks/deactivate  back to the model's anchors
+    POST /api/banks/delete      {"name": "<installed bank name>"} (not the active one)
 """
 
 from __future__ import annotations
@@ -140,6 +145,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, flasher.status())
         elif path == "/api/models":
             self._json(HTTPStatus.OK, {"models": flasher.store.summary()["models"]})
+        elif path == "/api/banks":
+            self._json(HTTPStatus.OK, flasher.banks.summary())
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
 
@@ -152,7 +159,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         path = urlsplit(self.path).path
         routes = {"/api/auth": lambda: (HTTPStatus.OK, {}), "/api/upload": self._upload, "/api/activate": self._activate,
-                  "/api/rollback": self._rollback, "/api/usb-import": self._usb_import}
+                  "/api/rollback": self._rollback, "/api/usb-import": self._usb_import,
+                  "/api/banks/upload": self._bank_upload, "/api/banks/activate": self._bank_activate,
+                  "/api/banks/deactivate": self._bank_deactivate, "/api/banks/delete": self._bank_delete}
         route = routes.get(path)
         if route is None:
             self.close_connection = True
@@ -202,23 +211,48 @@ class Handler(BaseHTTPRequestHandler):
             result = result | {"health": self.server.flasher.wait_health()}
         return result
 
-    def _upload(self) -> tuple[int, dict]:
+    def _upload_head(self, what: str, noun: str, limit: int) -> tuple[str, int]:
+        """(source for the log, Content-Length) of an upload, refused before its body is read when
+        the file name holds a path, the length is missing or bad, or over ``limit``."""
         name = self._query().get("filename", "")
         flasher = self.server.flasher
-        source = f"upload {name}".strip()
+        source = f"{what} {name}".strip()
         if name and ("/" in name or "\\" in name or name.startswith(".") or "\0" in name):
-            flasher.log.add(f"upload refused: file name {name!r} contains a path", error=True)
+            flasher.log.add(f"{what} refused: file name {name!r} contains a path", error=True)
             raise BundleRejected(f"file name {name!r} contains a path; send the bare file name")
         length = self._length()
         if length is None:
             raise BundleRejected("Content-Length is required (no chunked uploads)")
         if length < 0:
             raise BundleRejected("bad Content-Length")
-        if length > flasher.cfg.max_bytes:
+        if length > limit:
             flasher.log.add(f"{source} refused: {length} bytes is over the limit", error=True)
-            raise UploadTooLarge(f"bundle is {length} bytes; the limit is {flasher.cfg.max_bytes} bytes")
+            raise UploadTooLarge(f"{noun} is {length} bytes; the limit is {limit} bytes")
+        return source, length
+
+    def _upload(self) -> tuple[int, dict]:
+        flasher = self.server.flasher
+        source, length = self._upload_head("upload", "bundle", flasher.cfg.max_bytes)
         result = flasher.flash_stream(self.rfile, length, force=self._flag("force"), source=source)
         return HTTPStatus.OK, self._maybe_wait(result)
+
+    def _bank_upload(self) -> tuple[int, dict]:
+        from conversion.voice_bank import MAX_BANK_BYTES
+
+        flasher = self.server.flasher
+        source, length = self._upload_head("bank upload", "voice bank", min(MAX_BANK_BYTES, flasher.cfg.max_bytes))
+        activate = self._query().get("activate", "1").lower() not in ("0", "false", "no", "off")
+        return HTTPStatus.OK, flasher.flash_bank_stream(self.rfile, length, source=source, activate=activate)
+
+    def _bank_activate(self) -> tuple[int, dict]:
+        return HTTPStatus.OK, self.server.flasher.activate_bank(str(self._json_body().get("name", "")))
+
+    def _bank_deactivate(self) -> tuple[int, dict]:
+        self._json_body()
+        return HTTPStatus.OK, self.server.flasher.deactivate_bank()
+
+    def _bank_delete(self) -> tuple[int, dict]:
+        return HTTPStatus.OK, self.server.flasher.delete_bank(str(self._json_body().get("name", "")))
 
     def _activate(self) -> tuple[int, dict]:
         name = str(self._json_body().get("name", ""))

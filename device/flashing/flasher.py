@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from device.flashing.bank_store import BankStore, bank_file_name
 from device.flashing.bundle_check import BundleRejected, version_key
 from device.flashing.status_file import age_s, read_status
 from device.flashing.store import InstalledModel, ModelStore, StoreBusy, StoreError, model_file_name
@@ -96,8 +97,9 @@ def judge_health(status: dict | None, model: str, since: float, now: float, cfg:
 
 class Flasher:
     def __init__(self, store: ModelStore, public_key_file: Path, cfg: FlashConfig | None = None,
-                 self_test: Callable[[Path], dict] | None = None) -> None:
-        from device.flashing.bundle_check import run_self_test
+                 self_test: Callable[[Path], dict] | None = None, banks: BankStore | None = None) -> None:
+        from device.flashing.bank_store import verify_bank_file
+        from device.flashing.bundle_check import CachingVerifier, load_public_key, run_self_test
 
         self.store = store
         self.cfg = cfg or FlashConfig()
@@ -110,7 +112,9 @@ class Flasher:
         self._state_lock = threading.Lock()
         self.last_result: dict | None = None
         self.health: dict = {"state": "idle"}
-        for line in store.recovered:
+        self.banks = banks or BankStore.open(store, CachingVerifier(load_public_key(public_key_file),
+                                                                    verify_bank_file))
+        for line in store.recovered + self.banks.recovered:
             self.log.add(f"store recovery: {line}", error=True)
         self._adopt_trial()
 
@@ -131,10 +135,10 @@ class Flasher:
 
     # ---- receiving ---------------------------------------------------------------------------
 
-    def receive(self, stream: BinaryIO, length: int | None) -> Path:
+    def receive(self, stream: BinaryIO, length: int | None, limit: int | None = None) -> Path:
         """Copy ``length`` bytes (or up to EOF) from ``stream`` into a temp file in the store,
         enforcing the size limit while reading. Returns the temp path (caller installs or deletes)."""
-        limit = self.cfg.max_bytes
+        limit = min(limit or self.cfg.max_bytes, self.cfg.max_bytes)
         if length is not None and length > limit:
             raise UploadTooLarge(f"bundle is {length} bytes; the limit is {limit} bytes")
         fd, tmp = self.store.temp_upload()
@@ -212,6 +216,9 @@ class Flasher:
         if old == new:
             return {"active": new, "previous": self.store.previous_name(), "health": "unchanged"}
         self.log.add(f"activated {new} (previous {old})")
+        bank, reason = self.banks.applies()
+        if bank is None and self.banks.active_name() is not None:
+            self.log.add(reason)
         if watch and old is not None:
             with self._state_lock:
                 self._start_health(new)
@@ -230,6 +237,64 @@ class Flasher:
             frm, to = self.store.rollback()
         self.log.add(f"rolled back from {frm} to {to} ({reason})", error=reason != "requested")
         return {"active": to, "rolled_back_from": frm, "reason": reason, "seconds": round(time.monotonic() - t0, 4)}
+
+    # ---- voice banks (no self-test or health window: a bank holds verified values, no code) ---------
+
+    def flash_bank_stream(self, stream: BinaryIO, length: int | None, *, source: str = "bank upload",
+                          activate: bool = True) -> dict:
+        """Receive, verify (signature, hash, limits, made for the active model), install and activate
+        one voice bank."""
+        from conversion.voice_bank import MAX_BANK_BYTES
+
+        with self.store.locked():
+            try:
+                tmp = self.receive(stream, length, MAX_BANK_BYTES)
+            except DxmacroError as exc:
+                self.log.add(f"{source} refused: {exc}", error=True)
+                raise
+            try:
+                info = self.banks.verify(tmp)
+                bank_file_name(info)
+                self.banks.require_active_model(info)
+            except DxmacroError as exc:
+                tmp.unlink(missing_ok=True)
+                self.log.add(f"{source} refused: {exc}", error=True)
+                raise
+            bank = self.banks.install(tmp, info)
+            result = {"installed": bank.file, "bank": info.name, "model_id": info.model_id, "voices": info.voices,
+                      "source": source}
+            self.log.add(f"{source}: installed bank {bank.file} ({info.voices} voices)")
+            if activate:
+                result |= self._activate_bank(bank.file)
+        self.last_result = result
+        return result
+
+    def flash_bank_path(self, path: Path, **kw) -> dict:
+        with open(path, "rb") as f:
+            return self.flash_bank_stream(f, os.fstat(f.fileno()).st_size, **kw)
+
+    def _activate_bank(self, name: str) -> dict:
+        old, new = self.banks.activate(name)
+        if old != new:
+            self.log.add(f"activated bank {new} (was {old or 'the anchors'})")
+        return {"active_bank": new, "previous_bank": old}
+
+    def activate_bank(self, name: str) -> dict:
+        with self.store.locked(timeout=5.0):
+            return self._activate_bank(name)
+
+    def deactivate_bank(self) -> dict:
+        with self.store.locked(timeout=5.0):
+            old = self.banks.deactivate()
+        if old:
+            self.log.add(f"deactivated bank {old}: the device steps through the model's anchors")
+        return {"active_bank": None, "previous_bank": old}
+
+    def delete_bank(self, name: str) -> dict:
+        with self.store.locked(timeout=5.0):
+            self.banks.delete(name)
+        self.log.add(f"deleted bank {name}")
+        return {"deleted": name}
 
     # ---- health window -----------------------------------------------------------------------
 
@@ -312,6 +377,6 @@ class Flasher:
         loop = read_status(self.cfg.status_file)
         if loop is not None:
             loop = loop | {"age_s": round(min(age_s(loop), 1e9), 3)}
-        return {"store": self.store.summary(), "loop": loop, "health": self.health,
+        return {"store": self.store.summary(), "banks": self.banks.summary(), "loop": loop, "health": self.health,
                 "last_result": self.last_result, "events": self.log.recent(),
                 "max_bytes": self.cfg.max_bytes}

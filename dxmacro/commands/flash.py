@@ -4,6 +4,8 @@
     dxmacro flash --list --device URL
     dxmacro flash --rollback --device URL --token T
     dxmacro flash --activate NAME --device URL --token T
+    dxmacro flash voices.dxb --device URL --token T      (a voice bank, told by its magic)
+    dxmacro flash --banks | --activate-bank NAME | --deactivate-bank | --delete-bank NAME --device URL
 
 The device does every check (signature, hashes, format, downgrade, self-test, health window);
 this client streams the file with a progress bar and prints what the device decided. stdlib
@@ -29,7 +31,7 @@ DEVICE_ENV = "DXMACRO_DEVICE"
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flash", help="install a model bundle on the controller (or list / roll back)")
-    p.add_argument("bundle", nargs="?", help="the signed .dxm bundle to install and activate")
+    p.add_argument("bundle", nargs="?", help="the signed .dxm bundle (or .dxb voice bank) to install and activate")
     p.add_argument("--device", default=os.environ.get(DEVICE_ENV),
                    help=f"controller URL, e.g. http://dxmacro.local:8080 (or ${DEVICE_ENV})")
     p.add_argument("--token", help=f"flash token (or --token-file, or ${TOKEN_ENV})")
@@ -41,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     act.add_argument("--rollback", action="store_true", help="return to the previous model")
     act.add_argument("--activate", metavar="NAME", help="activate an installed model by its name (see --list)")
     act.add_argument("--status", action="store_true", help="print the device status as JSON")
+    act.add_argument("--banks", action="store_true", help="list the installed voice banks")
+    act.add_argument("--activate-bank", metavar="NAME", help="step through an installed voice bank (see --banks)")
+    act.add_argument("--deactivate-bank", action="store_true", help="back to the model's anchors")
+    act.add_argument("--delete-bank", metavar="NAME", help="delete an installed voice bank (not the active one)")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the device (default 180)")
     p.set_defaults(func=run)
 
@@ -140,10 +146,30 @@ def print_models(models: list[dict]) -> None:
               f"format {m['format_version']})")
 
 
+def print_banks(summary: dict) -> None:
+    banks = summary.get("banks") or []
+    if not banks:
+        print("no voice banks installed")
+    for b in banks:
+        print(f"{'*' if b.get('active') else ' '} {b['name']}  ({b['voices']} voices for {b['model_id']})")
+    print(summary.get("reason", ""))
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.device:
         raise DxmacroError(f"--device URL is required (or set ${DEVICE_ENV})")
     dev = Device(args.device, _token(args), args.timeout)
+    if args.banks:
+        print_banks(dev.call("GET", "/api/banks"))
+        return 0
+    if args.activate_bank or args.deactivate_bank or args.delete_bank:
+        _need_token(dev.token)
+        if args.delete_bank:
+            print(f"deleted    {dev.post_json('/api/banks/delete', {'name': args.delete_bank})['deleted']}")
+            return 0
+        r = dev.post_json("/api/banks/activate", {"name": args.activate_bank}) if args.activate_bank else \
+            dev.post_json("/api/banks/deactivate")
+        return _report_bank(r)
     if args.list:
         print_models(dev.call("GET", "/api/models")["models"])
         return 0
@@ -163,29 +189,57 @@ def run(args: argparse.Namespace) -> int:
         return _report(r)
     if not args.bundle:
         raise DxmacroError("give a bundle to flash, or one of --list, --rollback, --activate, --status")
+    if is_bank_file(Path(args.bundle)):
+        return flash_bank(dev, Path(args.bundle))
     return flash(dev, Path(args.bundle), force=args.force, wait=not args.no_wait)
 
 
-def flash(dev: Device, bundle: Path, *, force: bool = False, wait: bool = True) -> int:
+def is_bank_file(path: Path) -> bool:
+    from conversion.voice_bank import is_bank
+
+    try:
+        with open(path, "rb") as f:
+            return is_bank(f.read(4))
+    except OSError as exc:
+        raise DxmacroError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _upload(dev: Device, path: Path, endpoint: str, query: dict) -> dict:
+    """Stream ``path`` to ``endpoint`` after checking size and token (a wrong token fails before
+    megabytes go over the wire)."""
     _need_token(dev.token)
     try:
-        size = bundle.stat().st_size
+        size = path.stat().st_size
     except OSError as exc:
-        raise DxmacroError(f"cannot read {bundle}: {exc.strerror}") from None
+        raise DxmacroError(f"cannot read {path}: {exc.strerror}") from None
     status = dev.call("GET", "/api/status")
     limit = status.get("max_bytes")
     if isinstance(limit, int) and size > limit:
-        raise DxmacroError(f"{bundle.name} is {size} bytes; the device accepts at most {limit}")
-    dev.post_json("/api/auth")  # a wrong token fails here, before megabytes go over the wire
-    query = urllib.parse.urlencode({"filename": bundle.name, "force": int(force), "wait": int(wait)})
-    with open(bundle, "rb") as f:
-        body = _Progress(f, size, bundle.name)
+        raise DxmacroError(f"{path.name} is {size} bytes; the device accepts at most {limit}")
+    dev.post_json("/api/auth")
+    with open(path, "rb") as f:
+        body = _Progress(f, size, path.name)
         try:
-            r = dev.call("POST", f"/api/upload?{query}", body,
-                         {"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+            return dev.call("POST", f"{endpoint}?{urllib.parse.urlencode({'filename': path.name} | query)}", body,
+                            {"Content-Type": "application/octet-stream", "Content-Length": str(size)})
         finally:
             body.close()
-    return _report(r)
+
+
+def flash_bank(dev: Device, bank: Path) -> int:
+    r = _upload(dev, bank, "/api/banks/upload", {})
+    print(f"installed  {r['installed']} ({r['voices']} voices for {r['model_id']})")
+    return _report_bank(r)
+
+
+def _report_bank(r: dict) -> int:
+    print(f"bank       {r.get('active_bank') or 'none: the model anchors'}"
+          + (f"  (was {r['previous_bank']})" if r.get("previous_bank") else ""))
+    return 0
+
+
+def flash(dev: Device, bundle: Path, *, force: bool = False, wait: bool = True) -> int:
+    return _report(_upload(dev, bundle, "/api/upload", {"force": int(force), "wait": int(wait)}))
 
 
 def _report(r: dict) -> int:
