@@ -31,6 +31,7 @@ from device.control.loop import ControlLoop, LoopSettings
 from device.control.knobs import AdcKnobs, AdcLayout, emulated_board
 from device.control.mapping import KnobMapping
 from device.flashing.self_test import self_test
+from device.flashing.bank_follow import BankFollower
 from device.flashing.model_follow import Loader, ModelFollower, ModelState, load_active
 from device.control.notify import Notifier
 from device.control.ports import Decoder
@@ -288,6 +289,17 @@ def _publish_failure(cfg: Config, state: ModelState) -> None:
             pass
 
 
+def follow_bank(store: Path, loop: ControlLoop, state: ModelState, stop: threading.Event,
+                interval_s: float) -> BankFollower:
+    """Next / previous step through the store's active voice bank while it is made for the model
+    playing (device/flashing/bank_follow.py); the first look happens now, before the first tick."""
+    follower = BankFollower(store, lambda: (state.file, state.id, loop.decoder.latent_size), loop.set_voices, stop,
+                            interval_s)
+    follower.poll()
+    follower.start()
+    return follower
+
+
 def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, out=sys.stdout,
                model_loader: Loader | None = None, stop: threading.Event | None = None) -> int:
     """Assemble and run until ``duration_s`` passes, SIGTERM/SIGINT (main thread) or ``stop``.
@@ -342,6 +354,7 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
         if watcher is not None and model_state is not None:
             ModelFollower(watcher, loader, mapping_fits(cfg), loop.swap_decoder, model_state, stop,
                           min(cfg.watch_interval_s, 0.2)).start()
+            follow_bank(cfg.store, loop, model_state, stop, min(cfg.watch_interval_s, 0.2))
         elif cfg.decoder == "bundle" and cfg.watch_bundle:
             BundleWatcher(cfg, loop, stop).start()
         notifier.ready(f"{len(loop.mappings)} knobs, profile {cfg.profile}")
