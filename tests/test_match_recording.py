@@ -172,3 +172,51 @@ def test_several_recordings_keep_the_intervals_heard_between_them():
     assert one_octave([54, 66, 78], [66, 78, 66]) == [66, 78, 90]  # two of three guess an octave up
     assert one_octave([60, 64, 67], [48, 52, 55]) == [48, 52, 55]  # agreed: the guesses themselves
     assert one_octave([120, 100], [132, 112]) == [120, 112]  # 132 is off the keyboard: an octave down
+
+
+def sustained(release_rate: int = 60) -> Voice:
+    """The init voice (one sine carrier, full sustain) with a release that is heard."""
+    p = Voice.init().parameters.copy()
+    p[param("op1_eg_rate4").index] = release_rate
+    return Voice.from_parameters(p, "S")
+
+
+def test_the_judges_log_mel_is_the_data_sets():
+    from host_training.jobs.timing import fast_logmel
+
+    r = DexedRenderer(RATE)
+    audio = r.render(sustained(), Note(60, 100, 1.0, 1.7))
+    other = r.render(Voice.init(), Note(60, 100, 1.0, 1.7))
+    assert np.abs(fast_logmel(audio, RATE) - features_of(audio, RATE)[0]).max() < 0.05
+    fast = mae(fast_logmel(audio, RATE), fast_logmel(other, RATE))
+    assert abs(fast - mae(features_of(audio, RATE)[0], features_of(other, RATE)[0])) < 1e-3 and fast > 1.0
+
+
+@pytest.mark.parametrize("hold, length", [(0.45, 1.0), (1.2, 1.7), (0.8, 0.8)])
+def test_the_note_off_is_read_from_the_recording(hold, length):
+    """The release start is read by listening: the voice itself renders closest at the hold played
+    (within one STFT hop); a file that ends while the key is held reads as held to the end."""
+    from host_training.jobs.timing import Take, read_hold
+
+    r = DexedRenderer(RATE)
+    v = sustained()
+    feat = features_of(r.render(v, Note(60, 100, hold, length)), RATE)[0]
+    take = Take(feat, 60, 100, length, length)
+    other = Voice.init().parameters  # the init voice's release is fast: a second candidate, farther
+    read, d = read_hold(r, [v.parameters, other], take)
+    assert abs(read - hold) <= 512 / RATE + 1e-9 and d < 0.5
+    # judged at the hold read the voice is the recording; at the file's end it is not (when released)
+    late = Take(feat, 60, 100, length, length)
+    from host_training.jobs.timing import distance
+
+    if hold < length:
+        assert distance(r, v.parameters, late) > 3.0
+
+
+def test_retrieval_compares_only_the_frames_both_hold_the_key_for():
+    from host_training.jobs.timing import shared_columns
+
+    s = RenderSettings(((60, 100),), RATE, 1.5, 2.0)
+    assert shared_columns(0.3, s, 4) == 2  # frames 0-10 end before 0.3 s: two pooled columns of four
+    assert shared_columns(3.0, s, 4) == shared_columns(1.5, s, 4) == 15  # the data set's own note-off
+    assert shared_columns(0.01, s, 4) == 1

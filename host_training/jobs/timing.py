@@ -68,8 +68,8 @@ def _window_and_bank(rate: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fast_logmel(audio: np.ndarray, rate: int) -> np.ndarray:
     """``sound.features_of``'s log-mel in float32 on a strided view: 4-5 times faster (the STFT,
-    not the render, is most of a judgement), within 0.001 dB of it (0.00045 dB at most on a
-    3.5 s render)."""
+    not the render, is most of a judgement). A distance over it is within 0.001 dB of one over
+    ``features_of`` (a cell within a few hundredths of a dB, far under the floor's float32 steps)."""
     import scipy.fft
 
     window, bank = _window_and_bank(rate)
@@ -106,10 +106,10 @@ def read_hold(renderer: DexedRenderer, candidates: Sequence[np.ndarray], take: T
                 break
             scores += [(distance(renderer, p, take.at(hold=float(h))), float(h), i) for h in hold_grid(take.length)]
         d0 = min(s[0] for s in scores)
-        _, around, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
+        around, _, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
     hop = HOP / renderer.sample_rate
     fine = np.arange(around - HOLD_STEP_S, around + HOLD_STEP_S + hop / 2, hop)
-    fine = np.append(fine[(fine > 0) & (fine < take.length)], take.length)
+    fine = np.append(fine[(fine > 0) & (fine < take.length)], [around, take.length])
     scores = [(distance(renderer, candidates[j], take.at(hold=float(h))), float(h)) for h in fine]
     d0 = min(s[0] for s in scores)
     hold, d = min((h, d) for d, h in scores if d <= d0 + HOLD_TIE_DB)
