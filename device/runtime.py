@@ -115,7 +115,7 @@ def mapping_factory(cfg: Config):
 
 
 def build_loop(cfg: Config, *, decoder: Decoder, knobs, port, clock, buttons=None, display=None,
-               notifier: Notifier | None = None, echo_port=None) -> ControlLoop:
+               notifier: Notifier | None = None, echo_port=None, midi_in=None) -> ControlLoop:
     channel = cfg.channel - 1
     profile = make_profile(cfg.profile, channel, cfg.cc_map)
     budget = ByteBudget(cfg.byte_rate) if cfg.byte_rate else None
@@ -125,7 +125,20 @@ def build_loop(cfg: Config, *, decoder: Decoder, knobs, port, clock, buttons=Non
     return ControlLoop(knobs=knobs, port=port, decoder=decoder, mappings=mapping_factory(cfg), profile=profile,
                        clock=clock, budget=budget, echo=echo, echo_port=echo_port, buttons=buttons,
                        display=display, notifier=notifier,
-                       bank=VoiceBank(cfg.bank_file) if cfg.bank_file else None, settings=settings)
+                       bank=VoiceBank(cfg.bank_file) if cfg.bank_file else None, settings=settings,
+                       midi_in=midi_in, program_channel=cfg.midi_input_channel - 1 if cfg.midi_input_channel else None)
+
+
+def open_midi_input(cfg: Config):
+    """The performer's MIDI input ([midi] input), listened to in its own thread; None without one.
+    An absent port is retried, never an error (device.control.midi_in)."""
+    if not cfg.midi_input:
+        return None
+    from device.control.midi_in import ListeningPort
+    from hardware.midi import RtMidiInput
+
+    return ListeningPort(lambda: RtMidiInput(cfg.midi_input, cfg.midi_input_api, client_name="dxmacro-in"),
+                         cfg.midi_input).start()
 
 
 def make_display(cfg: Config):
@@ -339,9 +352,13 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
 
         display = Displays([d for d in (display, parts.leds) if d is not None])
     stop = stop or threading.Event()
+    midi_in = open_midi_input(cfg)
+    if midi_in is not None:
+        parts.closers.append(midi_in.close)
     try:
         loop = build_loop(cfg, decoder=decoder, knobs=parts.knobs, port=parts.port, clock=clock,
-                          buttons=parts.buttons, display=display, notifier=notifier, echo_port=parts.echo_port)
+                          buttons=parts.buttons, display=display, notifier=notifier, echo_port=parts.echo_port,
+                          midi_in=midi_in)
         loop.model_state = model_state
         if cfg.status_path is not None:
             port_name = (lambda: getattr(parts.port, "name", cfg.port)) if not simulate else \

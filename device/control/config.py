@@ -69,6 +69,9 @@ class Config:
     budget_fraction: float | None = None
     cc_map: dict[str, int] = field(default_factory=dict)
     echo_ccs: tuple[int, ...] = ()
+    midi_input: str = ""  # [midi] input: the performer's MIDI in (Program Change, bulk dumps); "" = none
+    midi_input_api: str = "alsa"
+    midi_input_channel: int = 0  # 1..16, or 0 for any channel
     echo_channel: int = 16
     echo_port: str = ""
     reopen_interval_s: float = 0.25
@@ -284,6 +287,10 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["echo_channel"] = s.get("echo_channel", int, 16, lo=1, hi=16)
     kw["echo_port"] = s.get("echo_port", str, "")
     kw["reopen_interval_s"] = s.get("reopen_interval_s", float, 0.25, lo=0.01, hi=1.0)
+    kw["midi_input"] = s.get("input", str, "")
+    kw["midi_input_api"] = s.get("input_api", str, "jack" if kw["midi_api"] == "jack" else "alsa",
+                                 choices=("alsa", "jack"))
+    kw["midi_input_channel"] = s.get("input_channel", int, 0, lo=0, hi=16)
     s.finish()
 
     s = _Section(where, "buttons", doc.get("buttons", {}))

@@ -26,7 +26,8 @@ from device.control.controls import AnchorCycler, PriorSampler, VoiceBank, Voice
 from device.control.display import DisplayState, KnobView
 from device.control.mapping import KnobMapping, latent_from
 from device.control.notify import Notifier
-from device.control.ports import Anchor, Buttons, Clock, Decoder, Display, KnobReader, MidiOut, PortGone
+from device.control.ports import Anchor, Buttons, Clock, Decoder, Display, KnobReader, MidiIn, MidiOut, PortGone
+from device.control.program import NewVoices, ProgramInput, SelectProgram, with_latents
 from device.control.relative import dead_zone, relative_voice
 from device.control.profiles import CCProfile, EchoCC, SysexProfile, panic_messages
 from device.control.smoothing import KnobChannel, SmoothingSettings
@@ -69,9 +70,13 @@ class ControlLoop:
                  clock: Clock, budget: ByteBudget | None = None, echo: EchoCC | None = None,
                  echo_port: MidiOut | None = None, buttons: Buttons | None = None, display: Display | None = None,
                  notifier: Notifier | None = None, bank: VoiceBank | None = None,
-                 voices: tuple[Anchor, ...] | None = None, settings: LoopSettings = LoopSettings()) -> None:
+                 voices: tuple[Anchor, ...] | None = None, midi_in: MidiIn | None = None,
+                 on_received: Callable[[tuple[Anchor, ...]], None] | None = None,
+                 settings: LoopSettings = LoopSettings(), program_channel: int | None = None) -> None:
         """``voices``: what next / previous step through (a voice bank's voices with their latents
-        for this decoder); None: the decoder's anchors."""
+        for this decoder); None: the decoder's anchors. ``midi_in``: the performer's MIDI input
+        (Program Change selects a voice, a 32-voice bulk dump brings new ones, device.control.program),
+        listened to on ``program_channel`` (0..15; None: any); ``on_received`` keeps received voices."""
         self.knobs, self.port, self.clock = knobs, port, clock
         self.profile, self.budget, self.echo = profile, budget, echo
         self.echo_port = echo_port
@@ -83,6 +88,8 @@ class ControlLoop:
         self._pending_decoder: Decoder | None = None
         self._pending_voices: list[tuple[Anchor, ...] | None] = []
         self.voices = voices
+        self.midi_in, self.on_received = midi_in, on_received
+        self.program = ProgramInput(program_channel)
         self._urgent: list[bytes] = []
         self.link_up = True
         self._next_reopen = 0.0
@@ -276,6 +283,30 @@ class ControlLoop:
         else:
             log.warning("unknown button event", extra={"event": "button_unknown", "button": event})
 
+    def midi_request(self, request: SelectProgram | NewVoices | None) -> None:
+        """A Program Change or a bulk dump from the performer's MIDI input."""
+        if isinstance(request, SelectProgram):
+            if request.number >= len(self.cycler.anchors):
+                self._message = f"no voice {request.number + 1}"
+                log.info("program change out of range", extra={"event": "program", "number": request.number,
+                                                               "voices": len(self.cycler.anchors)})
+                return
+            self.cycler.index = request.number
+            self.select(self.cycler.current())
+            self._message = f"program {request.number + 1}"
+        elif isinstance(request, NewVoices):
+            voices = with_latents(request.voices, self.decoder)
+            self.voices = voices
+            self.cycler = AnchorCycler(voices)
+            self.select(self.cycler.current())
+            self._message = f"received {len(voices)} voices"
+            log.info("voices received", extra={"event": "voices_received", "count": len(voices)})
+            if self.on_received is not None:
+                try:
+                    self.on_received(voices)
+                except DxmacroError as exc:  # kept in memory all the same; said, not fatal
+                    log.error("received voices not stored", extra={"event": "store_failed", "reason": str(exc)})
+
     # -- output --------------------------------------------------------------------------
     def _send(self, data: bytes) -> bool:
         now = self.clock.now()
@@ -346,6 +377,9 @@ class ControlLoop:
         if self.buttons is not None:
             for event in self.buttons.poll():
                 self.press(event)
+        if self.midi_in is not None:
+            for data in self.midi_in.poll():
+                self.midi_request(self.program.feed(data))
         try:
             raw = self.knobs.read()
         except OSError:

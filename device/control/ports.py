@@ -15,7 +15,7 @@ import numpy as np
 from conversion.runtime import Anchor, KnobInfo  # what a decoder knows; defined with the bundle reader
 from hardware.errors import PortGone  # one type for "the port vanished", raised by hardware.midi's ports
 
-__all__ = ["Anchor", "BUTTON_EVENTS", "Buttons", "Clock", "Decoder", "Display", "KnobInfo", "KnobReader", "MidiOut",
+__all__ = ["Anchor", "BUTTON_EVENTS", "Buttons", "Clock", "Decoder", "Display", "KnobInfo", "KnobReader", "MidiIn", "MidiOut",
            "PortGone"]
 
 
@@ -58,6 +58,14 @@ class Decoder(Protocol):
     def decode(self, latent: np.ndarray) -> np.ndarray:
         """(latent_size,) float32 -> (145,) uint8 in-range DX7 values."""
         ...
+
+
+@runtime_checkable
+class MidiIn(Protocol):
+    """The performer's MIDI input: what arrived since the last poll, whole messages, never blocking
+    (device.control.midi_in.ListeningPort)."""
+
+    def poll(self) -> list[bytes]: ...
 
 
 BUTTON_EVENTS = ("next", "previous", "random", "store", "panic")
