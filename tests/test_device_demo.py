@@ -33,3 +33,55 @@ def test_device_demo_outputs(tmp_path):
 
         audio, sr = read_wav(str(tmp_path / "performance.wav"))
         assert sr == 44100 and rms_db(audio) > -60
+
+
+def test_device_demo_plays_a_cartridge_through_relative_knobs_and_program_changes(tmp_path):
+    import numpy as np
+
+    from dx7 import Voice
+    from dx7.files import encode_banks
+
+    rng = np.random.default_rng(4)
+    cartridge = [Voice.init().replace({"algorithm": int(rng.integers(0, 32)), "op2_output_level": int(rng.integers(0, 99)),
+                                       "feedback": int(rng.integers(0, 8))}, name=f"DEMO {i:02d}") for i in range(32)]
+    cart = tmp_path / "cart.syx"
+    cart.write_bytes(encode_banks(cartridge))
+    script = tmp_path / "perf.toml"
+    script.write_text("""duration_s = 12.0
+[[note]]
+t = 0.8
+note = 60
+[[move]]
+t = 1.0
+knob = 0
+to = 0.0
+over = 1.0
+[[move]]
+t = 2.0
+knob = 0
+to = 1.0
+over = 1.0
+[[note]]
+t = 3.5
+note = 60
+[[program]]
+t = 4.0
+number = 5
+[[note]]
+t = 5.0
+note = 60
+[[program]]
+t = 6.0
+number = 130
+[[program]]
+t = 7.0
+number = 2
+[[note]]
+t = 8.0
+note = 60
+""")
+    result = run_demo(tmp_path / "out", script=script, cartridge=cart, echo=lambda *_: None)
+    assert result.synth_errors == 0 and result.final_matches
+    first, edited, fifth, second = result.heard
+    assert first == cartridge[0] and edited != cartridge[0]  # held exactly, then edited by the knob
+    assert fifth == cartridge[5] and second == cartridge[2]  # Program Change (130 is beyond the 32: ignored)

@@ -14,21 +14,22 @@ length.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dx7.files import atomic_write, voices_to_json
+from dx7.files import atomic_write, read_voice_file, voices_to_json
 from dx7.sysex import SingleVoice, parse_message
 from device.bench.audio import NoteRenderer
 from device.control.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION, busiest_window
 from device.control.config import parse_config
 from device.control.controls import VoiceBank
 from device.control.display import PngDisplay
+from device.control.program import with_latents
 from device.twins.performance import Performance, load_performance, parse_performance
 from device.runtime import build_loop, make_decoder, simulated_knobs
-from device.twins.sim import EmulatedDX7, ScriptedButtons, SimClock
+from device.twins.sim import EmulatedDX7, ScriptedButtons, ScriptedMidiIn, SimClock
 
 DEMO_PERFORMANCE = """
 duration_s = 40.0
@@ -106,6 +107,14 @@ over = 0.05
 t = 38.0
 button = "panic"
 
+# Program Changes from the performer's MIDI input: voices of the cartridge (0-based)
+[[program]]
+t = 22.5
+number = 5
+[[program]]
+t = 34.0
+number = 2
+
 [[note]]
 t = 0.5
 note = 60
@@ -149,13 +158,17 @@ class DemoResult:
     synth_errors: int
     final_matches: bool
     files: list[Path]
+    heard: list = field(default_factory=list)  # the voice the DX7 held at each scripted note
 
 
 
 def run_demo(out: str | Path, *, script: str | Path | None = None, renderer: NoteRenderer | None = None,
-             seed: int = 0, bundle: str | Path | None = None, echo=print) -> DemoResult:
-    """The scripted performance on ``bundle`` (a model.dxm; default: the development decoder),
-    its notes rendered to performance.wav by ``renderer`` when one is given."""
+             seed: int = 0, bundle: str | Path | None = None, cartridge: str | Path | None = None,
+             echo=print) -> DemoResult:
+    """The scripted performance on ``bundle`` (a model.dxm; default: the development decoder) with
+    relative knobs, its notes rendered to performance.wav by ``renderer`` when one is given.
+    ``cartridge``: a .syx whose voices next / previous and Program Change step through (each
+    with the latent of the nearest voice the bundle carries); default: the bundle's anchors."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     perf: Performance = load_performance(script) if script else parse_performance(
@@ -171,8 +184,14 @@ def run_demo(out: str | Path, *, script: str | Path | None = None, renderer: Not
     display = PngDisplay(out / "screen.png")
     bank = out / "bank.syx"
     bank.unlink(missing_ok=True)
-    loop = build_loop(cfg, decoder=make_decoder(cfg), knobs=adc, port=synth, clock=clock,
-                      buttons=ScriptedButtons(clock, perf.presses), display=display)
+    decoder = make_decoder(cfg)
+    loop = build_loop(cfg, decoder=decoder, knobs=adc, port=synth, clock=clock,
+                      buttons=ScriptedButtons(clock, perf.presses), display=display,
+                      midi_in=ScriptedMidiIn(clock, perf.programs))
+    if cartridge is not None:
+        voices = [v.voice for v in read_voice_file(cartridge).voices]
+        loop.set_voices(with_latents(tuple(voices), decoder))
+        echo(f"cartridge {cartridge}: {len(voices)} voices under relative knobs")
     times, physical, deliberate = [], [], []
     notes = list(perf.notes)
     note_voices = []
@@ -206,7 +225,7 @@ def run_demo(out: str | Path, *, script: str | Path | None = None, renderer: Not
         files.append(_render(renderer, out / "performance.wav", note_voices, perf.duration_s))
     window = busiest_window([r.t for r in synth.log], [len(r.data) for r in synth.log])
     result = DemoResult(len(synth.log), synth.bytes_sent(), window, len(synth.errors), synth.voice == loop.voice,
-                        files)
+                        files, [v for _, v in note_voices])
     echo(f"performance of {perf.duration_s:.0f} s: {result.messages} MIDI messages, {result.bytes} bytes to the "
          f"emulated DX7 ({len(synth.errors)} rejected), busiest second {window} bytes (budget "
          f"{MAX_DIN_FRACTION * DIN_BYTES_PER_S:.0f}); voices: {', '.join(sorted({v.name.strip() for _, v in note_voices}))}")

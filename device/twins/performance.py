@@ -10,6 +10,9 @@
     [[press]]
     t = 8.0
     button = "next"                         # next, previous, random, store, panic
+    [[program]]                             # a Program Change from the performer's MIDI input
+    t = 10.0
+    number = 3                              # 0-based voice number (Bank Select MSB is sent above 127)
     [[note]]                                # for the demo's audio render only
     t = 2.0
     note = 60
@@ -54,6 +57,7 @@ class Performance:
     moves: tuple[Move, ...]
     presses: tuple[tuple[float, str], ...]
     notes: tuple[NoteEvent, ...]
+    programs: tuple[tuple[float, int], ...] = ()
 
     def knob_script(self) -> KnobScript:
         script = KnobScript(len(self.start), self.start)
@@ -72,7 +76,7 @@ def _num(where: str, table: dict, key: str, lo: float, hi: float, default: Any =
 
 
 def parse_performance(doc: dict[str, Any], where: str = "performance", knobs: int = 4) -> Performance:
-    known = {"duration_s", "start", "move", "press", "note"}
+    known = {"duration_s", "start", "move", "press", "note", "program"}
     if set(doc) - known:
         raise DxmacroError(f"{where}: unknown key {sorted(set(doc) - known)[0]!r} (known: {', '.join(sorted(known))})")
     duration = _num(where, doc, "duration_s", 0.1, 86400.0)
@@ -100,8 +104,12 @@ def parse_performance(doc: dict[str, Any], where: str = "performance", knobs: in
         w = f"{where}: [[note]] {i + 1}"
         notes.append(NoteEvent(_num(w, n, "t", 0, duration), int(_num(w, n, "note", 0, 127)),
                                int(_num(w, n, "velocity", 1, 127, 100)), _num(w, n, "hold", 0.01, 10, 0.8)))
+    programs = []
+    for i, pc in enumerate(doc.get("program", [])):
+        w = f"{where}: [[program]] {i + 1}"
+        programs.append((_num(w, pc, "t", 0, duration), int(_num(w, pc, "number", 0, 128 * 128 - 1))))
     return Performance(duration, tuple(float(x) for x in start), tuple(moves), tuple(sorted(presses)),
-                       tuple(sorted(notes, key=lambda n: n.t)))
+                       tuple(sorted(notes, key=lambda n: n.t)), tuple(sorted(programs)))
 
 
 def load_performance(path: str | Path, knobs: int = 4) -> Performance:

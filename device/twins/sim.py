@@ -156,6 +156,30 @@ class EmulatedDX7:
 assert PARAM_COUNT == 155
 
 
+class ScriptedMidiIn:
+    """Program Changes at given times (``(t, number)``), as a performer's controller sends them:
+    Bank Select MSB (``number // 128``) first whenever it differs from the last one sent (it stays
+    in force on the receiver); delivered on the first poll at or after their time."""
+
+    def __init__(self, clock: RealClock | SimClock, programs: Sequence[tuple[float, int]] = (),
+                 channel: int = 0) -> None:
+        self.clock, self.channel = clock, channel
+        self.programs = sorted(programs)
+        self._next = 0
+        self._msb = 0
+
+    def poll(self) -> list[bytes]:
+        out = []
+        while self._next < len(self.programs) and self.programs[self._next][0] <= self.clock.now():
+            n = self.programs[self._next][1]
+            if n // 128 != self._msb:
+                self._msb = n // 128
+                out.append(bytes([0xB0 | self.channel, 0, self._msb]))
+            out.append(bytes([0xC0 | self.channel, n % 128]))
+            self._next += 1
+        return out
+
+
 class ScriptedButtons:
     """Button presses at given times, delivered on the first poll at or after them."""
 

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", default=None,
                    help="with --device: training run whose decoder is converted to the int8 bundle the device "
                         "plays (default: the shipped default model)")
+    p.add_argument("--cartridge", default=None,
+                   help="with --device: a DX7 cartridge (.syx) played through relative knobs and Program Change "
+                        "(default: the model's anchor voices)")
     p.add_argument("--linear", action="store_true",
                    help="with --device: use the development decoder instead of a converted model")
     p.set_defaults(func=run)
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         bundle = None if args.linear else demo_bundle(out, args.run)
-        run_demo(out, seed=args.seed, bundle=bundle, renderer=DexedRenderer(44100))
+        run_demo(out, seed=args.seed, bundle=bundle, renderer=DexedRenderer(44100), cartridge=args.cartridge)
         return 0
     from dx7.files import atomic_write, encode_banks
     from host_training.audio.features import rms_db
