@@ -133,6 +133,10 @@ class ControlLoop:
             return
         with self._swap_lock:
             voices, self._pending_voices = self._pending_voices[-1], []
+        if voices and any(np.shape(a.latent) != (self.decoder.latent_size,) for a in voices):
+            log.error("voices refused", extra={"event": "voices_refused",
+                                               "reason": f"latents do not fit the decoder's {self.decoder.latent_size}"})
+            return
         self.voices = voices or None
         self.cycler = AnchorCycler(self.voices or self.decoder.anchors)
         self.select(self.cycler.current())
