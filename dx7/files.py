@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dx7.errors import DX7Error
 from dx7.packing import PACKED_SIZE, unused_bits
+from dx7.reading import loads_json, read_regular_file
 from dx7.sysex import BANK_PAYLOAD, BulkDump, OtherSysex, SingleVoice, parse_stream
 from dx7.voice import Voice
 
@@ -41,18 +42,8 @@ class VoiceFile:
 def read_voice_file(path: str | os.PathLike[str], *, strict: bool = False) -> VoiceFile:
     """All voices in a .syx (bulk dumps, single-voice dumps, several messages) or a
     headerless 4096-byte bank. Raises :class:`DX7Error` naming the file and problem."""
-    src = str(path)
-    p = Path(path)
-    try:
-        if p.is_dir():
-            raise DX7Error("is a directory, not a voice file", source=src)
-        size = p.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DX7Error(f"{size} bytes is too large for a voice file", source=src)
-        data = p.read_bytes()
-    except OSError as exc:
-        raise DX7Error(f"cannot read: {exc.strerror or exc}", source=src) from None
-    return parse_voice_bytes(data, src, strict=strict)
+    data = read_regular_file(path, max_bytes=MAX_FILE_BYTES, what="voice file")
+    return parse_voice_bytes(data, os.fsdecode(path), strict=strict)
 
 
 def parse_voice_bytes(data: bytes, source: str, *, strict: bool = False) -> VoiceFile:
@@ -142,10 +133,7 @@ def voices_to_json(voices: list[Voice]) -> str:
 
 
 def voices_from_json(text: str, source: str) -> list[Voice]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DX7Error(f"not valid JSON ({exc.msg} at line {exc.lineno})", source=source) from None
+    doc = loads_json(text, source)
     if not isinstance(doc, dict) or doc.get("format") != "dxmacro-voices" or not isinstance(doc.get("voices"), list):
         raise DX7Error("not a dxmacro voices JSON file (format 'dxmacro-voices')", source=source)
     out = []

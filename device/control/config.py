@@ -19,6 +19,7 @@ from device.control.ports import BUTTON_EVENTS
 from device.control.profiles import PROFILES
 from device.control.smoothing import SmoothingSettings
 from dxmacro.errors import DxmacroError
+from dxmacro.inputs import problem
 from hardware.ads1x15 import ADDRESSES as ADC_ADDRESSES, PGA, Chip
 
 
@@ -116,8 +117,10 @@ class _Section:
             raise self._err(key, f"must be {names}, got {v!r}")
         if choices is not None and v not in choices:
             raise self._err(key, f"must be one of {', '.join(map(str, choices))}, got {v!r}")
-        if lo is not None and v < lo or hi is not None and v > hi:
-            raise self._err(key, f"must be in {lo}..{hi}, got {v!r}")
+        if isinstance(v, float) or lo is not None or hi is not None:  # NaN passes every comparison
+            why = problem(v, lo=lo, hi=hi, integer=isinstance(v, int))
+            if why is not None:
+                raise self._err(key, why)
         return v
 
     def path(self, key: str, base: Path) -> Path | None:
@@ -165,6 +168,10 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["random_seed"] = s.get("random_seed", int)
     kw["status_path"] = s.path("status_file", base)
     s.finish()
+    if kw["status_path"] is not None and not kw["status_path"].parent.is_dir():
+        raise DxmacroError(f"{where}: [device] status_file {kw['status_path']}: folder "
+                           f"{kw['status_path'].parent} does not exist (the flash service could never see "
+                           f"the loop healthy)")
 
     s = _Section(where, "model", doc.get("model", {}))
     kw["decoder"] = s.get("decoder", str, "linear", choices=("linear", "bundle"))
@@ -233,9 +240,9 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
         s = _Section(where, f"knob {i + 1}", table)
         rng = s.get("range", list)
         if rng is not None:
-            if len(rng) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rng) \
-                    or rng[0] == rng[1]:
-                raise DxmacroError(f"{where}: [knob {i + 1}] range must be two different numbers [low, high]")
+            if len(rng) != 2 or any(problem(x) for x in rng) or rng[0] == rng[1]:
+                raise DxmacroError(f"{where}: [knob {i + 1}] range must be two different numbers (finite) "
+                                   f"[low, high], got {rng!r}")
             rng = (float(rng[0]), float(rng[1]))
         curve = s.get("curve", (str, float), "linear")
         if isinstance(curve, str) and curve not in ("linear", "centre"):

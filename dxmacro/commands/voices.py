@@ -18,6 +18,9 @@ from dx7.files import (
     voices_from_json,
     voices_to_json,
 )
+from dx7.files import MAX_FILE_BYTES
+from dx7.reading import read_regular_file
+from dxmacro.inputs import arg_int
 
 FORMATS = ("bank", "singles", "json")
 
@@ -38,14 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     conv.add_argument("--out", required=True, help="output file")
     conv.add_argument("--to", choices=FORMATS, help="output format (default: from the extension; .json -> json, "
                       "otherwise bank)")
-    conv.add_argument("--channel", type=int, default=1, help="MIDI channel 1..16 written into the sysex (default 1)")
+    conv.add_argument("--channel", type=arg_int(1, 16), default=1,
+                      help="MIDI channel 1..16 written into the sysex (default 1)")
     conv.add_argument("--dedupe", action="store_true", help="drop voices whose parameters repeat (names ignored)")
     conv.add_argument("--strict", action="store_true", help="refuse out-of-range fields instead of clamping")
     conv.set_defaults(func=run_convert)
 
     syn = vs.add_parser("synth", help="write plausible synthetic voices (the embedded default data set)")
-    syn.add_argument("-n", type=int, default=32, help="number of voices (default 32)")
-    syn.add_argument("--seed", type=int, default=0)
+    syn.add_argument("-n", type=arg_int(1, 100_000), default=32, help="number of voices (default 32)")
+    syn.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=0)
     syn.add_argument("--out", required=True, help=".syx (32-voice banks) or .json")
     syn.set_defaults(func=run_synth)
 
@@ -55,10 +59,11 @@ def load_voices(paths: list[str], *, strict: bool = False) -> list[LoadedVoice]:
     out: list[LoadedVoice] = []
     for path in paths:
         if path.lower().endswith(".json"):
+            data = read_regular_file(path, max_bytes=MAX_FILE_BYTES, what="voices JSON file")
             try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DX7Error(f"cannot read: {exc}", source=path) from None
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DX7Error("not UTF-8 text; not a voices JSON file", source=path) from None
             out += [LoadedVoice(v, path, i) for i, v in enumerate(voices_from_json(text, path))]
         else:
             out += read_voice_file(path, strict=strict).voices
@@ -105,8 +110,6 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    if not 1 <= args.channel <= 16:
-        raise DX7Error(f"--channel must be 1..16, got {args.channel}")
     voices = [lv.voice for lv in load_voices(args.files, strict=args.strict)]
     total = len(voices)
     if args.dedupe:
@@ -128,8 +131,6 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from host_training.audio.synth_voices import generate
 
-    if not 1 <= args.n <= 100_000:
-        raise DX7Error(f"-n must be 1..100000, got {args.n}")
     voices = generate(args.n, seed=args.seed)
     data = voices_to_json(voices).encode() if args.out.lower().endswith(".json") else encode_banks(voices)
     atomic_write(args.out, data)
