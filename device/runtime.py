@@ -31,7 +31,7 @@ from device.control.loop import ControlLoop, LoopSettings
 from device.control.knobs import AdcKnobs, AdcLayout, emulated_board
 from device.control.mapping import KnobMapping
 from device.flashing.self_test import self_test
-from device.flashing.bank_follow import BankFollower
+from device.flashing.bank_follow import BankFollower, keep_received
 from device.flashing.model_follow import Loader, ModelFollower, ModelState, load_active
 from device.control.notify import Notifier
 from device.control.ports import Decoder
@@ -308,6 +308,7 @@ def follow_bank(store: Path, loop: ControlLoop, state: ModelState, stop: threadi
     playing (device/flashing/bank_follow.py); the first look happens now, before the first tick."""
     follower = BankFollower(store, lambda: (state.file, state.id, loop.decoder.latent_size), loop.set_voices, stop,
                             interval_s)
+    loop.on_received = lambda voices: keep_received(store, state.id, voices)
     follower.poll()
     follower.start()
     return follower

@@ -78,3 +78,18 @@ def test_program_change_selects_the_voice_and_a_dump_brings_new_ones():
     loop.run(until=clock.now() + 0.3)
     assert synth.voice == new[5]
     assert synth.errors == []
+
+
+def test_received_voices_are_kept_as_the_devices_own_bank(tmp_path):
+    from device.flashing.bank_follow import keep_received, received_voices
+
+    dec = LinearDecoder()
+    voices = with_latents(tuple(_bank(seed=13)), dec)
+    keep_received(tmp_path, "model-a", voices)
+    got, why = received_voices(tmp_path, "model-a", dec.latent_size)
+    assert [a.voice for a in got] == [a.voice for a in voices] and "received over MIDI" in why
+    assert all(np.array_equal(a.latent, b.latent) for a, b in zip(got, voices))
+    assert received_voices(tmp_path, "model-b", dec.latent_size)[0] is None  # latents of another model
+    (tmp_path / "banks" / "local" / "received.dxb").write_bytes(b"DXVL" + bytes(10))  # corrupt: anchors, said
+    none, why = received_voices(tmp_path, "model-a", dec.latent_size)
+    assert none is None and "anchors" in why

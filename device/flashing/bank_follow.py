@@ -24,6 +24,7 @@ log = logging.getLogger("dxmacro.device")
 
 ACTIVE_BANK = "active-bank"  # device/flashing/bank_store.py's pointer (not imported: that module is the writer's)
 BANKS = "banks"
+RECEIVED = Path(BANKS) / "local" / "received.dxb"  # the voices last received over MIDI (a device-made bank)
 
 Voices = tuple[Anchor, ...]
 
@@ -37,7 +38,7 @@ def active_bank_voices(store: Path, model_id: str | None, latent_size: int) -> t
     try:
         name = (store / ACTIVE_BANK).read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        return None, "no active bank: the model's anchors"
+        return received_voices(store, model_id, latent_size)
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"active-bank pointer unreadable ({exc}): the model's anchors"
     if not name or "/" in name or name.startswith("."):
@@ -50,6 +51,42 @@ def active_bank_voices(store: Path, model_id: str | None, latent_size: int) -> t
     if bank.latent_size != latent_size:
         return None, f"bank {name} has latents of size {bank.latent_size}, the model {latent_size}: the model's anchors"
     return bank.anchors(), f"bank {name} ({len(bank.voices)} voices)"
+
+
+def received_voices(store: Path, model_id: str | None, latent_size: int) -> tuple[Voices | None, str]:
+    """Without an active bank: the voices last received over MIDI, if they were given latents of
+    the model playing; else the model's anchors."""
+    from conversion import voice_bank
+
+    path = store / RECEIVED
+    if not path.exists():
+        return None, "no active bank: the model's anchors"
+    try:
+        bank = voice_bank.read_local(path)
+        bank.require_model(model_id or "(unknown)")
+    except DxmacroError as exc:
+        return None, f"no active bank, received voices not for this model ({exc}): the model's anchors"
+    if bank.latent_size != latent_size:
+        return None, "no active bank, received voices of another latent size: the model's anchors"
+    return bank.anchors(), f"no active bank: the {len(bank.voices)} voices last received over MIDI"
+
+
+def keep_received(store: Path, model_id: str | None, voices: Voices) -> None:
+    """Keep voices received over MIDI (a bulk dump) as the device's own bank, so they are what
+    next / previous step through again after a restart while no bank is active. Atomic."""
+    import numpy as np
+
+    from conversion import voice_bank
+
+    if not model_id:
+        raise DxmacroError("received voices not kept: the model playing has no id")
+    data = voice_bank.encode_local("received", model_id, [a.voice for a in voices],
+                                   np.stack([np.asarray(a.latent, np.float32) for a in voices]))
+    try:
+        (store / RECEIVED).parent.mkdir(parents=True, exist_ok=True)
+        voice_bank.write(store / RECEIVED, data)
+    except OSError as exc:
+        raise DxmacroError(f"received voices not kept in {store / RECEIVED}: {exc.strerror or exc}") from None
 
 
 class BankFollower(threading.Thread):
