@@ -170,7 +170,7 @@ def test_rendered_scores_agree_with_the_data_set_s_own(data):
 def test_training_renders_the_head_s_own_knob_moves(run):
     """surrogate_render_voices: every epoch the head's knob moves are rendered and kept (with
     real scores) in the checkpoint, for the surrogate and for an exact resume."""
-    ck = torch.load(run / "models" / "flow" / "checkpoint.pt", weights_only=False)
+    ck = torch.load(run / "models" / "flow" / "checkpoint.pt", weights_only=True)
     pr = ck["probes"]
     assert pr["va"].shape == pr["vb"].shape == (2 * 6, 225)  # 2 epochs x 6 moves
     assert pr["sa"].shape == pr["sb"].shape == (12, 7)
@@ -288,6 +288,60 @@ def test_match_on_a_rendered_wav(run, data, tmp_path, capsys):
     assert f"{wav}: the recording is silent" in err and "Traceback" not in err and not (tmp_path / "s.syx").exists()
 
 
+@pytest.mark.parametrize("hold, length", [(0.6, 1.1), (2.5, 2.5)])
+def test_match_prints_the_distance_to_the_recording_at_its_timing(run, data, tmp_path, capsys, hold, length):
+    """The distance `match` prints is the benchmark's (scripts/match_bench.py): the voice written,
+    rendered at the recording's note and timing, against the recording over its own length;
+    --seconds bounds the match; --candidates writes a ranked bank whose first voice is the match."""
+    import time
+
+    from dx7.files import read_voice_file
+    from host_training.audio.render import DexedRenderer, Note, write_wav
+    from host_training.audio.sound import features_of
+    from host_training.dataset import open_dataset
+
+    from host_training.jobs.match import find_onset
+
+    ds = open_dataset(data)
+    rate = 16000  # the data set's rate: a recording is judged at it (resampled when it is not)
+    r = DexedRenderer(rate)
+    renders = (r.render(ds.voice(int(i)), Note(60, 100, hold, length)) for i in ds.indices("test"))
+    # a voice whose onset is heard at note-on (the recording is judged from the onset heard)
+    audio = next(a for a in renders if np.abs(a).max() > 0.01 and find_onset(a, rate).start == 0)
+    wav, out = tmp_path / "in.wav", tmp_path / "m.syx"
+    write_wav(str(wav), audio, rate)
+    capsys.readouterr()
+    t0 = time.monotonic()
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out), "--note", "60", "--gain", "0",
+                 "--hold", str(hold), "--seconds", "3", "--candidates", "5"]) == 0
+    took = time.monotonic() - t0
+    said = capsys.readouterr().out
+    said_d = re.search(r"log-mel distance ([0-9.]+) dB to the recording at note 60 velocity ([0-9]+)", said)
+    printed, velocity = float(said_d.group(1)), int(said_d.group(2))  # the velocity of the training note retrieved
+    voice = read_voice_file(out, strict=True).voices[0].voice
+    mine = features_of(r.render(voice, Note(60, velocity, hold, length)), rate)[0]
+    target = features_of(audio, rate)[0]
+    assert mine.shape == target.shape and abs(float(np.mean(np.abs(mine - target))) - printed) < 0.006
+    assert took < 3 * 1.1 + 1.0  # the match's 3 s, and the CLI's start before them
+    assert f"key held {'to the end' if hold >= length else f'{hold:.3f} s'} of {length:.2f} s (given)" in said
+    bank = [lv.voice for lv in read_voice_file(tmp_path / "m-candidates.syx", strict=True).voices]
+    dists = [float(v.name.split()[1].removesuffix("dB")) for v in bank[:5]]
+    assert len(bank) == 32 and [v.name.split()[0] for v in bank[:5]] == ["1", "2", "3", "4", "5"]
+    assert dists == sorted(dists) and abs(dists[0] - printed) < 0.051
+    assert np.array_equal(bank[0].parameters, voice.parameters)
+    # the note-off read from the recording: the distance printed is the one at the hold printed
+    assert main(["match", str(wav), "--run", str(run), "--out", str(out), "--note", "60", "--gain", "0",
+                 "--seconds", "3"]) == 0
+    said = capsys.readouterr().out
+    held = re.search(r"key held (to the end|([0-9.]+) s) of ([0-9.]+) s \(read from the recording", said)
+    read = length if held.group(1) == "to the end" else float(held.group(2))
+    said_d = re.search(r"log-mel distance ([0-9.]+) dB to the recording at note 60 velocity ([0-9]+)", said)
+    printed, velocity = float(said_d.group(1)), int(said_d.group(2))
+    voice = read_voice_file(out, strict=True).voices[0].voice
+    mine = features_of(r.render(voice, Note(60, velocity, read, length)), rate)[0]
+    assert abs(float(np.mean(np.abs(mine - target))) - printed) < 0.02  # the hold printed is rounded to 1 ms
+
+
 def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):
     from host_training.model.baselines import Retrieval
     from host_training.dataset import open_dataset
@@ -330,7 +384,8 @@ def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):
     for wav, note in zip(wavs, (54, 66, 78)):
         heard = re.search(re.escape(wav) + r": heard at MIDI note ([0-9]+)", said)
         assert heard and int(heard.group(1)) % 12 == note % 12
-    mean = re.search(r"log-mel distance ([0-9.]+) dB at notes ([0-9]+), ([0-9]+), ([0-9]+) \(mean\)", said)
+    mean = re.search(r"log-mel distance ([0-9.]+) dB to the recording at notes ([0-9]+), ([0-9]+), ([0-9]+) \(mean\)",
+                     said)
     assert mean and float(mean.group(1)) < 30
     assert main(["match", *wavs, "--run", str(run), "--out", str(out), "--note", "54,66,78"]) == 0
     assert "heard at" not in capsys.readouterr().out

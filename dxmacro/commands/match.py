@@ -115,10 +115,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"octave {result.octave}")
     for path, hold, length in zip(args.audio, result.holds, result.lengths):
         told = "given" if args.hold is not None else "read from the recording; --hold SECONDS if you know it"
-        held = "to the end" if hold >= length else f"{hold:.2f} s"
+        held = "to the end" if hold >= length else f"{hold:.3f} s"
         print(f"{path}: key held {held} of {length:.2f} s ({told})")
     atomic_write(args.out, encode_singles([result.voice]))
-    at = (f"note {result.note}" if len(result.notes) == 1
+    at = (f"note {result.note} velocity {result.velocities[0]}" if len(result.notes) == 1
           else "notes " + ", ".join(str(n) for n in result.notes) + " (mean)")
     print(f"wrote {args.out}: {result.source} voice, log-mel distance {result.distance_db:.2f} dB to the recording "
           f"at {at} and its timing ({result.evals} voices judged in {time.monotonic() - started:.1f} s)")

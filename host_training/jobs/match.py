@@ -59,6 +59,7 @@ class MatchResult:
     distance_db: float  # mean log-mel distance over the notes matched
     notes: tuple[int, ...]  # the MIDI note each input was judged at
     gains_db: tuple[float | None, ...] = ()  # the gain each recording was matched at (None: as recorded, none read)
+    velocities: tuple[int, ...] = ()  # the velocity each recording was judged at
     holds: tuple[float, ...] = ()  # seconds each recording's key was judged held (its note-off)
     lengths: tuple[float, ...] = ()  # seconds from each recording's note-on to its end
     octave: str | None = None  # how sure the octave is, where the note was heard
@@ -504,7 +505,7 @@ class Matcher:
         ranked = tuple((with_name(p), dist, lin) for p, dist, lin in judge.ranked(keep)) if keep > 1 else ()
         source = lineage.rstrip("0123456789.")
         return MatchResult(with_name(best), source, d, tuple(t.note for t in takes), tuple(gains),
-                           holds=tuple(t.hold for t in takes), lengths=tuple(t.length for t in takes),
+                           velocities=tuple(t.velocity for t in takes), holds=tuple(t.hold for t in takes), lengths=tuple(t.length for t in takes),
                            octave=octave, ranked=ranked, evals=judge.evals)
 
     def _register(self, params: np.ndarray, takes) -> np.ndarray:
