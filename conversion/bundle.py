@@ -24,14 +24,16 @@ import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from dx7.errors import DX7Error
 from dx7.files import atomic_write
+from dx7.reading import loads_json, read_regular_file
+from dx7.voice import Voice
 from dxmacro.errors import DxmacroError
 
 MAGIC = b"DXMB"
@@ -177,15 +179,67 @@ def decode(data: bytes, public_key: Ed25519PublicKey | None, *, source: str = "b
                 max_manifest=MAX_MANIFEST_BYTES, what="dxmacro model bundle", short="bundle", fail=fail)
     version, text, body, signed_by = f.version, f.manifest_text, f.body, f.signed_by
     try:
-        manifest = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise fail("manifest is not valid JSON") from None
+        manifest = loads_json(text, source, what="manifest")
+    except DX7Error as exc:
+        raise fail(f"manifest is not valid JSON ({str(exc).removeprefix(f'{source}: ')})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "dxmacro-bundle":
         raise fail("manifest is not a dxmacro bundle manifest")
     if manifest.get("format_version") != version:
         raise fail("manifest and header disagree on the format version")
     members = _split_members(manifest.get("members"), body, fail)
+    _check_contents(manifest, members, fail, source)
     return Bundle(manifest, members, signed_by)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+
+def _check_contents(manifest: dict[str, Any], members: Mapping[str, bytes], fail, source: str) -> None:
+    """Every field a reader uses, with its type, checked once here: a crafted or damaged bundle is
+    one BundleError naming the field, never a KeyError or a TypeError in whoever reads it later
+    (bundle inspect, the device's loader, the self-test)."""
+    for key, kind in (("model_id", str), ("version", str), ("latent_size", int)):
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise fail(f"manifest field {key!r} is missing or not a {kind.__name__}")
+    size = manifest["latent_size"]
+    if not 1 <= size <= 4096:
+        raise fail(f"manifest latent_size {size} is outside 1..4096")
+    knobs = manifest.get("knobs", [])
+    if not isinstance(knobs, list):
+        raise fail("manifest field 'knobs' is not a list")
+    for i, k in enumerate(knobs):
+        if not (isinstance(k, dict) and isinstance(k.get("dim"), int) and 0 <= k["dim"] < size
+                and isinstance(k.get("name"), str) and _finite(k.get("low")) and _finite(k.get("high"))):
+            raise fail(f"manifest knob {i} is malformed (needs dim < latent_size, name, finite low and high)")
+    quant = manifest.get("quantization", {})
+    if not isinstance(quant, dict) or not all(isinstance(v, dict) for v in quant.values()):
+        raise fail("manifest field 'quantization' is malformed")
+    try:
+        anchors = loads_json(members["anchors.json"], source, what="anchors.json")
+        golden = loads_json(members["golden.json"], source, what="golden.json")
+    except DX7Error as exc:
+        raise fail(str(exc).removeprefix(f"{source}: ")) from None
+    if not isinstance(anchors, list):
+        raise fail("anchors.json is not a list")
+    for i, a in enumerate(anchors):
+        try:
+            ok = (isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("voice"), str)
+                  and isinstance(a.get("latent"), list) and len(a["latent"]) == size and all(map(_finite, a["latent"])))
+            ok = ok and Voice.from_unpacked(bytes.fromhex(a["voice"])) is not None
+        except (ValueError, DX7Error):
+            ok = False
+        if not ok:
+            raise fail(f"anchors.json entry {i} is malformed (needs name, voice as 155 hex bytes, {size} latents)")
+    try:
+        kernels = golden.get("kernels", {}) if isinstance(golden, dict) else None
+        ok = (isinstance(kernels, dict) and np.asarray(golden["latents"], np.float32).ndim == 2
+              and all(isinstance(k, dict) and np.asarray(k["int8_codes"], np.int8).ndim == 2
+                      and np.asarray(k["int8_values"], np.uint8).ndim == 2 for k in kernels.values()))
+    except (KeyError, TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise fail("golden.json is malformed (needs latents and per-kernel int8_codes / int8_values tables)")
 
 
 def _split_members(table: Any, body: bytes, fail) -> dict[str, bytes]:
@@ -218,12 +272,8 @@ def _split_members(table: Any, body: bytes, fail) -> dict[str, bytes]:
 
 def read(path: str | os.PathLike[str], public_key: Ed25519PublicKey | None) -> Bundle:
     """Read and verify a bundle file (see :func:`decode`)."""
-    p = Path(path)
     try:
-        size = p.stat().st_size
-        if size > MAX_BUNDLE_BYTES:
-            raise BundleError(f"{p}: {size} bytes is over the {MAX_BUNDLE_BYTES}-byte limit")
-        data = p.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"cannot read bundle {p}: {exc.strerror or exc}") from None
-    return decode(data, public_key, source=str(p))
+        data = read_regular_file(path, max_bytes=MAX_BUNDLE_BYTES, what="bundle")
+    except DX7Error as exc:
+        raise BundleError(str(exc)) from None
+    return decode(data, public_key, source=os.fsdecode(path))

@@ -26,8 +26,7 @@ def generate(path: str | os.PathLike[str], *, overwrite: bool = False) -> tuple[
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    atomic_write(private_path, pem)
-    os.chmod(private_path, 0o600)
+    atomic_write(private_path, pem, mode=0o600)  # its temporary file is 0600 from creation, before any byte
     atomic_write(public_path, public_pem(key.public_key()))
     return private_path, public_path
 

@@ -147,5 +147,15 @@ def voices_from_json(text: str, source: str) -> list[Voice]:
     return out
 
 
-__all__ = ["LoadedVoice", "VoiceFile", "read_voice_file", "parse_voice_bytes", "atomic_write", "encode_banks",
-           "encode_singles", "voices_to_json", "voices_from_json", "OtherSysex"]
+__all__ = [
+    "LoadedVoice",
+    "OtherSysex",
+    "VoiceFile",
+    "atomic_write",
+    "encode_banks",
+    "encode_singles",
+    "parse_voice_bytes",
+    "read_voice_file",
+    "voices_from_json",
+    "voices_to_json",
+]

@@ -17,7 +17,7 @@ from typing import Any
 from dx7.errors import DX7Error
 
 MAX_JSON_DEPTH = 64  # voice files, manifests and run.json nest 4 deep; the C parser recurses per level
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
@@ -84,4 +84,4 @@ def loads_json(text: str | bytes, source: str, *, what: str = "JSON", max_depth:
         raise DX7Error(f"not usable {what} ({str(exc).splitlines()[0]})", source=source) from None
 
 
-__all__ = ["MAX_JSON_DEPTH", "read_regular_file", "json_depth", "loads_json"]
+__all__ = ["MAX_JSON_DEPTH", "json_depth", "loads_json", "read_regular_file"]

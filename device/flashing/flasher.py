@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from conversion.bundle import MAX_BUNDLE_BYTES
 from device.flashing.bank_store import BankStore, bank_file_name
 from device.flashing.bundle_check import BundleRejected, version_key
 from device.flashing.status_file import age_s, read_status
 from device.flashing.store import InstalledModel, ModelStore, StoreBusy, StoreError, model_file_name
 from dxmacro.errors import DxmacroError
+from dxmacro.inputs import number
 
 CHUNK = 64 * 1024
 
@@ -40,14 +42,30 @@ class UploadTooLarge(BundleRejected):
     pass
 
 
+# Each number setting's range (lo, hi, whole number?): a NaN health window would open a trial that
+# never ends (and survives restarts); a limit over the bundle reader's lets 56 MiB land on the card
+# before the refusal.
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "max_bytes": (1024, MAX_BUNDLE_BYTES, True),
+    "health_window_s": (0.5, 600.0, False),
+    "stale_s": (0.1, 600.0, False),
+    "self_test_timeout_s": (1.0, 3600.0, False),
+    "keep_models": (1, 100, True),
+}
+
+
 @dataclass
 class FlashConfig:
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = MAX_BUNDLE_BYTES  # the bundle reader refuses more; so does the upload, while it streams
     status_file: Path | None = None  # the control loop's heartbeat; None = no health check
     health_window_s: float = 8.0  # a swap is confirmed only after this long without a failure
     stale_s: float = 3.0  # no tick for this long during the window = the loop is not running
     self_test_timeout_s: float = 60.0
     keep_models: int = 4
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi, whole) in LIMITS.items():
+            number(getattr(self, name), name, lo=lo, hi=hi, integer=whole)
 
 
 @dataclass

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_float, arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks that print the figures docs/ quote")
     bs = p.add_subparsers(dest="bench_command", metavar="WHAT", parser_class=type(p))
     bs.required = True
     d = bs.add_parser("device", help="control-loop latency, jitter, scan rate and CPU against the emulated ADC")
-    d.add_argument("--duration", type=float, default=40.0, help="seconds of real time (default 40)")
+    d.add_argument("--duration", type=arg_float(0.1, 86_400), default=40.0, help="seconds of real time (default 40)")
     d.add_argument("--profile", choices=("dexed", "dx7"), default="dexed",
                    help="output profile (dexed: USB at full speed; dx7: DIN byte budget)")
-    d.add_argument("--data-rate", type=int, default=860, help="ADS1115 data rate in SPS (default 860)")
-    d.add_argument("--channels", type=int, default=4, help="knobs / ADC channels 1..4 (default 4)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--spin-us", type=float, default=300.0,
+    d.add_argument("--data-rate", type=arg_int(8, 3300), default=860, help="ADS1115 data rate in SPS (default 860)")
+    d.add_argument("--channels", type=arg_int(1, 4), default=4, help="knobs / ADC channels 1..4 (default 4)")
+    d.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=0)
+    d.add_argument("--spin-us", type=arg_float(0, 2000), default=300.0,
                    help="microseconds at the end of each wait spent polling the clock instead of sleeping "
                         "(as the device does; 0 = plain sleeps)")
     d.add_argument("--bundle", help="decode with this model bundle (.dxm) instead of the built-in linear dev decoder")

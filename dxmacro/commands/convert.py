@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from dxmacro.errors import DxmacroError
+from dxmacro.inputs import arg_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="bundle to write, e.g. model.dxm")
     p.add_argument("--key", help="Ed25519 private key (default: $DXMACRO_SIGNING_KEY); see `dxmacro keys generate`")
     p.add_argument("--report", help="parity report folder (default: beside --out, NAME.parity/)")
-    p.add_argument("--audio-voices", type=int, default=128,
+    p.add_argument("--audio-voices", type=arg_int(0, 100_000), default=128,
                    help="voices rendered for the log-mel parity (0: none); fewer than ~100 gives a noisy median")
     p.add_argument("--kind", help="another VAE model of the run than its main one, e.g. vae_mlp (the MLP head, for "
                                   "comparison); needs the run's data set")

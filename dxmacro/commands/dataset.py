@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_float, arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="build, verify and report on a training data set")
@@ -13,10 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = ds.add_parser("build", help="render voices at several notes into a data set folder (resumable)")
     _voice_args(b)
     b.add_argument("--out", required=True, help="data set folder (created; an interrupted build there resumes)")
-    b.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    b.add_argument("--near-duplicate-db", type=float, default=None,
+    b.add_argument("--workers", type=arg_int(1, 256), default=2, help="worker processes (default 2)")
+    b.add_argument("--near-duplicate-db", type=arg_float(), default=None,
                    help="also drop voices whose pooled log-mel is within this RMS dB of a kept one (off by default)")
-    b.add_argument("--group-db", type=float, default=None,
+    b.add_argument("--group-db", type=arg_float(), default=None,
                    help="near-copy grouping threshold for splits, RMS dB (default: the built-in 2.0)")
     b.add_argument("--keep-work", action="store_true",
                    help="keep the rendered chunks (DIR/.build) so a rebuild with other tag/split settings is quick")
@@ -34,19 +36,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     n = ds.add_parser("bench", help="builder throughput vs raw render + features in one process")
     _voice_args(n)
-    n.add_argument("-n", type=int, default=300, help="voices to use (default 300)")
+    n.add_argument("-n", type=arg_int(1), default=300, help="voices to use (default 300)")
     n.add_argument("--workers", default="1,2", help="worker counts to time (default 1,2)")
     n.set_defaults(func=run_bench)
 
 
 def _voice_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voices", nargs="*", default=[], metavar="PATH", help=".syx files or folders (recursive)")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N synthetic voices")
-    p.add_argument("--seed", type=int, default=0, help="synthetic voice seed (default 0)")
+    p.add_argument("--synthetic", type=arg_int(0, 10_000_000), default=0, metavar="N", help="add N synthetic voices")
+    p.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=0, help="synthetic voice seed (default 0)")
     p.add_argument("--notes", default="48:100,60:60,60:100,72:100", help="NOTE:VELOCITY list")
-    p.add_argument("--rate", type=int, default=22050, help="sample rate, Hz (default 22050)")
-    p.add_argument("--hold", type=float, default=1.5, help="seconds the key is held (default 1.5)")
-    p.add_argument("--duration", type=float, default=2.0, help="seconds rendered per note (default 2.0)")
+    p.add_argument("--rate", type=arg_int(8000, 192_000), default=22050, help="sample rate, Hz (default 22050)")
+    p.add_argument("--hold", type=arg_float(0.001, 60), default=1.5, help="seconds the key is held (default 1.5)")
+    p.add_argument("--duration", type=arg_float(0.01, 60), default=2.0, help="seconds rendered per note (default 2.0)")
 
 
 def _settings(args: argparse.Namespace):

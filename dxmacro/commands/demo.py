@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dxmacro.inputs import arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on embedded defaults")
     p.add_argument("--out", default="demo-output", help="folder for what the demo writes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=0)
     p.add_argument("--device", action="store_true",
                    help="the device demo: simulated knobs play a scripted performance to an emulated DX7")
     p.add_argument("--run", default=None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_float
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("device", help="run the knob controller (knobs -> latent -> decoder -> MIDI)")
@@ -13,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--config", required=True, help="TOML config (see device/config.example.toml)")
     r.add_argument("--simulate", action="store_true",
                    help="simulated knobs and buttons ([simulate] script) and an emulated DX7, in real time")
-    r.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: run "
+    r.add_argument("--duration", type=arg_float(0, 10**7), default=None, help="stop after this many seconds (default: run "
                    "until SIGTERM/Ctrl-C)")
     r.set_defaults(func=run)
 

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from dxmacro.errors import DxmacroError
+from dxmacro.inputs import arg_float
 
 TOKEN_ENV = "DXMACRO_FLASH_TOKEN"
 DEVICE_ENV = "DXMACRO_DEVICE"
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     act.add_argument("--activate-bank", metavar="NAME", help="step through an installed voice bank (see --banks)")
     act.add_argument("--deactivate-bank", action="store_true", help="back to the model's anchors")
     act.add_argument("--delete-bank", metavar="NAME", help="delete an installed voice bank (not the active one)")
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the device (default 180)")
+    p.add_argument("--timeout", type=arg_float(1, 86_400), default=180.0,
+                   help="seconds to wait for the device (default 180)")
     p.set_defaults(func=run)
 
 
@@ -55,8 +57,12 @@ class Device:
     """The flash service's HTTP API, with errors turned into one-line DxmacroErrors."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+        except ValueError as exc:
+            raise DxmacroError(f"--device {url!r} is not a usable URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DxmacroError(f"--device {url!r} is not an http(s) URL")
         self.base = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.token = token

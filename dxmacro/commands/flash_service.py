@@ -23,9 +23,9 @@ DEFAULTS = {
     "token_file": "/etc/dxmacro/flash.token",
     "public_key": "/etc/dxmacro/signing.pub",
     "status_file": "/run/dxmacro/status.json",
-    "host": "0.0.0.0",
+    "host": "127.0.0.1",  # loopback unless the config names the address to serve on
     "port": 8080,
-    "max_bytes": 64 * 1024 * 1024,
+    "max_bytes": 8 * 1024 * 1024,  # conversion.bundle.MAX_BUNDLE_BYTES (not imported: --help stays light)
     "health_window_s": 8.0,
     "stale_s": 3.0,
     "self_test_timeout_s": 60.0,
@@ -77,9 +77,23 @@ def settings(args: argparse.Namespace) -> dict:
     for k in DEFAULTS:
         if getattr(args, k, None) is not None:
             conf[k] = getattr(args, k)
+    check_numbers(conf, args.config or "flash-service")
     if args.no_health_check:
         conf["status_file"] = ""
     return conf
+
+
+def check_numbers(conf: dict, where: str) -> None:
+    """Every number setting finite and in range, refused with its name before anything starts."""
+    from device.flashing.flasher import LIMITS
+    from dxmacro.inputs import number
+
+    try:
+        number(conf["port"], "port", lo=0, hi=65535, integer=True)
+        for name, (lo, hi, whole) in LIMITS.items():
+            number(conf[name], name, lo=lo, hi=hi, integer=whole)
+    except DxmacroError as exc:
+        raise DxmacroError(f"{where}: {exc}") from None
 
 
 def make_flasher(conf: dict):

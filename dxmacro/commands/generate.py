@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_float, arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="new DX7 voices from the trained prior (32-voice bank .syx)")
     p.add_argument("--run", default=None, help="run folder (default: the shipped default model)")
-    p.add_argument("-n", type=int, default=32, help="number of voices (default 32; banks of 32)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="prior standard deviation (default 1.0)")
+    p.add_argument("-n", type=arg_int(1, 100_000), default=32, help="number of voices (default 32; banks of 32)")
+    p.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=0)
+    p.add_argument("--temperature", type=arg_float(), default=1.0, help="prior standard deviation (default 1.0)")
     p.add_argument("--out", required=True, help="output .syx (32-voice bulk dumps)")
     p.set_defaults(func=run)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_float, arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hil", help="hardware-in-the-loop checks of the controller against a synth")
@@ -17,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reply-port", help="the synth's MIDI output, for dump-request read-back")
     p.add_argument("--loopback", help="an input port that sees what the synth receives (for latency)")
     p.add_argument("--api", choices=("alsa", "jack"), default="alsa", help="MIDI API (default alsa)")
-    p.add_argument("--channel", type=int, default=1, help="the synth's receive channel 1..16 (default 1)")
+    p.add_argument("--channel", type=arg_int(1, 16), default=1, help="the synth's receive channel 1..16 (default 1)")
     p.add_argument("--emulate", action="store_true",
                    help="check against the emulated DX7 on a private JACK server (needs jackd)")
-    p.add_argument("--duration", type=float, default=60.0, help="length of the scripted performance, s")
+    p.add_argument("--duration", type=arg_float(1, 86_400), default=60.0, help="length of the scripted performance, s")
     p.add_argument("--only", action="append", help="run only this check (repeatable): voice_dump, "
                    "performance, latency, recovery, audio")
     p.add_argument("--report", help="write the results as JSON here")

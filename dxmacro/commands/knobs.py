@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("knobs", help="how the knobs of a model bundle sound (rendered sweeps)")
@@ -18,10 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--data", required=True, help="the data set the run was trained on (its test split)")
     r.add_argument("--run", default=None, help="the run the bundle was converted from: its encoder gives the "
                                               "test voices' latents (default: the shipped default model)")
-    r.add_argument("--voices", type=int, default=64, help="test-split voices (default 64)")
-    r.add_argument("--steps", type=int, default=11, help="positions over each knob's travel (default 11)")
+    r.add_argument("--voices", type=arg_int(1), default=64, help="test-split voices (default 64)")
+    r.add_argument("--steps", type=arg_int(2, 1000), default=11, help="positions over each knob's travel (default 11)")
     r.add_argument("--fp32", action="store_true", help="the run's fp32 decoder in relative mode beside int8")
-    r.add_argument("--threads", type=int, default=2, help="render threads (default 2)")
+    r.add_argument("--threads", type=arg_int(1, 256), default=2, help="render threads (default 2)")
     r.add_argument("--out", help="write knobs.json and knobs.md to this folder")
     r.set_defaults(func=run)
 

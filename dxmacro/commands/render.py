@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_float, arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render one voice at one note to a WAV file (Dexed's engine)")
@@ -11,9 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=int, default=0, help="0-based voice index in the file (default 0)")
     p.add_argument("--note", type=int, default=60, help="MIDI note (default 60)")
     p.add_argument("--velocity", type=int, default=100, help="MIDI velocity 1..127 (default 100)")
-    p.add_argument("--hold", type=float, default=0.75, help="seconds the key is held (default 0.75)")
-    p.add_argument("--duration", type=float, default=1.0, help="seconds rendered (default 1.0)")
-    p.add_argument("--rate", type=int, default=44100, help="sample rate in Hz (default 44100)")
+    p.add_argument("--hold", type=arg_float(), default=0.75, help="seconds the key is held (default 0.75)")
+    p.add_argument("--duration", type=arg_float(), default=1.0, help="seconds rendered (default 1.0)")
+    p.add_argument("--rate", type=arg_int(8000, 192_000), default=44100, help="sample rate in Hz (default 44100)")
     p.add_argument("--backend", default="dexed", help="renderer backend (default dexed)")
     p.add_argument("--out", required=True, help="output WAV (32-bit float)")
     p.set_defaults(func=run)

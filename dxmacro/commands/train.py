@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 
+from dxmacro.inputs import arg_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the VAE with normalizing flows and its baselines on a data set")
     p.add_argument("--data", required=True, help="data set folder (dxmacro dataset build)")
     p.add_argument("--out", required=True, help="run folder (created; an existing one is resumed)")
     p.add_argument("--config", default="tiny", help="'tiny' (CPU, a subset), 'cpu' (CPU, the whole corpus), 'full' (GPU) or a TOML file (default tiny)")
-    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCHS",
+    p.add_argument("--stop-after", type=arg_int(1), default=None, metavar="EPOCHS",
                    help="stop each model after this many epochs (resume later with the same command)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from dx7 import Voice
 from dx7.errors import DX7Error
 from dx7.files import (
+    MAX_FILE_BYTES,
     LoadedVoice,
     atomic_write,
     encode_banks,
@@ -18,7 +18,6 @@ from dx7.files import (
     voices_from_json,
     voices_to_json,
 )
-from dx7.files import MAX_FILE_BYTES
 from dx7.reading import read_regular_file
 from dxmacro.inputs import arg_int
 

@@ -110,6 +110,9 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
     atomic_write(path, buf.getvalue())
 
 
+MIN_WAV_RATE, MAX_WAV_RATE = 4000, 384_000  # what audio hardware records; outside it is a damaged header
+
+
 def read_wav(path: str) -> tuple[np.ndarray, int]:
     """Mono float audio in [-1, 1] from a 16/32-bit integer or float WAV."""
     from scipy.io import wavfile
@@ -123,6 +126,8 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
     for w in heard:  # scipy reads a file cut short in its samples as far as it goes, and warns
         if "EOF" in str(w.message):
             raise DxmacroError(f"{path}: cannot read WAV (cut short: {w.message})")
+    if not MIN_WAV_RATE <= rate <= MAX_WAV_RATE:  # 0 Hz divides by zero; 4294967295 Hz allocates 42 GiB
+        raise DxmacroError(f"{path}: sample rate {rate} Hz is outside {MIN_WAV_RATE}..{MAX_WAV_RATE} Hz")
     if data.dtype == np.int16:
         audio = data.astype(np.float32) / 32768.0
     elif data.dtype == np.int32:
@@ -133,4 +138,6 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
         audio = data.astype(np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise DxmacroError(f"{path}: holds samples that are not finite numbers (NaN or infinity)")
     return audio, int(rate)

@@ -11,7 +11,6 @@ when generating). ``load_decoder`` gives the z -> parameter-vector module the Pi
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dx7.errors import DX7Error
+from dx7.reading import loads_json, read_regular_file
 from dxmacro.errors import DxmacroError
 from host_training.jobs.runs import write_json
 from host_training.jobs.training_data import Data
@@ -27,16 +28,38 @@ from host_training.model.checkpoint import load_model
 from host_training.model.vae import LATENT, VAE_KINDS, FlowVAE
 
 MAIN_ORDER = ("flow", "vae_mlp", "flow_nocontrastive")
+MAX_RUN_JSON_BYTES = 16 * 1024 * 1024  # run.json and info.json (anchors included) are a few hundred KiB
+
+
+# The fields every command reads, and their JSON types: a run.json that is `{}`, a list or a
+# hand edit is refused here with its name, not as a KeyError deep in a command.
+RUN_FIELDS = {"dataset_dir": str, "dataset_manifest_sha256": str, "config": dict, "models": list,
+              "dataset_settings": dict}
+INFO_FIELDS = {"latent_size": int, "semantic_dims": list, "dataset_manifest_sha256": str, "model_id": str,
+               "anchors": list}
+
+
+def _read_json(path: Path, fields: dict[str, type], missing: str) -> dict[str, Any]:
+    try:
+        doc = loads_json(read_regular_file(path, max_bytes=MAX_RUN_JSON_BYTES, what=path.name), str(path),
+                         what=path.name)
+    except DX7Error as exc:
+        if not path.exists():
+            raise DxmacroError(missing) from None
+        raise DxmacroError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise DxmacroError(f"{path}: corrupt (a JSON {type(doc).__name__}, not an object)")
+    for key, kind in fields.items():
+        if not isinstance(doc.get(key), kind):
+            raise DxmacroError(f"{path}: corrupt ({key!r} missing or not a {kind.__name__})")
+    return doc
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "run.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DxmacroError(f"{run_dir}: not a training run (no run.json)") from None
-    except ValueError as exc:
-        raise DxmacroError(f"{path}: corrupt ({exc})") from None
+    run = _read_json(Path(run_dir) / "run.json", RUN_FIELDS, f"{run_dir}: not a training run (no run.json)")
+    if not isinstance(run["config"].get("train", {}), dict):
+        raise DxmacroError(f"{Path(run_dir) / 'run.json'}: corrupt ('config.train' is not a table)")
+    return run
 
 
 def main_kind(run_dir: str | Path) -> str:
@@ -154,13 +177,8 @@ def finalize(run: Path, data) -> dict[str, Any]:
 
 
 def read_info(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / "export" / "info.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DxmacroError(f"{run_dir}: training has not finished (no export/info.json)") from None
-    except ValueError as exc:
-        raise DxmacroError(f"{path}: corrupt ({exc})") from None
+    return _read_json(Path(run_dir) / "export" / "info.json", INFO_FIELDS,
+                      f"{run_dir}: training has not finished (no export/info.json)")
 
 
 def load_decoder(run_dir: str | Path, kind: str | None = None) -> tuple[nn.Module, dict[str, Any]]:

@@ -30,7 +30,7 @@ from dxmacro.errors import DxmacroError
 from host_training.jobs.runs import manifest_sha256, write_json
 from host_training.jobs.training_data import Data
 from host_training.model import flows, losses
-from host_training.model.checkpoint import save_model
+from host_training.model.checkpoint import LOAD_ERRORS, load_checkpoint, save_model
 from host_training.model.vae import DIRECT_KINDS, KINDS, VAE_KINDS, build
 
 SECTIONS = {
@@ -162,7 +162,7 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
                                data.scores.shape[1], int(t.get("threads") or 2))
     if ckpt_path.exists():
         try:
-            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+            ck = load_checkpoint(ckpt_path, device, "checkpoint")
             model.load_state_dict(ck["model"])
             if objective.surrogate is not None:
                 objective.surrogate.load_state_dict(ck["surrogate"])
@@ -173,7 +173,7 @@ def train_one(kind: str, data: Data, cfg: dict[str, Any], run: Path, *, stop_aft
             if probes is not None:
                 probes.load(ck.get("probes"))
             start = int(ck["epoch"])
-        except (RuntimeError, KeyError, EOFError, ValueError) as exc:
+        except LOAD_ERRORS as exc:
             raise DxmacroError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0]}); delete it to start over") from None
     if objective.surrogate is not None and start == 0:
         from host_training.model.knob_loss import fit_surrogate

@@ -279,10 +279,11 @@ class ProbeBuffer:
         i = rng.integers(0, len(self), n)
         return tuple(torch.from_numpy(getattr(self, f)[i]) for f in self.FIELDS)
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {f: getattr(self, f) for f in self.FIELDS}
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors, so a checkpoint loads with ``weights_only=True`` (no pickled numpy objects)."""
+        return {f: torch.from_numpy(np.ascontiguousarray(getattr(self, f))) for f in self.FIELDS}
 
-    def load(self, state: dict[str, np.ndarray] | None) -> None:
+    def load(self, state: dict[str, torch.Tensor] | None) -> None:
         if state:
             for f in self.FIELDS:
-                setattr(self, f, np.asarray(state[f]))
+                setattr(self, f, np.asarray(state[f], dtype=np.float32))
