@@ -30,6 +30,8 @@ from device.control.display import OledDisplay, PngDisplay
 from device.control.loop import ControlLoop, LoopSettings
 from device.control.knobs import AdcKnobs, AdcLayout, emulated_board
 from device.control.mapping import KnobMapping
+from device.control.midi_knobs import CCBinding, CombinedKnobs, MidiKnobs
+from device.control.thru import Thru
 from device.flashing.self_test import self_test
 from device.flashing.bank_follow import BankFollower, keep_received
 from device.flashing.model_follow import Loader, ModelFollower, ModelState, load_active
@@ -95,6 +97,7 @@ def mapping_factory(cfg: Config):
             n = min(cfg.adc_channels, len(infos))
             return [KnobMapping(i, infos[i].dim, infos[i].name, infos[i].low, infos[i].high) for i in range(n)]
         out = []
+        midi = 0
         for i, k in enumerate(cfg.knobs):
             idx = k.knob if k.knob is not None else (None if k.dim is not None else i)
             if idx is not None and idx >= len(infos):
@@ -108,15 +111,42 @@ def mapping_factory(cfg: Config):
                 low, high = info.low, info.high
             else:
                 low, high = -2.5, 2.5  # +-2.5 sigma of the standard-normal prior
-            out.append(KnobMapping(k.channel, dim, name, low, high, k.curve, k.invert))
+            # a controller's knobs follow the ADC board's channels in the reader (device.control.midi_knobs)
+            channel = k.channel if not k.midi else adc_width(cfg) + midi
+            midi += k.midi
+            out.append(KnobMapping(channel, dim, name, low, high, k.curve, k.invert))
         return out
 
     return build
 
 
+def adc_width(cfg: Config) -> int:
+    """How many channels the ADC board gives the knob reader (0 without a board)."""
+    return cfg.adc_channels if cfg.uses_adc else 0
+
+
+def cc_bindings(cfg: Config) -> list[CCBinding]:
+    return [CCBinding(k.cc, k.cc_channel - 1 if k.cc_channel else None, k.cc_mode, k.cc_step)  # type: ignore[arg-type]
+            for k in cfg.knobs if k.midi]
+
+
+def with_controller(cfg: Config, adc) -> tuple[object, MidiKnobs | None]:
+    """The loop's knob reader: the ADC board's (``adc``, None without one) followed by the
+    controller's knobs ([[knob]] tables with cc), and the controller's part."""
+    bindings = cc_bindings(cfg)
+    if not bindings:
+        return adc, None
+    midi = MidiKnobs(bindings)
+    return (CombinedKnobs([adc, midi]) if adc is not None else CombinedKnobs([midi])), midi
+
+
 def build_loop(cfg: Config, *, decoder: Decoder, knobs, port, clock, buttons=None, display=None,
                notifier: Notifier | None = None, echo_port=None, midi_in=None) -> ControlLoop:
+    """``knobs``: the ADC board's reader (None when every knob is a controller's); the controller's
+    knobs and the thru listen on ``midi_in``, the one input port."""
     channel = cfg.channel - 1
+    knobs, midi_knobs = with_controller(cfg, knobs)
+    thru = Thru(channel) if cfg.thru and midi_in is not None else None
     profile = make_profile(cfg.profile, channel, cfg.cc_map)
     budget = ByteBudget(cfg.byte_rate) if cfg.byte_rate else None
     echo = EchoCC(cfg.echo_channel - 1, cfg.echo_ccs) if cfg.echo_ccs else None
@@ -126,7 +156,8 @@ def build_loop(cfg: Config, *, decoder: Decoder, knobs, port, clock, buttons=Non
                        clock=clock, budget=budget, echo=echo, echo_port=echo_port, buttons=buttons,
                        display=display, notifier=notifier,
                        bank=VoiceBank(cfg.bank_file) if cfg.bank_file else None, settings=settings,
-                       midi_in=midi_in, program_channel=cfg.midi_input_channel - 1 if cfg.midi_input_channel else None)
+                       midi_in=midi_in, program_channel=cfg.midi_input_channel - 1 if cfg.midi_input_channel else None,
+                       midi_knobs=midi_knobs, thru=thru)
 
 
 def open_midi_input(cfg: Config):
@@ -248,10 +279,10 @@ def hardware_parts(cfg: Config, clock, *, bus=None, gpio=None) -> Parts:
 
     parts = Parts(None, None, None)
     try:
-        if bus is None:
+        if bus is None and cfg.uses_adc:
             bus = open_smbus(cfg.adc_bus)
             parts.closers.append(bus.close)
-        parts.knobs = AdcKnobs(bus, adc_layout(cfg), clock)
+        parts.knobs = AdcKnobs(bus, adc_layout(cfg), clock) if cfg.uses_adc else None
         if cfg.buttons or cfg.leds:
             gpio = gpio if gpio is not None else real_gpio()
             gpio.setmode(BCM)  # the config names BCM pins (real_gpio sets it too; an injected one may not)
@@ -343,7 +374,7 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
     synth = None
     if simulate:
         knobs, buttons, synth, _ = simulated_parts(cfg, clock, duration_s or 60.0)
-        parts = Parts(knobs, buttons, synth)
+        parts = Parts(knobs if cfg.uses_adc else None, buttons, synth)
     else:
         parts = hardware_parts(cfg, clock)
     notifier = Notifier()
@@ -377,9 +408,10 @@ def run_device(cfg: Config, *, simulate: bool, duration_s: float | None = None, 
             BundleWatcher(cfg, loop, stop).start()
         notifier.ready(f"{len(loop.mappings)} knobs, profile {cfg.profile}")
         log.info("running", extra={"event": "start", "simulate": simulate, "profile": cfg.profile,
-                                   "scan_period_ms": round(parts.knobs.scan_period_s * 1e3, 3)})
+                                   "scan_period_ms": round(loop.knobs.scan_period_s * 1e3, 3)})
         until = clock.now() + duration_s if duration_s else None
         loop.run(until=until, stop=stop)
+        loop.release_notes()  # nothing the performer struck keeps sounding after we stop
         stop.set()
         notifier.stopping()
         if loop.status is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from dx7.params import BY_NAME, LEARNABLE_COUNT
 from device.control.budget import DIN_BYTES_PER_S, MAX_DIN_FRACTION
+from device.control.midi_knobs import MODES as CC_MODES
 from device.control.ports import BUTTON_EVENTS
 from device.control.profiles import PROFILES
 from device.control.smoothing import SmoothingSettings
@@ -32,6 +33,14 @@ class KnobConfig:
     range: tuple[float, float] | None = None
     curve: str | float = "linear"
     invert: bool = False
+    cc: int | None = None  # a controller's knob: the CC it sends (the MSB's for 14bit); None: an ADC pot
+    cc_channel: int = 0  # 1..16, or 0 for any channel
+    cc_mode: str = "absolute"  # device.control.midi_knobs.MODES
+    cc_step: float = 1.0 / 128  # relative encoders: travel of one detent
+
+    @property
+    def midi(self) -> bool:
+        return self.cc is not None
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class Config:
     midi_input: str = ""  # [midi] input: the performer's MIDI in (Program Change, bulk dumps); "" = none
     midi_input_api: str = "alsa"
     midi_input_channel: int = 0  # 1..16, or 0 for any channel
+    thru: bool = True  # [midi] thru: notes, bend, mod wheel, aftertouch, sustain from the input to the synth
     echo_channel: int = 16
     echo_port: str = ""
     reopen_interval_s: float = 0.25
@@ -85,6 +95,11 @@ class Config:
     sim_script: Path | None = None
     sim_noise_lsb: float = 3.0
     sim_fail_rate: float = 0.0
+
+    @property
+    def uses_adc(self) -> bool:
+        """The ADC board is read when a knob is a pot, or no [[knob]] tables name the knobs."""
+        return not self.knobs or any(not k.midi for k in self.knobs)
 
     @property
     def byte_rate(self) -> float | None:
@@ -252,15 +267,27 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
             raise DxmacroError(f"{where}: [knob {i + 1}] curve exponent must be in 0.05..20, got {curve}")
         k = KnobConfig(channel=s.get("channel", int, i, lo=0, hi=15), knob=s.get("knob", int, None, lo=0, hi=255),
                        dim=s.get("dim", int, None, lo=0, hi=4095), name=s.get("name", str), range=rng,
-                       curve=curve, invert=s.get("invert", bool, False))
+                       curve=curve, invert=s.get("invert", bool, False), cc=s.get("cc", int, None, lo=0, hi=119),
+                       cc_channel=s.get("cc_channel", int, 0, lo=0, hi=16),
+                       cc_mode=s.get("cc_mode", str, "absolute", choices=CC_MODES),
+                       cc_step=s.get("cc_step", float, 1.0 / 128, lo=1e-4, hi=0.5))
         s.finish()
         if k.knob is not None and k.dim is not None:
             raise DxmacroError(f"{where}: [knob {i + 1}] give either knob (the bundle's knob number) or dim, not both")
+        if k.midi:
+            if "channel" in table:
+                raise DxmacroError(f"{where}: [knob {i + 1}] a controller's knob (cc) has no ADC channel; "
+                                   f"give cc_channel for its MIDI channel")
+            if k.cc_mode == "14bit" and k.cc >= 32:  # type: ignore[operator]
+                raise DxmacroError(f"{where}: [knob {i + 1}] a 14-bit control's cc is its MSB, 0..31 (LSB cc + 32), "
+                                   f"got {k.cc}")
+            parsed.append(k)
+            continue
         if k.channel >= kw["adc_channels"]:
             raise DxmacroError(f"{where}: [knob {i + 1}] channel {k.channel} but [adc] channels = "
                                f"{kw['adc_channels']}")
         parsed.append(k)
-    chans = [k.channel for k in parsed]
+    chans = [k.channel for k in parsed if not k.midi]
     if len(set(chans)) != len(chans):
         raise DxmacroError(f"{where}: two [[knob]] tables use the same ADC channel")
     kw["knobs"] = tuple(parsed)
@@ -298,7 +325,11 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["midi_input_api"] = s.get("input_api", str, "jack" if kw["midi_api"] == "jack" else "alsa",
                                  choices=("alsa", "jack"))
     kw["midi_input_channel"] = s.get("input_channel", int, 0, lo=0, hi=16)
+    kw["thru"] = s.get("thru", bool, True)
     s.finish()
+    if any(k.midi for k in kw["knobs"]) and not kw["midi_input"]:
+        raise DxmacroError(f"{where}: a [[knob]] has cc (a controller's knob) but [midi] input names no "
+                           f"MIDI input port")
 
     s = _Section(where, "buttons", doc.get("buttons", {}))
     pins = {}

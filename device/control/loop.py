@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,13 +25,16 @@ from dx7.voice import encode_name
 from device.control.budget import ByteBudget
 from device.control.controls import AnchorCycler, PriorSampler, VoiceBank, VoiceChoice
 from device.control.display import DisplayState, KnobView
+from device.control.learn import Learner
 from device.control.mapping import KnobMapping, latent_from
+from device.control.midi_knobs import MidiKnobs
 from device.control.notify import Notifier
 from device.control.ports import Anchor, Buttons, Clock, Decoder, Display, KnobReader, MidiIn, MidiOut, PortGone
 from device.control.program import NewVoices, ProgramInput, SelectProgram, with_latents
 from device.control.relative import dead_zone, relative_voice
 from device.control.profiles import CCProfile, EchoCC, SysexProfile, panic_messages
 from device.control.smoothing import KnobChannel, SmoothingSettings
+from device.control.thru import Thru
 from dxmacro.errors import DxmacroError
 
 log = logging.getLogger("dxmacro.device")
@@ -62,6 +66,7 @@ class LoopStats:
     swaps: int = 0
     tick_starts: list[float] = field(default_factory=list)
     record_ticks: bool = False
+    cc_latencies: list[float] = field(default_factory=list)  # knob CC arrival -> first byte sent (record_ticks)
 
 
 class ControlLoop:
@@ -72,11 +77,14 @@ class ControlLoop:
                  notifier: Notifier | None = None, bank: VoiceBank | None = None,
                  voices: tuple[Anchor, ...] | None = None, midi_in: MidiIn | None = None,
                  on_received: Callable[[tuple[Anchor, ...]], None] | None = None,
-                 settings: LoopSettings = LoopSettings(), program_channel: int | None = None) -> None:
+                 settings: LoopSettings = LoopSettings(), program_channel: int | None = None,
+                 midi_knobs: MidiKnobs | None = None, thru: Thru | None = None) -> None:
         """``voices``: what next / previous step through (a voice bank's voices with their latents
-        for this decoder); None: the decoder's anchors. ``midi_in``: the performer's MIDI input
-        (Program Change selects a voice, a 32-voice bulk dump brings new ones, device.control.program),
-        listened to on ``program_channel`` (0..15; None: any); ``on_received`` keeps received voices."""
+        for this decoder); None: the decoder's anchors. ``midi_in``: the performer's MIDI input, one
+        port shared by everything that listens to it (``_route``): control changes of ``midi_knobs``
+        (a controller's knobs, also part of ``knobs``), what ``thru`` passes to the synth (notes,
+        bend, mod wheel, aftertouch, sustain), and Program Change / bulk dumps (device.control.program,
+        on ``program_channel`` 0..15, None: any); ``on_received`` keeps received voices."""
         self.knobs, self.port, self.clock = knobs, port, clock
         self.profile, self.budget, self.echo = profile, budget, echo
         self.echo_port = echo_port
@@ -90,6 +98,10 @@ class ControlLoop:
         self.voices = voices
         self.midi_in, self.on_received = midi_in, on_received
         self.program = ProgramInput(program_channel)
+        self.midi_knobs, self.thru = midi_knobs, thru
+        self.learner: Learner | None = None  # set by learn(): the next control turned is reported, not played
+        self._input_connects = 0
+        self._cc_arrival: float | None = None
         self._urgent: list[bytes] = []
         self.link_up = True
         self._next_reopen = 0.0
@@ -102,10 +114,21 @@ class ControlLoop:
         self.status = None  # device.flashing.status.StatusPublisher when status.json is configured
         self.sampler = PriorSampler(settings.random_seed)
         self._install(decoder)
-        self.channels = [KnobChannel(settings.smoothing) for _ in self.mappings]
+        self.channels = self._new_channels()
         self.references: list[float | None] = [None] * len(self.mappings)
         self.cycler = AnchorCycler(voices or decoder.anchors)
         self.select(self.cycler.current())
+
+    def _new_channels(self) -> list[KnobChannel]:
+        """One smoothing chain per knob: the pots' settings, or the reader's own for its channel (a
+        controller's CC needs no low-pass, device.control.midi_knobs) with the pots' pickup tolerance."""
+        own = getattr(self.knobs, "smoothing_for", None)
+        out = []
+        for m in self.mappings:
+            s = own(m.channel) if own is not None else None
+            out.append(KnobChannel(self.settings.smoothing if s is None else
+                                   replace(s, pickup_tolerance=self.settings.smoothing.pickup_tolerance)))
+        return out
 
     # -- decoder -------------------------------------------------------------------------
     def _install(self, decoder: Decoder) -> None:
@@ -160,7 +183,7 @@ class ControlLoop:
         self.voices = None  # a bank's latents mean something to one model only: back to the new one's anchors
         self.cycler = AnchorCycler(new.anchors)
         if len(self.mappings) != len(self.channels):
-            self.channels = [KnobChannel(self.settings.smoothing) for _ in self.mappings]
+            self.channels = self._new_channels()
             self.references = [None] * len(self.mappings)
         # A new model gives latent codes a new meaning: start from its first anchor.
         self.select(self.cycler.current())
@@ -189,9 +212,13 @@ class ControlLoop:
             if self.at_base is None:
                 return
         self._set_target(values)
+        place = getattr(self.knobs, "place", None)
         for i, (m, ch) in enumerate(zip(self.mappings, self.channels)):
             pickup = m.to_position(float(self.base[m.dim]))
-            if self.settings.takeover == "jump":
+            if place is not None and place(m.channel, pickup):  # an encoder: no position of its own
+                ch.place(pickup)
+                self.references[i] = pickup
+            elif self.settings.takeover == "jump":
                 ch.takeover.release()
                 self.references[i] = ch.position
             else:
@@ -311,6 +338,50 @@ class ControlLoop:
                 except DxmacroError as exc:  # kept in memory all the same; said, not fatal
                     log.error("received voices not stored", extra={"event": "store_failed", "reason": str(exc)})
 
+    # -- MIDI input -----------------------------------------------------------------------
+    def _poll_input(self) -> None:
+        """Everything that arrived on the performer's input since the last tick, routed in order."""
+        timed = getattr(self.midi_in, "poll_timed", None)
+        arrivals = timed() if timed is not None else [(None, d) for d in self.midi_in.poll()]  # type: ignore[union-attr]
+        connects = getattr(self.midi_in, "connects", 0)
+        if connects != self._input_connects or getattr(self.midi_in, "state", "connected") != "connected":
+            self._input_connects = connects
+            self._input_lost()
+        for t, data in arrivals:
+            self._route(t, data)
+
+    def _input_lost(self) -> None:
+        """The controller went away (or came back): nothing it struck may keep sounding."""
+        if self.thru is not None and (self.thru.held or self.thru.sustain):
+            self._urgent.extend(self.thru.release())
+            log.info("controller gone: notes released", extra={"event": "notes_released"})
+
+    def _route(self, t: float | None, data: bytes) -> None:
+        """One message from the shared input: learning first, then the knobs, the thru, programs."""
+        if self.learner is not None and self.learner.feed(data, self.clock.now()):
+            return
+        if self.midi_knobs is not None and self.midi_knobs.feed(data):
+            if self._cc_arrival is None and t is not None:
+                self._cc_arrival = t
+            return
+        if self.thru is not None and self.thru.push(data):
+            return
+        self.midi_request(self.program.feed(data))
+
+    def learn(self, learner: Learner | None) -> None:
+        """Report the next control turned to ``learner`` instead of playing it (None: stop learning)."""
+        self.learner = learner
+
+    def release_notes(self) -> None:
+        """Before stopping: note-offs for what the thru left held, All Notes Off, sent now
+        (budget or not); a port that is gone has nothing sounding through us anyway."""
+        msgs = self.thru.release() if self.thru is not None else panic_messages(self.profile.channel)[1:]
+        for data in msgs:
+            try:
+                self.port.send(data)
+            except PortGone:
+                return
+
     # -- output --------------------------------------------------------------------------
     def _send(self, data: bytes) -> bool:
         now = self.clock.now()
@@ -321,6 +392,16 @@ class ControlLoop:
             self.budget.spend(now, len(data))
         self.stats.messages += 1
         self.stats.bytes += len(data)
+        return True
+
+    def _send_voice(self, data: bytes) -> bool:
+        """The profile's sends: the first one after a knob's CC arrived ends that CC's latency."""
+        if not self._send(data):
+            return False
+        if self._cc_arrival is not None:
+            if self.stats.record_ticks:
+                self.stats.cc_latencies.append(time.monotonic() - self._cc_arrival)
+            self._cc_arrival = None
         return True
 
     def _pump(self, now: float) -> None:
@@ -343,7 +424,9 @@ class ControlLoop:
                 if not self._send(self._urgent[0]):
                     break
                 self._urgent.pop(0)
-            self.profile.pump(self._send)
+            if self.thru is not None:
+                self.thru.pump(self._send)  # what the performer plays goes before voice data
+            self.profile.pump(self._send_voice)
             if self.echo is not None and self.echo_port is None:
                 self.echo.pump(self._send)
         except PortGone as exc:
@@ -382,8 +465,7 @@ class ControlLoop:
             for event in self.buttons.poll():
                 self.press(event)
         if self.midi_in is not None:
-            for data in self.midi_in.poll():
-                self.midi_request(self.program.feed(data))
+            self._poll_input()
         try:
             raw = self.knobs.read()
         except OSError:
@@ -400,6 +482,7 @@ class ControlLoop:
         if self.echo is not None:
             self.echo.set_positions([ch.position for ch in self.channels])
         self._pump(now)
+        self._cc_arrival = None  # a control that changed nothing this tick sent nothing: not a latency
         self._pump_echo()
         self._update_display(now)
         if self.status is not None:

@@ -27,7 +27,8 @@ class ListeningPort:
         self.opener, self.name, self.retry_s = opener, name, retry_s
         self.last_error: str | None = None
         self._port: Any = None
-        self._queue: queue.Queue[bytes] = queue.Queue(maxsize=4096)
+        self._queue: queue.Queue[tuple[float, bytes]] = queue.Queue(maxsize=4096)
+        self.connects = 0  # opens so far: a change means the controller came (back)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"midi-listen:{name}", daemon=True)
 
@@ -45,6 +46,7 @@ class ListeningPort:
                 try:
                     self._port = self.opener()
                     self.last_error = None
+                    self.connects += 1
                     log.info("MIDI input open", extra={"event": "midi_in_open", "port": self.name})
                 except HardwareError as exc:  # PortGone, JackUnavailable: absent for now
                     if str(exc) != self.last_error:
@@ -61,10 +63,10 @@ class ListeningPort:
                 continue
             if got is not None:
                 try:
-                    self._queue.put_nowait(got[1])
+                    self._queue.put_nowait(got)
                 except queue.Full:  # nobody polls: drop the oldest rather than grow without bound
                     self._queue.get_nowait()
-                    self._queue.put_nowait(got[1])
+                    self._queue.put_nowait(got)
 
     def _close_port(self) -> None:
         port, self._port = self._port, None
@@ -75,6 +77,10 @@ class ListeningPort:
                 pass
 
     def poll(self) -> list[bytes]:
+        return [data for _, data in self.poll_timed()]
+
+    def poll_timed(self) -> list[tuple[float, bytes]]:
+        """What arrived, with each message's arrival time (time.monotonic, stamped by the port)."""
         out = []
         while True:
             try:

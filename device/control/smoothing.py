@@ -133,6 +133,14 @@ class KnobChannel:
     def position(self) -> float | None:
         return self.hyst.out
 
+    def place(self, position: float) -> None:
+        """A knob without a position of its own (a relative encoder) starts here, live: the
+        filter and dead band settle on it at once, nothing to pick up."""
+        self.filter.x = position
+        self.filter.dx = 0.0
+        self.hyst.out = position
+        self.takeover.release()
+
     def update(self, raw: float | None, t: float) -> bool:
         """Feed one reading; True when the deliberate position moved while live, or the
         knob just became live (both change what the knob asks of the voice)."""
