@@ -31,7 +31,7 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise DX7Error(f"cannot read {what}: {exc.strerror or exc}", source=src) from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise DX7Error(f"is a folder, not a {what}", source=src)
@@ -39,10 +39,18 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
             raise DX7Error(f"is not a regular file (a pipe, socket or device); give a {what}", source=src)
         if st.st_size > max_bytes:
             raise DX7Error(f"{st.st_size} bytes is too large for a {what} (at most {max_bytes})", source=src)
-        try:
-            data = f.read(max_bytes + 1)
-        except OSError as exc:
-            raise DX7Error(f"cannot read {what}: {exc.strerror or exc}", source=src) from None
+        chunks, got = [], 0
+        while got <= max_bytes:  # os.read may return less than asked; stop one byte past the limit
+            chunk = os.read(fd, max_bytes + 1 - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise DX7Error(f"cannot read {what}: {exc.strerror or exc}", source=src) from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise DX7Error(f"grew past {max_bytes} bytes while being read; not a {what}", source=src)
     return data
