@@ -325,3 +325,49 @@ def test_the_trainer_reads_the_sweep_s_sound_clean_and_its_pitch_as_knob_pitch_i
     assert seen["clean"]  # the same latents decode the same: no noise in the sound's head
     assert seen["pitch"] is (True if int8 else None)  # fresh noise in each pass of the pitch head
     assert seen["share"] == pytest.approx(int8)
+
+
+def test_relative_view_is_the_voice_at_rest_and_the_voice_plus_the_change_when_moved():
+    from dx7 import Voice
+    from host_training.model.knob_loss import relative_view, synth_view
+
+    voice = Voice.init().replace({"algorithm": 7, "op1_output_level": 60, "feedback": 3})
+    target = torch.from_numpy(layout.encode(np.array(voice.values[:145])[None])).float()
+    base = torch.rand(1, VECTOR_SIZE)  # the head's (poor) reconstruction of the voice
+    at_rest = synth_view(relative_view(base, base, target))
+    assert layout.decode(at_rest.detach().numpy())[0].tolist() == list(voice.values[:145])
+    moved = base.clone()
+    lvl = param("op1_output_level").index
+    moved[0, layout.SLOTS[lvl].start] += 10 / 99  # the head's op1 level rises 10 steps
+    out = layout.decode(synth_view(relative_view(moved, base, target)).detach().numpy())[0]
+    assert out[lvl] == 70 and out[param("algorithm").index] == 7  # the voice's algorithm, the head's change
+    alg = layout.SLOTS[param("algorithm").index]
+    moved[0, alg.start:alg.start + alg.width] = 0.0
+    moved[0, alg.start + 20] = 50.0  # the head's choice of algorithm changes: its choice wins
+    assert layout.decode(synth_view(relative_view(moved, base, target)).detach().numpy())[0][param("algorithm").index] == 20
+
+
+def test_carrier_retuning_is_penalised_and_modulator_retuning_is_not():
+    """Algorithm 1: OP1 and OP3 are carriers, OP2 a modulator. A head whose knob retunes OP1 pays
+    the carrier term; one that retunes OP2 (a timbre change a knob may make) does not."""
+    sur = DescriptorSurrogate(1, hidden=8)
+
+    def head_retuning(op: int) -> nn.Module:
+        lin = nn.Linear(VECTOR_SIZE, VECTOR_SIZE)
+        with torch.no_grad():
+            lin.weight.zero_()
+            lin.bias.fill_(0.1)
+            alg = layout.SLOTS[param("algorithm").index]
+            lin.bias[alg.start:alg.start + alg.width] = -10.0
+            lin.bias[alg.start] = 10.0  # algorithm 1, confidently
+            lin.weight[layout.SLOTS[param(f"op{op}_freq_coarse").index].start, 0] = 0.05
+        return lin
+
+    z = torch.zeros(32, VECTOR_SIZE)
+
+    def loss(op: int, w: float) -> float:
+        return sweep_loss(head_retuning(op), sur, z, 1, 2.5, 0.0, 0.0, carrier_weight=w,
+                          generator=torch.Generator().manual_seed(0))[0].item()
+
+    assert loss(1, 1.0) > 100 * max(loss(1, 0.0), 1e-3)  # OP1 retuned: the carrier term dominates
+    assert loss(2, 1.0) == pytest.approx(loss(2, 0.0), abs=1e-4)  # OP2 retuned: next to nothing added

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dx7.algorithms import CARRIERS
 from dx7.layout import VECTOR_SIZE, scaled_highs, slot
 from dx7.params import param
 from host_training.model.slots import GROUP_SPANS, SCALED_SLOTS
@@ -46,6 +47,44 @@ _HIGH = torch.as_tensor(scaled_highs(), dtype=torch.float32)
 PITCH_PARAMS = ("transpose", "pitch_eg_level1", "pitch_eg_level2", "pitch_eg_level3", "pitch_eg_level4")
 _PITCH_SLOTS = torch.as_tensor([slot(n).start for n in PITCH_PARAMS])
 _PITCH_HIGH = torch.as_tensor([float(param(n).high) for n in PITCH_PARAMS])
+
+
+# each operator's coarse and fine frequency slots, and which algorithms make it a carrier
+_COARSE = torch.as_tensor([slot(f"op{n}_freq_coarse").start for n in range(1, 7)])
+_FINE = torch.as_tensor([slot(f"op{n}_freq_fine").start for n in range(1, 7)])
+_ALGORITHM = slot("algorithm")
+_CARRIER = torch.as_tensor([[float(n in c) for n in range(1, 7)] for c in CARRIERS])  # (32 algorithms, 6 ops)
+
+
+def carrier_semitones(vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 225) head outputs -> ((B, 6) each operator's ratio-mode frequency in semitones above the
+    note, (B, 6) the probability that it is a carrier under the head's algorithm choice). Why: a
+    knob that retunes a carrier changes the pitch a player hears (a register jump), as transpose
+    does; retuning a modulator changes the timbre, which knobs may do."""
+    dev = vec.device
+    coarse = vec.index_select(1, _COARSE.to(dev)).float().clamp(0.0, 1.0) * 31.0
+    fine = vec.index_select(1, _FINE.to(dev)).float().clamp(0.0, 1.0) * 99.0
+    ratio = coarse.clamp_min(0.5) * (1.0 + fine / 100.0)  # coarse 0 plays at half the note
+    algorithm = F.softmax(vec[:, _ALGORITHM.start:_ALGORITHM.start + _ALGORITHM.width].float(), dim=1)
+    return 12.0 * torch.log2(ratio), algorithm @ _CARRIER.to(dev)
+
+
+def relative_view(moved: torch.Tensor, base: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
+    """What the device plays in relative mode (device.control.relative), with a gradient: the
+    voice's scaled slots plus the head's change from ``base`` (head at the voice's latent) to
+    ``moved``; each one-hot group the voice's, unless the head's choice changed, then the head's
+    logits. All (..., 225), broadcast; feed the result to ``synth_view``."""
+    idx = SCALED_SLOTS.to(moved.device)
+    shape = torch.broadcast_shapes(moved.shape, base.shape, voice.shape)
+    out = voice.expand(shape).clone()
+    out[..., idx] = (voice.index_select(-1, idx) + moved.index_select(-1, idx) - base.index_select(-1, idx)).expand(
+        *shape[:-1], len(idx))
+    for start, width in GROUP_SPANS:
+        m = moved[..., start:start + width].expand(*shape[:-1], width)
+        changed = (m.argmax(-1) != base[..., start:start + width].argmax(-1).expand(shape[:-1]))
+        keep = voice[..., start:start + width].expand(*shape[:-1], width) * 20.0 - 10.0  # a confident one-hot
+        out[..., start:start + width] = torch.where(changed.unsqueeze(-1), m, keep)
+    return out
 
 
 def pitch_steps(vec: torch.Tensor) -> torch.Tensor:
@@ -151,7 +190,7 @@ def fit_surrogate(surrogate: DescriptorSurrogate, vectors: np.ndarray, scores: n
         if hasattr(net, "calibrate"):
             net.calibrate(x.to(device))
     opt = torch.optim.AdamW(surrogate.parameters(), lr=lr, weight_decay=1e-2)
-    moves = [torch.from_numpy(a) for a in probes.state().values()] if probes is not None and len(probes) else None
+    moves = [torch.as_tensor(a) for a in probes.state().values()] if probes is not None and len(probes) else None
     loss = torch.zeros(())
     for _ in range(steps):
         i = torch.randint(0, len(x), (min(batch, len(x)),), generator=gen)
@@ -169,7 +208,8 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
                margin: float, cross_weight: float, pitch_weight: float = 0.0,
                generator: torch.Generator | None = None,
                pitch_head: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               pitch_head_share: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+               pitch_head_share: float = 1.0, voices: torch.Tensor | None = None,
+               carrier_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, mean own-score change over a full travel) for knob sweeps from the latents ``z``.
 
     Each of the ``n_sem`` semantic dimensions (knob t drives score t) is set to two positions
@@ -181,7 +221,12 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     from ``head``). The trainer passes the head with its int8 noise as ``pitch_head`` and the
     head without it as ``head``: the sound a knob makes is the clean head's, the pitch must
     hold for the int8 decoder too (with the clean head alone, the tiny run's int8 decoder
-    failed issue 5's audio gate, docs/results.md)."""
+    failed issue 5's audio gate).
+
+    ``voices`` (B, 225), the batch's real voices: the sweeps are read as the device plays them in
+    relative mode (``relative_view``: each voice plus the head's change from its own latent)
+    instead of the head's own voices. ``carrier_weight`` weighs the squared change, in semitones,
+    of each operator's frequency times the probability that it is a carrier (a register jump)."""
     n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
@@ -192,7 +237,11 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     frozen = {k: p.detach() for k, p in surrogate.named_parameters()}
     flat = zz.reshape(-1, z.shape[1])
     vec = head(flat)
-    scores = torch.func.functional_call(surrogate, frozen, (synth_view(vec),), {"members": True})
+    heard = vec
+    if voices is not None:  # relative mode: each voice plus the head's change from its own latent
+        heard = relative_view(vec.reshape(n_sem, 2, b, -1), head(z).unsqueeze(0).unsqueeze(0),
+                              voices.float().unsqueeze(0).unsqueeze(0)).reshape(vec.shape)
+    scores = torch.func.functional_call(surrogate, frozen, (synth_view(heard),), {"members": True})
     scores = scores.reshape(-1, n_sem, 2, b, n_scores)  # (E member, S knob, 2 ends, B, T score)
     # not clipped to the slots' range: a head met a clipped penalty by pushing transpose far
     # below 0, where no knob move changes it (every voice of the tiny run played two octaves
@@ -201,6 +250,11 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     drift = _drift(vec, n_sem, b) if share < 1 else 0.0
     if share > 0:
         drift = (1.0 - share) * drift + share * _drift(pitch_head(flat), n_sem, b)
+    pitch_term = pitch_weight * drift
+    if carrier_weight > 0:  # a carrier retuned is a register jump; weighted by how surely it is a carrier
+        semis, carrier = carrier_semitones(heard)
+        semis, carrier = semis.reshape(n_sem, 2, b, 6), carrier.reshape(n_sem, 2, b, 6)
+        pitch_term = pitch_term + carrier_weight * (carrier[:, 0] * (semis[:, 1] - semis[:, 0]).pow(2)).sum(-1).mean()
     delta = scores[:, :, 1] - scores[:, :, 0]  # (E, S, B, T)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
     own = torch.stack([delta[:, t, :, t] for t in range(n_sem)], 1)  # (E, S, B)
@@ -208,7 +262,7 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     off = ~torch.eye(n_sem, n_scores, dtype=torch.bool, device=z.device)
     cross = (delta.pow(2) * off[None, :, None, :]).sum(-1).mean()
     gain = (own / frac.clamp_min(1e-3)).mean()
-    return shortfall + cross_weight * cross + pitch_weight * drift, gain
+    return shortfall + cross_weight * cross + pitch_term, gain
 
 
 def _drift(vec: torch.Tensor, n_sem: int, b: int) -> torch.Tensor:

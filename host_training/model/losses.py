@@ -55,6 +55,10 @@ class LossConfig:
     # run's int8 decoder then failed issue 5's audio gate, docs/results.md); in between: that
     # share of the penalty from the noisy head, the rest from the clean one
     knob_pitch_int8: float = 1.0
+    # 1: the sweeps are read as the device plays them in relative mode (each training voice plus
+    # the head's change from its latent, knob_loss.relative_view); 0: the head's own voices
+    knob_relative: float = 0.0
+    knob_carrier_weight: float = 0.0  # squared change of a carrier's frequency along a sweep, per semitone
     surrogate_weight: float = 1.0
     surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear", "prior" or sums such as "mlp+prior"
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
@@ -260,7 +264,9 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
         pitch_head = model.to_vector if noisy else None
         sweep, gain = knob_loss.sweep_loss(clean_head, surrogate, z, tags.shape[1], cfg.knob_travel, cfg.knob_margin,
                                            cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head,
-                                           pitch_head_share=cfg.knob_pitch_int8)
+                                           pitch_head_share=cfg.knob_pitch_int8,
+                                           voices=target if cfg.knob_relative > 0 else None,
+                                           carrier_weight=cfg.knob_carrier_weight)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
     figures["loss"] = loss.item()
