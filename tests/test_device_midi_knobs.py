@@ -260,3 +260,25 @@ def test_learn_binds_in_one_turn_writes_the_config_and_survives_a_restart(tmp_pa
     assert path.read_text() == before
     assert load_config(path).knobs[2].cc == 2
     assert "\nchannel = 0" not in with_binding(CONFIG, 0, CCBinding(7))  # the ADC channel goes
+
+
+def test_a_knob_that_went_through_its_pickup_point_within_one_tick_is_picked_up():
+    """JACK hands CCs over once per period: ten of them can arrive between two reads."""
+    cfg = _cfg([{"knob": 0, "cc": 16}])
+    loop, clock, synth, inbox = _loop(cfg)
+    _run(loop, clock, 0.02)
+    m = loop.mappings[0]
+    pickup = m.to_position(float(loop.base[m.dim]))
+    lo = max(0, round(pickup * 127) - 12)
+    inbox.pending += [bytes([0xB0, 16, v]) for v in range(lo, min(127, lo + 24) + 1)]  # all in one tick
+    _run(loop, clock, 0.002)
+    assert loop.channels[0].takeover.live
+    assert loop.channels[0].position == min(127, lo + 24) / 127 and synth.voice == loop.voice
+    # a batch that stays on one side of the pickup point does not pick the knob up
+    loop.press("next")
+    _run(loop, clock, 0.002)
+    p2 = m.to_position(float(loop.base[m.dim]))
+    far = [0, 1, 2] if p2 > 0.5 else [127, 126, 125]
+    inbox.pending += [bytes([0xB0, 16, v]) for v in far]
+    _run(loop, clock, 0.002)
+    assert not loop.channels[0].takeover.live

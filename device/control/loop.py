@@ -472,17 +472,22 @@ class ControlLoop:
             raw = [None] * len(self.mappings)
         now = self.clock.now()
         changed = False
+        swept = getattr(self.knobs, "swept", None)
         for m, ch in zip(self.mappings, self.channels):
             r = raw[m.channel] if m.channel < len(raw) else None
             if r is None:
                 self.stats.read_failures += 1
+            elif swept is not None and not ch.takeover.live and (span := swept(m.channel)) is not None \
+                    and span[0] - ch.takeover.tolerance <= ch.takeover.target <= span[1] + ch.takeover.tolerance:
+                ch.update(ch.takeover.target, now)  # it went through the pickup point between two reads
             changed |= ch.update(r, now)
         if changed:
             self._knobs_changed()
         if self.echo is not None:
             self.echo.set_positions([ch.position for ch in self.channels])
         self._pump(now)
-        self._cc_arrival = None  # a control that changed nothing this tick sent nothing: not a latency
+        if not self.profile.pending:  # a control that changed nothing sends nothing: no latency to count
+            self._cc_arrival = None
         self._pump_echo()
         self._update_display(now)
         if self.status is not None:

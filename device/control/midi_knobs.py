@@ -80,6 +80,8 @@ class MidiKnobs:
         self.bindings = list(bindings)
         self.positions: list[float | None] = [None] * len(self.bindings)
         self._msb: list[int] = [0] * len(self.bindings)
+        self._span: list[tuple[float, float] | None] = [None] * len(self.bindings)
+        self._swept: list[tuple[float, float] | None] = [None] * len(self.bindings)
         self.received = 0
 
     def feed(self, data: bytes) -> bool:
@@ -102,11 +104,22 @@ class MidiKnobs:
             else:
                 start = self.positions[i] if self.positions[i] is not None else 0.5
                 self.positions[i] = min(1.0, max(0.0, start + detents(b.mode, value) * b.step))
+            pos, span = self.positions[i], self._span[i]
+            self._span[i] = (pos, pos) if span is None else (min(span[0], pos), max(span[1], pos))  # type: ignore
         self.received += hit
         return hit
 
     def read(self) -> list[float | None]:
+        """Where each knob is now; the travel since the last read starts from here."""
+        self._swept = self._span
+        self._span = [None if p is None else (p, p) for p in self.positions]
         return list(self.positions)
+
+    def swept(self, channel: int) -> tuple[float, float] | None:
+        """The travel (low, high) of a knob since the previous read, this read's position included:
+        several CCs arrive in one tick (JACK hands them over once per period), and soft takeover
+        must see a knob that went through the voice's value within them."""
+        return self._swept[channel] if 0 <= channel < len(self._swept) else None
 
     def place(self, channel: int, position: float) -> bool:
         """Put a relative knob at ``position`` (a voice was chosen); False for absolute ones,
@@ -157,6 +170,10 @@ class CombinedKnobs:
     def place(self, channel: int, position: float) -> bool:
         got = self._locate(channel)
         return bool(got) and hasattr(got[0], "place") and got[0].place(got[1], position)  # type: ignore[union-attr]
+
+    def swept(self, channel: int) -> tuple[float, float] | None:
+        got = self._locate(channel)
+        return got[0].swept(got[1]) if got is not None and hasattr(got[0], "swept") else None  # type: ignore
 
     def smoothing_for(self, channel: int) -> SmoothingSettings | None:
         got = self._locate(channel)
