@@ -23,6 +23,7 @@ COMMANDS = [
     "dxmacro.commands.render",
     "dxmacro.commands.demo",
     "dxmacro.commands.device",
+    "dxmacro.commands.play",
     "dxmacro.commands.bench",
     "dxmacro.commands.convert",
     "dxmacro.commands.keys",
