@@ -119,3 +119,38 @@ def test_controller_sweeps_notes_in_order_and_unplugged_controller_over_jack(emu
         midi_in.close()
         port.close()
         ctl.stop()
+
+
+@pytest.mark.timeout(90)
+def test_dxmacro_device_learn_binds_one_turn_over_jack(jack, tmp_path):
+    """`dxmacro device learn`: one turn of a 14-bit control over JACK binds knob 2; the file keeps its
+    comments and loads again (a restart reads the binding)."""
+    import subprocess
+    import sys
+
+    from device.control.config import load_config
+
+    ctl = MidiPlayer("learnme").start()
+    path = tmp_path / "device.toml"
+    path.write_text(f'# the box\n[midi]\napi = "jack"\ninput = "{ctl.port}"   # my controller\n\n'
+                    f'[[knob]]\nknob = 0\ncc = 16\n')
+    proc = subprocess.Popen([sys.executable, "-m", "dxmacro", "device", "learn", "--config", str(path), "--knob", "2",
+                             "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("knob 2: turn a control")
+        time.sleep(1.0)  # the input port connects
+        turn = []
+        for v in range(3000, 9000, 300):
+            turn += [(0.01, bytes([0xB3, 5, v >> 7])), (0.0, bytes([0xB3, 37, v & 0x7F]))]
+        ctl.play(turn)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        ctl.stop()
+    assert proc.returncode == 0, err
+    assert "knob 2: CC 5/37 14bit on channel 4" in out
+    text = path.read_text()
+    assert text.startswith("# the box") and "# my controller" in text
+    knob = load_config(path).knobs[1]
+    assert (knob.cc, knob.cc_mode, knob.cc_channel, knob.knob) == (5, "14bit", 4, 1)
