@@ -66,11 +66,25 @@ store = "/var/lib/dxmacro/store"
 token_file = "/etc/dxmacro/flash.token"
 public_key = "/etc/dxmacro/signing.pub"
 status_file = "/run/dxmacro/status.json"
-host = "0.0.0.0"
+host = "0.0.0.0"   # the technician's laptop flashes over the network; "127.0.0.1" keeps it on the Pi
 port = $PORT
-max_bytes = 67108864
+max_bytes = 8388608   # the bundle reader's own limit
 health_window_s = 8.0
 usb_dir = "/media/dxmacro"
+EOF
+fi
+if [ ! -f "$ROOT/etc/dxmacro/device.toml" ]; then
+    # what dxmacro-device.service starts with: the flash service's store, verified with the same key,
+    # and the heartbeat the flash service's health check reads (docs/device.md for every other key)
+    cat > "$ROOT/etc/dxmacro/device.toml" <<EOF
+# dxmacro control loop (dxmacro device run --config this-file); see docs/device.md
+[device]
+status_file = "/run/dxmacro/status.json"
+
+[model]
+decoder = "bundle"
+store = "/var/lib/dxmacro/store"
+public_key = "/etc/dxmacro/signing.pub"
 EOF
 fi
 if [ ! -s "$ROOT/etc/dxmacro/flash.token" ]; then

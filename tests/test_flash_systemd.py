@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,10 @@ def test_install_script_stages_units_config_and_token(tmp_path):
     token = (stage / "etc/dxmacro/flash.token")
     assert len(token.read_text().strip()) >= 32 and token.stat().st_mode & 0o777 == 0o600
     assert "port = 8181" in (stage / "etc/dxmacro/flash.toml").read_text()
+    device = tomllib.loads((stage / "etc/dxmacro/device.toml").read_text())  # what dxmacro-device.service reads
+    assert device["model"] == {"decoder": "bundle", "store": "/var/lib/dxmacro/store",
+                               "public_key": "/etc/dxmacro/signing.pub"}
+    assert device["device"]["status_file"] == "/run/dxmacro/status.json"
     first = token.read_text()
     assert run().returncode == 0 and token.read_text() == first  # re-running keeps the token
     # and the staged config is one the service accepts

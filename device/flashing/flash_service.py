@@ -1,8 +1,12 @@
 """The device's flash service: HTTP in front of :class:`device.flashing.flasher.Flasher`.
 
-stdlib ``http.server.ThreadingHTTPServer``: no dependency to install or patch on the Pi, a
-process separate from the control loop (a crash here never stops the music), and the request
-volume is one technician. Every write endpoint needs ``Authorization: Bearer <token>`` (compared
+stdlib ``http.server.ThreadingHTTPServer``, hardened against starving (issue 36): at most
+``MAX_CONNECTIONS`` connections at once (more are closed at once: threads and memory stay bounded),
+a deadline for each request's line and headers (a slow or idle client is cut off after
+``HEADER_TIMEOUT_S``, however it trickles), a deadline for each upload's body (which is received
+in full before the store is locked, so a trickling upload never blocks a flash or a rollback),
+and clients that hang up are forgotten without a word to the journal. A process separate from the
+control loop: a crash here never stops the music. Every write endpoint needs ``Authorization: Bearer <token>`` (compared
 in constant time, checked before a byte of the body is read). Reads are open: the status page is
 for anyone at the side of the stage. The real protection of the controller is the bundle
 signature; the token only decides who may swap between genuine models.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -44,27 +49,108 @@ WEB = Path(__file__).with_name("web")
 STATIC = {"/": ("status.html", "text/html; charset=utf-8"),
           "/status.js": ("status.js", "text/javascript; charset=utf-8")}
 MAX_JSON = 4096
+MAX_CONNECTIONS = 128  # threads (and their buffers) at most; one technician needs a handful
+HEADER_TIMEOUT_S = 10.0  # request line and headers, from the connection's first byte or its last answer
+UPLOAD_MIN_S, UPLOAD_MIN_RATE = 30.0, 32 * 1024  # an upload gets max(30 s, its size at 32 KiB/s)
+QUIET = (ConnectionError, TimeoutError, socket.timeout)  # a client that went away: nothing to report
 
 
 class FlashHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], flasher: Flasher, token: str,
-                 usb_dir: Path | None = None) -> None:
+                 usb_dir: Path | None = None, *, max_connections: int = MAX_CONNECTIONS) -> None:
         if len(token) < 16:
             raise DxmacroError("the flash token must be at least 16 characters")
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.flasher = flasher
         self.token = token.encode()
         self.usb_dir = usb_dir
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.deadlines: dict[Handler, float] = {}  # handlers waiting for a request line and headers
+        self.deadlines_lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._watch_deadlines, name="flash-deadlines", daemon=True).start()
+
+    def _watch_deadlines(self) -> None:
+        """One thread for every connection's header deadline (a timer each would double the threads)."""
+        while not self._closed.wait(0.2):
+            now = time.monotonic()
+            with self.deadlines_lock:
+                late = [h for h, t in self.deadlines.items() if t <= now]
+                for h in late:
+                    del self.deadlines[h]
+            for h in late:
+                h.cut_off()
+
+    def server_close(self) -> None:
+        self._closed.set()
+        super().server_close()
+
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+        """A thread per connection, up to ``max_connections``; past that the connection is closed
+        at once (the client sees a reset and may retry), so a crowd of idle clients cannot grow the
+        threads or the memory without bound."""
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+        """A client that hung up is no news; anything else is one line in the event log, never a
+        traceback in the journal."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, QUIET):
+            return
+        self.flasher.log.add(f"connection from {client_address[0]} failed: {exc!r}", error=True)
 
 
 class Handler(BaseHTTPRequestHandler):
     server: FlashHTTPServer
     server_version = "dxmacro-flash"
     protocol_version = "HTTP/1.1"
-    timeout = 30  # an idle keep-alive or stalled upload frees its thread after this long
+    timeout = 10  # any single read: a stalled upload frees its thread after this long
+
+    def handle_one_request(self) -> None:
+        """The request line and headers within HEADER_TIMEOUT_S: the server's watcher shuts the
+        socket when they are not in by then, however slowly the client trickles them (or idles on
+        keep-alive)."""
+        with self.server.deadlines_lock:
+            self.server.deadlines[self] = time.monotonic() + HEADER_TIMEOUT_S
+        try:
+            super().handle_one_request()
+        finally:
+            self._headers_in()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # the request line and every header are in
+        self._headers_in()
+        return ok
+
+    def _headers_in(self) -> None:
+        with self.server.deadlines_lock:
+            self.server.deadlines.pop(self, None)
+
+    def cut_off(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         pass  # the event log records what matters; per-request lines would flood the journal
@@ -103,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
         ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.server.token)
         if not ok:
             self.server.flasher.log.add(f"{self.command} {urlsplit(self.path).path} from {self.client_address[0]} "
-                                        "refused: missing or wrong token", error=True)
+                                        "refused: missing or wrong token", refused=True)
             self.close_connection = True  # the body (if any) stays unread
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer <token>)",
                         {"WWW-Authenticate": 'Bearer realm="dxmacro"'})
@@ -171,6 +257,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             code, doc = route()
+        except QUIET:
+            raise  # the client went away: nothing to answer, nothing to log (server.handle_error)
         except Exception as exc:  # noqa: BLE001 - mapped to a status code below
             self.close_connection = True  # the body may be unread: never parse it as the next request
             self._handle_error(path, exc)
@@ -218,7 +306,7 @@ class Handler(BaseHTTPRequestHandler):
         flasher = self.server.flasher
         source = f"{what} {name}".strip()
         if name and ("/" in name or "\\" in name or name.startswith(".") or "\0" in name):
-            flasher.log.add(f"{what} refused: file name {name!r} contains a path", error=True)
+            flasher.log.add(f"{what} refused: file name {name!r} contains a path", refused=True)
             raise BundleRejected(f"file name {name!r} contains a path; send the bare file name")
         length = self._length()
         if length is None:
@@ -226,14 +314,15 @@ class Handler(BaseHTTPRequestHandler):
         if length < 0:
             raise BundleRejected("bad Content-Length")
         if length > limit:
-            flasher.log.add(f"{source} refused: {length} bytes is over the limit", error=True)
+            flasher.log.add(f"{source} refused: {length} bytes is over the limit", refused=True)
             raise UploadTooLarge(f"{noun} is {length} bytes; the limit is {limit} bytes")
         return source, length
 
     def _upload(self) -> tuple[int, dict]:
         flasher = self.server.flasher
         source, length = self._upload_head("upload", "bundle", flasher.cfg.max_bytes)
-        result = flasher.flash_stream(self.rfile, length, force=self._flag("force"), source=source)
+        result = flasher.flash_stream(_Reader(self.rfile), length, force=self._flag("force"), source=source,
+                                      deadline=_upload_deadline(length))
         return HTTPStatus.OK, self._maybe_wait(result)
 
     def _bank_upload(self) -> tuple[int, dict]:
@@ -242,7 +331,8 @@ class Handler(BaseHTTPRequestHandler):
         flasher = self.server.flasher
         source, length = self._upload_head("bank upload", "voice bank", min(MAX_BANK_BYTES, flasher.cfg.max_bytes))
         activate = self._query().get("activate", "1").lower() not in ("0", "false", "no", "off")
-        return HTTPStatus.OK, flasher.flash_bank_stream(self.rfile, length, source=source, activate=activate)
+        return HTTPStatus.OK, flasher.flash_bank_stream(_Reader(self.rfile), length, source=source, activate=activate,
+                                                        deadline=_upload_deadline(length))
 
     def _bank_activate(self) -> tuple[int, dict]:
         return HTTPStatus.OK, self.server.flasher.activate_bank(str(self._json_body().get("name", "")))
@@ -268,6 +358,21 @@ class Handler(BaseHTTPRequestHandler):
             raise DxmacroError("no USB folder configured for this service (usb_dir)")
         return HTTPStatus.OK, self._maybe_wait(self.server.flasher.import_folder(self.server.usb_dir,
                                                                                  force=self._flag("force")))
+
+
+def _upload_deadline(length: int) -> float:
+    return time.monotonic() + max(UPLOAD_MIN_S, length / UPLOAD_MIN_RATE)
+
+
+class _Reader:
+    """The request body read as it arrives (one recv at a time), so the flasher checks the upload's
+    deadline between trickled bytes instead of waiting for a whole chunk."""
+
+    def __init__(self, rfile) -> None:
+        self.rfile = rfile
+
+    def read(self, n: int = -1) -> bytes:
+        return self.rfile.read1(n)
 
 
 def serve(server: FlashHTTPServer, ready: threading.Event | None = None) -> None:

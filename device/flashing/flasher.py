@@ -70,19 +70,34 @@ class FlashConfig:
 
 @dataclass
 class EventLog:
-    """Recent service events for /api/status and the page (errors flagged)."""
+    """Recent service events for /api/status and the page (errors flagged).
+
+    Refusals (a wrong token, a bad upload) are kept apart from the history (installs, swaps,
+    rollbacks, health checks), each in its own bounded queue: fifty wrong-token requests cannot
+    push the last install and rollback off the log."""
 
     size: int = 50
-    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
+    events: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))  # the history
+    refusals: collections.deque = field(default_factory=lambda: collections.deque(maxlen=50))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, message: str, *, error: bool = False) -> None:
+    def add(self, message: str, *, error: bool = False, refused: bool = False) -> None:
+        event = {"time": time.time(), "level": "error" if error or refused else "info", "message": message}
         with self.lock:
-            self.events.append({"time": time.time(), "level": "error" if error else "info", "message": message})
+            (self.refusals if refused else self.events).append(event)
 
     def recent(self) -> list[dict]:
         with self.lock:
-            return list(self.events)
+            return sorted([*self.events, *self.refusals], key=lambda e: e["time"])
+
+
+def _naming(exc: DxmacroError, temp: Path, source: str) -> DxmacroError:
+    """The refusal with the uploaded file's name where the checks named the store's temp file."""
+    if str(temp) not in str(exc):
+        return exc
+    renamed = DxmacroError.__new__(type(exc))
+    DxmacroError.__init__(renamed, str(exc).replace(str(temp), source))
+    return renamed
 
 
 def judge_health(status: dict | None, model: str, since: float, now: float, cfg: FlashConfig,
@@ -153,9 +168,11 @@ class Flasher:
 
     # ---- receiving ---------------------------------------------------------------------------
 
-    def receive(self, stream: BinaryIO, length: int | None, limit: int | None = None) -> Path:
+    def receive(self, stream: BinaryIO, length: int | None, limit: int | None = None,
+                deadline: float | None = None) -> Path:
         """Copy ``length`` bytes (or up to EOF) from ``stream`` into a temp file in the store,
-        enforcing the size limit while reading. Returns the temp path (caller installs or deletes)."""
+        enforcing the size limit while reading, and the ``deadline`` (time.monotonic) for the whole
+        body. Returns the temp path (caller installs or deletes)."""
         limit = min(limit or self.cfg.max_bytes, self.cfg.max_bytes)
         if length is not None and length > limit:
             raise UploadTooLarge(f"bundle is {length} bytes; the limit is {limit} bytes")
@@ -171,6 +188,8 @@ class Flasher:
                         raise BundleRejected(f"upload interrupted after {got} bytes: {exc}") from None
                     if not chunk:
                         break
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise BundleRejected(f"upload too slow: {got + len(chunk)} bytes in the time allowed")
                     got += len(chunk)
                     if got > limit:
                         raise UploadTooLarge(f"bundle exceeds the limit of {limit} bytes")
@@ -189,18 +208,21 @@ class Flasher:
     # ---- the checks and the swap ---------------------------------------------------------------
 
     def flash_stream(self, stream: BinaryIO, length: int | None, *, force: bool = False,
-                     source: str = "upload", activate: bool = True) -> dict:
+                     source: str = "upload", activate: bool = True, deadline: float | None = None) -> dict:
         """Receive, check, self-test, install and activate one bundle: the whole flash."""
         self._check_idle()
-        with self.store.locked():
-            try:
-                tmp = self.receive(stream, length)
-            except DxmacroError as exc:
-                self.log.add(f"{source} refused: {exc}", error=True)
-                raise
-            result = self._flash_file(tmp, force=force, source=source)
-            if activate:
-                result |= self._swap(self.store.get(result["installed"]))
+        try:  # the whole body first, outside the lock: a slow or trickling upload never blocks a flash
+            tmp = self.receive(stream, length, deadline=deadline)  # or a rollback
+        except DxmacroError as exc:
+            self.log.add(f"{source} refused: {exc}", error=True, refused=True)
+            raise
+        try:
+            with self.store.locked():
+                result = self._flash_file(tmp, force=force, source=source)
+                if activate:
+                    result |= self._swap(self.store.get(result["installed"]))
+        finally:
+            tmp.unlink(missing_ok=True)  # installed (renamed away) or refused
         self.last_result = result
         return result
 
@@ -219,8 +241,9 @@ class Flasher:
             self_test_s = time.monotonic() - t0
         except DxmacroError as exc:
             temp.unlink(missing_ok=True)
-            self.log.add(f"{source} refused: {exc}", error=True)
-            raise
+            exc = _naming(exc, temp, source)
+            self.log.add(f"{source} refused: {exc}", error=True, refused=True)
+            raise exc from None
         model = self.store.install(temp, info)
         self.log.add(f"{source}: installed {model.name} (self-test {figures})")
         return {"installed": model.name, "model_id": info.model_id, "version": info.version,
@@ -259,24 +282,24 @@ class Flasher:
     # ---- voice banks (no self-test or health window: a bank holds verified values, no code) ---------
 
     def flash_bank_stream(self, stream: BinaryIO, length: int | None, *, source: str = "bank upload",
-                          activate: bool = True) -> dict:
+                          activate: bool = True, deadline: float | None = None) -> dict:
         """Receive, verify (signature, hash, limits, made for the active model), install and activate
         one voice bank."""
         from conversion.voice_bank import MAX_BANK_BYTES
 
+        try:  # the whole body first, outside the lock (as flash_stream)
+            tmp = self.receive(stream, length, MAX_BANK_BYTES, deadline=deadline)
+        except DxmacroError as exc:
+            self.log.add(f"{source} refused: {exc}", error=True, refused=True)
+            raise
         with self.store.locked():
-            try:
-                tmp = self.receive(stream, length, MAX_BANK_BYTES)
-            except DxmacroError as exc:
-                self.log.add(f"{source} refused: {exc}", error=True)
-                raise
             try:
                 info = self.banks.verify(tmp)
                 bank_file_name(info)
                 self.banks.require_active_model(info)
             except DxmacroError as exc:
                 tmp.unlink(missing_ok=True)
-                self.log.add(f"{source} refused: {exc}", error=True)
+                self.log.add(f"{source} refused: {exc}", error=True, refused=True)
                 raise
             bank = self.banks.install(tmp, info)
             result = {"installed": bank.file, "bank": info.name, "model_id": info.model_id, "voices": info.voices,
