@@ -9,7 +9,7 @@ from pathlib import Path
 print(f"python {platform.python_version()} on {platform.machine()}")
 cmd = [sys.executable, "-m", "dxmacro", "device", "run", "--simulate", "--duration", "5"]
 config = Path("/opt/dxmacro/device.toml")
-model = '[model]\ndecoder = "bundle"\nbundle = "/opt/dxmacro/model.dxm"\n' if Path("/opt/dxmacro/model.dxm").exists() else ""
+model = '[model]\ndecoder = "bundle"\nbundle = "/opt/dxmacro/model.dxm"\nallow_unsigned = true\n' if Path("/opt/dxmacro/model.dxm").exists() else ""
 config.write_text(model + '[midi]\nprofile = "dx7"\n')
 proc = subprocess.run(cmd + ["--config", str(config)], capture_output=True, text=True)
 print(proc.stdout[-2000:], proc.stderr[-2000:])

@@ -132,6 +132,7 @@ DEVICE_CONFIGS = {
     "fail-nan": "[simulate]\nfail_rate = nan\n",
     "rate-inf": "[device]\nrate_hz = inf\n",
     "status-nofolder": "[device]\nstatus_file = \"no/such/folder/status.json\"\n",
+    "unsigned": "[model]\ndecoder = \"bundle\"\nbundle = \"m.dxm\"\n",
 }
 FLASH_CONFIGS = {
     "window-nan": "health_window_s = nan\n",
@@ -212,7 +213,8 @@ CASES = [
                           ("supply-nan", "[adc] pot_supply_v must be a finite number"),
                           ("fail-nan", "[simulate] fail_rate must be a finite number"),
                           ("rate-inf", "[device] rate_hz must be a finite number"),
-                          ("status-nofolder", "[device] status_file"))],
+                          ("status-nofolder", "[device] status_file"),
+                          ("unsigned", "cannot be verified without public_key"))],
     # flash.toml: every number in range before the service starts
     *[(["flash-service", "status", "--config", f"{{w}}/flash-{name}.toml"], words, 1)
       for name, words in (("window-nan", "health_window_s must be a finite number"),
@@ -254,6 +256,18 @@ def test_a_hostile_input_is_one_line_naming_it(world, capsys, argv, words, code)
     assert err.count("\n") == 1 and "Traceback" not in err and ": error: " in err, err
     assert words in err, err
     assert not (world / "PWNED").exists()  # the tampered checkpoint ran nothing
+
+
+def test_an_unsigned_bundle_loads_only_when_the_config_says_so(tmp_path):
+    from device.control.config import load_config
+
+    path = tmp_path / "device.toml"
+    path.write_text('[model]\ndecoder = "bundle"\nbundle = "m.dxm"\nallow_unsigned = true\n')
+    cfg = load_config(path)
+    assert cfg.allow_unsigned and cfg.public_key is None and cfg.bundle == tmp_path / "m.dxm"
+    path.write_text('[model]\ndecoder = "bundle"\nbundle = "m.dxm"\nallow_unsigned = "yes"\n')
+    with pytest.raises(Exception, match="allow_unsigned must be bool"):
+        load_config(path)
 
 
 def test_the_table_covers_every_class_of_the_issue():

@@ -57,6 +57,7 @@ class Config:
     watch_interval_s: float = 2.0
     store: Path | None = None  # the flash service's store: follow its `active` pointer
     public_key: Path | None = None  # verify a bundle's signature when it is loaded from `bundle`
+    allow_unsigned: bool = False  # `bundle` without `public_key` loads unverified only when this says so
     status_path: Path | None = None  # status.json for the flash service (docs/flashing.md)
     adc_channels: int = 4
     data_rate: int = 860
@@ -193,6 +194,7 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
     kw["bundle"] = s.path("bundle", base)
     kw["store"] = s.path("store", base)
     kw["public_key"] = s.path("public_key", base)
+    kw["allow_unsigned"] = s.get("allow_unsigned", bool, False)
     kw["decoder_seed"] = s.get("seed", int, 0)
     kw["watch_bundle"] = s.get("watch", bool, True)
     kw["watch_interval_s"] = s.get("watch_interval_s", float, 2.0, lo=0.1, hi=3600.0)
@@ -202,6 +204,10 @@ def parse_config(doc: dict[str, Any], path: Path) -> Config:
                            f"or store = \"/var/lib/dxmacro/store\"")
     if kw["bundle"] is not None and kw["store"] is not None:
         raise DxmacroError(f"{where}: [model] give either bundle (one file) or store (the flash service's), not both")
+    if kw["bundle"] is not None and kw["public_key"] is None and not kw["allow_unsigned"]:
+        raise DxmacroError(f"{where}: [model] bundle = \"{kw['bundle']}\" cannot be verified without "
+                           f"public_key = \"/etc/dxmacro/signing.pub\" (or, for development only, "
+                           f"allow_unsigned = true)")
 
     s = _Section(where, "adc", doc.get("adc", {}))
     chip = Chip(s.get("chip", str, "ADS1115", choices=tuple(c.value for c in Chip)))
