@@ -81,3 +81,45 @@ def test_json_parser(text):
 def test_any_model_output_decodes_to_a_valid_voice(vec):
     params = layout.decode(vec)
     Voice.from_parameters(params)  # raises if anything were out of range
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=300), json_values.map(json.dumps),
+                 st.integers(1, 200).map(lambda d: "[" * d + "]" * d),
+                 st.sampled_from(["NaN", "[Infinity]", "-Infinity", "1e400", '{"a": -1e999}'])))
+def test_json_reader_refuses_with_one_error(text):
+    """dx7.reading.loads_json: whatever the text, a finite, shallow value or one DX7Error."""
+    from dx7.reading import MAX_JSON_DEPTH, json_depth, loads_json
+
+    try:
+        value = loads_json(text, "fuzz.json")
+    except DX7Error:
+        return
+    assert json_depth(json.dumps(value)) <= MAX_JSON_DEPTH and "Infinity" not in json.dumps(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["[device]\nrate_hz", "[midi]\nbudget_fraction", "[smoothing]\nmin_cutoff_hz",
+                        "[smoothing]\nbeta", "[adc]\npot_supply_v", "[simulate]\nfail_rate", "[simulate]\nnoise_lsb"]),
+       st.floats(allow_nan=True, allow_infinity=True))
+def test_device_config_numbers_are_finite_and_in_range_or_refused(key, value):
+    import math
+    import tempfile
+    from pathlib import Path
+
+    from device.control.config import load_config
+    from dxmacro.errors import DxmacroError
+
+    literal = "nan" if math.isnan(value) else ("inf" if value == math.inf else "-inf" if value == -math.inf
+                                                 else repr(value))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "device.toml"
+        path.write_text(f"{key} = {literal}\n")
+        try:
+            cfg = load_config(path)
+        except DxmacroError as exc:
+            assert key.split("\n")[1] in str(exc) and "\n" not in str(exc)
+            return
+    assert all(math.isfinite(v) for v in (cfg.rate_hz, cfg.adc_vref, cfg.sim_fail_rate, cfg.sim_noise_lsb,
+                                          cfg.smoothing.min_cutoff_hz, cfg.smoothing.beta))
+    assert cfg.budget_fraction is None or math.isfinite(cfg.budget_fraction)
