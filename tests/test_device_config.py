@@ -27,7 +27,7 @@ def test_the_example_config_loads():
 
 
 @pytest.mark.parametrize("text,words", [
-    ("[midi]\nprofile = 'dx8'", "[midi] profile must be one of dx7, dexed, cc, got 'dx8'"),
+    ("[midi]\nprofile = 'dx8'", "[midi] profile must be one of dx7, dexed, cc, dexed_live, got 'dx8'"),
     ("[midi]\nbudget_fraction = 0.95", "at most 0.8"),
     ("[midi]\nchanel = 2", "unknown key 'chanel'"),
     ("[midi]\nchannel = 17", "[midi] channel must be in 1..16"),

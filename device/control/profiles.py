@@ -8,9 +8,23 @@ it is coalesced to its latest value):
 * ``dx7``: parameter-change sysex (7 bytes each) on the synth's channel, or one
   single-voice dump (163 bytes) when that is fewer bytes than the changes; the byte
   budget (<= 80 % of DIN's 3125 bytes/s) applies.
-* ``dexed``: the same messages over USB / virtual ports at full speed (no budget).
+* ``dexed``: parameter changes over USB / virtual ports at full speed (no budget); a single-voice
+  dump only when the link (re)starts, since Dexed's dump handler calls ``panic()`` and would cut
+  every sounding note (many parameter changes cost nothing without a budget).
 * ``cc``: control changes for synths whose parameters were MIDI-learned to CC numbers
   (config: parameter name -> CC number); the value is scaled to 0..127.
+* ``dexed_live``: Dexed with sounding notes that follow the knobs. In Dexed (asb2m10/dexed,
+  Source/PluginProcessor.cpp) a sysex parameter change only writes the voice data: notes already
+  sounding keep the old values until the next note-on; a single-voice dump calls ``panic()``
+  (every note stops). A MIDI-learned CC reaches ``setDxValue``, which sets ``refreshVoice``: the
+  next audio block updates every sounding note. So this profile sends each of the 144 sound
+  parameters as a CC that the user MIDI-learned once in Dexed (``live_cc``: 38 free CCs on each
+  of channels 13-16; Dexed keys a learned CC by channel and number), the voice name and
+  TRANSPOSE (whose ``setDxValue`` calls ``panic()``) as sysex parameter changes, and a
+  single-voice dump only when the link (re)starts. Dexed scales a CC as
+  ``round(value / 127 * steps)``; every DX7 range has <= 127 steps, so the scaling is exact.
+* ``dx7``'s hardware: a DX7 Mark I is reported to restart the envelopes of sounding notes on a
+  parameter change; a player hears the held note re-attack while a knob turns.
 
 The shadow is forgotten (``invalidate``) when the link drops: whoever is on the other
 end after a reconnect gets the whole voice again.
@@ -22,14 +36,24 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from dx7.params import BY_NAME
+from dx7.params import BY_NAME, HIGHS
 from dx7.sysex import SINGLE_SIZE, ParameterChange, SingleVoice
 from dxmacro.errors import DxmacroError
 
 PARAM_CHANGE_SIZE = 7
 Send = Callable[[bytes], bool]  # True when sent; False when the budget refuses (try later)
 
-PROFILES = ("dx7", "dexed", "cc")
+PROFILES = ("dx7", "dexed", "cc", "dexed_live")
+LIVE_CCS = tuple(range(12, 32)) + tuple(range(102, 120))  # undefined / general purpose in MIDI 1.0
+LIVE_FIRST_CHANNEL = 12  # 0-based: channels 13, 14, 15, 16
+LIVE_PARAMS = 144  # 0..143; 144 (transpose) panics in Dexed's setDxValue: sent as sysex
+
+
+def live_cc(param: int) -> tuple[int, int]:
+    """(channel 0..15, CC) that ``dexed_live`` sends DX7 voice parameter ``param`` (0..143) on."""
+    if not 0 <= param < LIVE_PARAMS:
+        raise ValueError(f"parameter {param} is not sent as a CC (0..{LIVE_PARAMS - 1})")
+    return LIVE_FIRST_CHANNEL + param // len(LIVE_CCS), LIVE_CCS[param % len(LIVE_CCS)]
 
 
 class SysexProfile:
@@ -64,7 +88,7 @@ class SysexProfile:
         if not self.pending:
             return
         assert self.target is not None
-        if self.shadow is None or PARAM_CHANGE_SIZE * len(self._dirty) > SINGLE_SIZE:
+        if self.shadow is None or (self.name == "dx7" and PARAM_CHANGE_SIZE * len(self._dirty) > SINGLE_SIZE):
             if send(SingleVoice(bytes(self.target), self.channel).encode()):
                 self.shadow = list(self.target)
                 self._dirty.clear()
@@ -139,9 +163,40 @@ def panic_messages(channel: int) -> list[bytes]:
     return [bytes([0xB0 | channel, 120, 0]), bytes([0xB0 | channel, 123, 0])]
 
 
+class DexedLiveProfile(SysexProfile):
+    """dexed_live: sound parameters as MIDI-learned CCs (sounding notes follow), the rest as sysex
+    parameter changes, a single-voice dump only when the synth's state is unknown."""
+
+    def __init__(self, channel: int) -> None:
+        super().__init__("dexed_live", channel)
+
+    def pump(self, send: Send) -> None:
+        if not self.pending:
+            return
+        assert self.target is not None
+        if self.shadow is None:
+            if send(SingleVoice(bytes(self.target), self.channel).encode()):
+                self.shadow = list(self.target)
+                self._dirty.clear()
+            return
+        for p in list(self._dirty):
+            v = self.target[p]
+            if p < LIVE_PARAMS:
+                ch, cc = live_cc(p)
+                msg = bytes([0xB0 | ch, cc, round(v * 127 / HIGHS[p])])
+            else:
+                msg = ParameterChange(p, v, self.channel).encode()
+            if not send(msg):
+                return
+            self.shadow[p] = v
+            del self._dirty[p]
+
+
 def make_profile(name: str, channel: int, cc_map: Mapping[str, int] | None = None) -> SysexProfile | CCProfile:
     if name in ("dx7", "dexed"):
         return SysexProfile(name, channel)
+    if name == "dexed_live":
+        return DexedLiveProfile(channel)
     if name == "cc":
         return CCProfile(channel, cc_map or {})
     raise DxmacroError(f"unknown MIDI profile {name!r} (known: {', '.join(PROFILES)})")
