@@ -117,7 +117,7 @@ class _Evil:
 
 
 def _evil_checkpoint(path: Path, marker: Path) -> None:
-    """A model file that, loaded with ``weights_only=False``, would create ``marker``."""
+    """A model file that, loaded by an unrestricted unpickler, would create ``marker``."""
     import torch
 
     torch.save({"kind": "flow", "shape": {}, "config": {}, "state_dict": _Evil(marker)}, path)
