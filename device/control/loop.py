@@ -523,7 +523,13 @@ class ControlLoop:
         until the clock reaches ``until`` or ``stop`` is set."""
         period = self.period()
         deadline = self.clock.now()
+        # Knobs that cost nothing to read (a controller's) and an input that can be waited on: wait
+        # for a message instead of sleeping, and tick as soon as one comes (the schedule stays).
+        wait = getattr(self.midi_in, "wait", None) if self.knobs.scan_period_s == 0 else None
         while (stop is None or not stop.is_set()) and (until is None or self.clock.now() < until):
+            if wait is not None and wait(deadline - self.clock.now()):
+                self.tick()
+                continue
             self.clock.sleep_until(deadline)
             self.tick()
             deadline += period

@@ -29,6 +29,7 @@ class ListeningPort:
         self._port: Any = None
         self._queue: queue.Queue[tuple[float, bytes]] = queue.Queue(maxsize=4096)
         self.connects = 0  # opens so far: a change means the controller came (back)
+        self._arrived = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"midi-listen:{name}", daemon=True)
 
@@ -67,6 +68,7 @@ class ListeningPort:
                 except queue.Full:  # nobody polls: drop the oldest rather than grow without bound
                     self._queue.get_nowait()
                     self._queue.put_nowait(got)
+                self._arrived.set()
 
     def _close_port(self) -> None:
         port, self._port = self._port, None
@@ -75,6 +77,13 @@ class ListeningPort:
                 port.close()
             except HardwareError:
                 pass
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a message arrives or ``timeout`` passes; True when one arrived. The loop
+        waits here instead of sleeping to its next tick, so a knob's CC is handled at once."""
+        got = self._arrived.wait(max(0.0, timeout))
+        self._arrived.clear()
+        return got and not self._queue.empty()
 
     def poll(self) -> list[bytes]:
         return [data for _, data in self.poll_timed()]

@@ -26,6 +26,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--kernels", choices=("xnnpack", "builtin"),
                    help="int8 kernels for the bundle (default: this runtime's own; see conversion/runtime.py)")
     d.set_defaults(func=run_device_bench)
+    m = bs.add_parser("midi", help="a controller's knob CC -> first byte to the synth, over real JACK ports")
+    m.add_argument("--moves", type=arg_int(10, 100_000), default=200, help="knob moves (default 200)")
+    m.add_argument("--profile", choices=("dexed", "dexed_live", "dx7"), default="dexed",
+                   help="output profile (default dexed: no byte budget, the loop's own latency)")
+    m.add_argument("--period", type=arg_int(16, 4096), default=1024, help="JACK period in frames (default 1024)")
+    m.add_argument("--seed", type=arg_int(0, 2**32 - 1), default=0)
+    m.set_defaults(func=run_midi_bench)
 
 
 def run_device_bench(args: argparse.Namespace) -> int:
@@ -52,6 +59,20 @@ def run_device_bench(args: argparse.Namespace) -> int:
         print(f"decoder: {decoder.bundle.model_id} ({decoder.model.kernels} int8 kernels)")
     result = run_bench(spin_s=args.spin_us * 1e-6, duration_s=args.duration, profile=args.profile, data_rate=args.data_rate,
                        channels=args.channels, seed=args.seed, decoder=decoder)
+    for line in result.lines():
+        print(line)
+    return 0
+
+
+def run_midi_bench(args: argparse.Namespace) -> int:
+    from device.bench.midi_latency import run_midi_latency
+    from dxmacro.errors import DxmacroError
+    from hardware.errors import HardwareError
+
+    try:
+        result = run_midi_latency(moves=args.moves, profile=args.profile, seed=args.seed, period=args.period)
+    except HardwareError as exc:
+        raise DxmacroError(str(exc)) from None
     for line in result.lines():
         print(line)
     return 0
