@@ -105,8 +105,12 @@ class View:
         table.add_column("state")
         for k in state.knobs:
             pos = 0.0 if k.position is None else k.position
-            status = "live" if k.state == "live" else f"turn {k.state} to {k.target:.2f}" \
-                if k.target is not None else k.state
+            if k.state == "live" or k.target is None:
+                status = k.state
+            elif k.state == "wait":
+                status = f"untouched ({k.target:.2f})"
+            else:
+                status = f"turn {k.state} to {k.target:.2f}"
             table.add_row(k.name, ProgressBar(total=1.0, completed=pos, width=32),
                           "-" if k.position is None else f"{pos:.3f}", status)
         ctl = "connected" if self.midi_in.state == "connected" else f"absent ({self.midi_in.last_error})"
@@ -155,6 +159,7 @@ def run_play(cfg: Config, decoder: Decoder, *, voices: tuple[Anchor, ...] | None
                 with Live(View(loop, midi_in, port), console=console, refresh_per_second=10, transient=False):
                     while runner.is_alive():
                         runner.join(0.1)
+                console.line()
             else:
                 while runner.is_alive():
                     runner.join(0.1)
