@@ -34,7 +34,7 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int, what: str
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise DX7Error(f"is a folder, not a {what}", source=src)
+            raise DX7Error(f"is a directory, not a {what}", source=src)
         if not stat.S_ISREG(st.st_mode):
             raise DX7Error(f"is not a regular file (a pipe, socket or device); give a {what}", source=src)
         if st.st_size > max_bytes:

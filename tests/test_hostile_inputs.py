@@ -158,7 +158,7 @@ CASES = [
     (["voices", "inspect", "{w}/fifo.syx"], "fifo.syx: is not a regular file", 1),
     (["voices", "inspect", "{w}/fifo.json"], "fifo.json: is not a regular file", 1),
     (["voices", "inspect", "/dev/zero"], "/dev/zero: is not a regular file", 1),
-    (["voices", "inspect", "{w}"], "is a folder", 1),
+    (["voices", "inspect", "{w}"], "is a directory", 1),
     (["bundle", "inspect", "/dev/zero"], "/dev/zero: is not a regular file", 1),
     (["bundle", "inspect", "{w}/fifo.syx"], "is not a regular file", 1),
     # numbers on the command line
