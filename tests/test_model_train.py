@@ -531,10 +531,10 @@ def test_bad_inputs_give_one_line_errors(data, tmp_path, capsys):
     assert main(["generate", "--run", str(tmp_path), "--out", str(tmp_path / "x.syx")]) == 1
     wav = tmp_path / "x.wav"
     wav.write_bytes(b"")
-    assert main(["match", str(wav), "--polish", "-1", "--out", str(tmp_path / "m.syx")]) == 1
+    assert main(["match", str(wav), "--seconds", "-1", "--out", str(tmp_path / "m.syx")]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("dxmacro: error:") == 8
-    assert "contrastive_metric" in err and "param_numeric" in err and "--polish" in err
+    assert "contrastive_metric" in err and "param_numeric" in err and "--seconds must be 1 to 3600" in err
     assert "[evaluate] register must be true or false" in err
     kinds = "mlp, linear, mlp+linear, prior, mlp+prior, mlp+linear+prior"
     assert f"[loss] surrogate must be one of {kinds} (got 'gp')" in err
