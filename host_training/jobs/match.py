@@ -432,7 +432,7 @@ class Matcher:
         deadline = t0 + seconds * (1 - RESERVE)
         bar = _progress(seconds, t0) if progress else None
         notes = [None] * len(recs) if notes is None else list(notes)
-        takes, heard, gains, pitches, guessed = [], [], [], [], []
+        takes, heard, gains, pitches, guessed, grid = [], [], [], [], [], []
         for rec, given in zip(recs, notes, strict=True):
             pitch = round(sounding_note(rec.note, rec.rate)) if given is None else given
             shift = self.grid_shift(pitch)
@@ -440,7 +440,8 @@ class Matcher:
             if self.retrieval is None:
                 gain, slot, at = gain_db, None, pitch
             else:
-                _, slot, gain = self.retrieve(moved, gain_db)
+                idx, slot, gain = self.retrieve(moved, gain_db)
+                grid.append(int(idx))  # the one-note retrieval's voice: always judged, so never beaten by it
                 at = self.s.notes[slot][0] - shift if given is None else given
             heard.append(moved.at(gain or 0.0))
             length = rec.length_s
@@ -477,6 +478,8 @@ class Matcher:
             judge.distance = lambda p: timing.takes_distance(renderer, p, takes)
         # 4. retrieval over the part held in both, the model's voice and two between, judged
         cands: list[tuple[str, np.ndarray]] = [("model", model_voice)]
+        cands += [(f"retrieval_grid{j}", np.asarray(self.train_params[r])) for j, r in enumerate(dict.fromkeys(grid))]
+        forced = len(cands) + 1  # and the nearest voice over the part held in both
         if self.retrieval is not None:
             end = min(min(t.hold for t in takes), min(t.length for t in takes))
             cols = timing.shared_columns(end, self.s, self.retrieval.pool)
@@ -488,7 +491,7 @@ class Matcher:
                 cands.append((f"refined{a}", self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]), takes)))
         for j, (lineage, p) in enumerate(cands):
             try:  # the model's voice and the nearest retrieved one at least, the rest while time allows
-                judge(p, lineage, force=j < 2)
+                judge(p, lineage, force=j < forced)
             except srch.OutOfTime:
                 break
         # 5. the search, from the best distinct candidates, until the time is spent
