@@ -15,7 +15,8 @@ from dx7.files import read_voice_file
 from dx7.layout import categorical_groups
 from dx7.params import HIGHS, LEARNABLE_COUNT, param
 from device.control.loop import LoopSettings
-from device.control.relative import dead_zone, relative_voice
+from device.control.relative import dead_zone
+from dx7.relative import relative_voice
 from device.twins.linear_decoder import LinearDecoder
 from device.twins.sim import KnobScript, ScriptedButtons
 from tests.conftest import shared_dx7_dir

@@ -31,7 +31,8 @@ from device.control.midi_knobs import MidiKnobs
 from device.control.notify import Notifier
 from device.control.ports import Anchor, Buttons, Clock, Decoder, Display, KnobReader, MidiIn, MidiOut, PortGone
 from device.control.program import NewVoices, ProgramInput, SelectProgram, with_latents
-from device.control.relative import dead_zone, relative_voice
+from device.control.relative import dead_zone
+from dx7.relative import relative_voice
 from device.control.profiles import CCProfile, EchoCC, SysexProfile, panic_messages
 from device.control.smoothing import KnobChannel, SmoothingSettings
 from device.control.thru import Thru

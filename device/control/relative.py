@@ -1,4 +1,5 @@
-"""Relative knobs: the performer's own voice, changed the way the decoder's voice changes.
+"""Relative knobs: the performer's own voice, changed the way the decoder's voice changes
+(the voice arithmetic is ``dx7.relative.relative_voice``; here, the knob side).
 
 Absolute knobs send ``decode(z)``: the first touch of a knob replaces the chosen voice with the
 decoder's reconstruction of its latent (13 dB away in the median on the shipped bundle). Relative
@@ -20,24 +21,6 @@ knob brought back to its pickup point gives back the voice byte for byte.
 """
 
 from __future__ import annotations
-
-import numpy as np
-
-from dx7.layout import categorical_groups
-from dx7.params import HIGHS, LEARNABLE_COUNT
-
-_HIGHS = np.array(HIGHS[:LEARNABLE_COUNT], dtype=np.int64)
-_CATEGORICAL = np.zeros(LEARNABLE_COUNT, dtype=bool)
-_CATEGORICAL[[g.param for g in categorical_groups()]] = True
-
-
-def relative_voice(voice: np.ndarray, at_base: np.ndarray, moved: np.ndarray) -> np.ndarray:
-    """The 145 values of ``voice`` changed as the decoder's output changes from ``at_base``
-    (decode(z_base)) to ``moved`` (decode(z_moved)); all three are DX7 values."""
-    voice, at_base, moved = (np.asarray(a, dtype=np.int64) for a in (voice, at_base, moved))
-    out = np.clip(voice + (moved - at_base), 0, _HIGHS)
-    return np.where(_CATEGORICAL, np.where(moved != at_base, moved, voice), out)
-
 
 def dead_zone(position: float, reference: float, width: float) -> float:
     """``position`` with a dead zone of ``width`` on either side of ``reference``: the reference

@@ -2,7 +2,7 @@
 
 From test-split voices of a data set, each knob of a bundle is swept over its full travel
 (``steps`` positions) the way the device plays it: the int8 decoder from the bundle, in relative
-mode (the voice plus the decoder's change, device.control.relative) and in absolute mode
+mode (the voice plus the decoder's change, dx7.relative) and in absolute mode
 (``decode(z)``), optionally the run's fp32 decoder in relative mode beside them. Every step is
 rendered at the data set's notes with Dexed's engine and described with the data set's own
 descriptor code; the tag scores are ranks against the data set's voices (so each score's spread
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from device.control.relative import relative_voice
 from dx7 import Voice
 from dx7.algorithms import carrier_retune_semitones
+from dx7.relative import relative_voice
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.audio.sound import RenderSettings, VoiceRenderer, features_of

@@ -70,7 +70,7 @@ def carrier_semitones(vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def relative_view(moved: torch.Tensor, base: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
-    """What the device plays in relative mode (device.control.relative), with a gradient: the
+    """What the device plays in relative mode (dx7.relative), with a gradient: the
     voice's scaled slots plus the head's change from ``base`` (head at the voice's latent) to
     ``moved``; each one-hot group the voice's, unless the head's choice changed, then the head's
     logits. All (..., 225), broadcast; feed the result to ``synth_view``."""
