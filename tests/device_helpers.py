@@ -33,3 +33,15 @@ def make_loop(script: KnobScript, *, profile="dx7", data_rate=860, noise_lsb=3.0
     return loop, clock, adc, synth
 
 
+
+
+def wait_until(cond, timeout: float = 5.0, poll_s: float = 0.02) -> bool:
+    """Real-time tests: True as soon as ``cond()`` holds, False when ``timeout`` seconds pass first."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(poll_s)
+    return cond()

@@ -15,21 +15,21 @@ import pytest
 
 from hardware.midi_player import MidiPlayer
 
+from tests.device_helpers import wait_until
+
 pytestmark = [pytest.mark.hil]
 
 
 def _wait(cond, timeout: float = 8.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    return wait_until(cond, timeout)
 
 
 def _play(*args: str, **kw) -> subprocess.Popen:
+    # Ctrl-C as a terminal delivers it: a test run started in the background (CI scripts, nohup ... &)
+    # inherits SIGINT ignored, and Python then leaves it ignored in the child, so restore the default
     return subprocess.Popen([sys.executable, "-m", "dxmacro", "play", "--api", "jack", "--linear", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ), **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 @pytest.mark.timeout(120)

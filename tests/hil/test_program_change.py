@@ -21,16 +21,13 @@ from device.twins.sim import RealClock
 from dx7 import Voice
 from hardware.midi import RtMidiOutput
 
+from tests.device_helpers import wait_until
+
 pytestmark = [pytest.mark.hil]
 
 
 def _wait(cond, timeout: float = 3.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
+    return wait_until(cond, timeout)
 
 
 @pytest.mark.timeout(120)
