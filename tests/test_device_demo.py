@@ -85,3 +85,17 @@ note = 60
     first, edited, fifth, second = result.heard
     assert first == cartridge[0] and edited != cartridge[0]  # held exactly, then edited by the knob
     assert fifth == cartridge[5] and second == cartridge[2]  # Program Change (130 is beyond the 32: ignored)
+
+
+def test_make_demo_plays_the_shipped_model_through_its_verified_bundle(tmp_path):
+    """What `make demo` runs: the shipped model converted, signed, verified by the device config
+    (a bundle is refused without its public key) and played."""
+    import pytest
+
+    pytest.importorskip("torch", reason="converting the shipped model needs the host extra")
+    pytest.importorskip("dexed", reason="the demo renders with dexed-py")
+    from dxmacro.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--device", "--out", str(out)]) == 0
+    assert (out / "performance.wav").stat().st_size > 44100 and (out / "final_voice.syx").is_file()

@@ -163,10 +163,12 @@ class DemoResult:
 
 
 def run_demo(out: str | Path, *, script: str | Path | None = None, renderer: NoteRenderer | None = None,
-             seed: int = 0, bundle: str | Path | None = None, cartridge: str | Path | None = None,
+             seed: int = 0, bundle: str | Path | None = None, public_key: str | Path | None = None,
+             cartridge: str | Path | None = None,
              echo=print) -> DemoResult:
-    """The scripted performance on ``bundle`` (a model.dxm; default: the development decoder) with
-    relative knobs, its notes rendered to performance.wav by ``renderer`` when one is given.
+    """The scripted performance on ``bundle`` (a model.dxm, verified with ``public_key``; default:
+    the development decoder) with relative knobs, its notes rendered to performance.wav by
+    ``renderer`` when one is given.
     ``cartridge``: a .syx whose voices next / previous and Program Change step through (each
     with the latent of the nearest voice the bundle carries); default: the bundle's anchors."""
     out = Path(out)
@@ -174,6 +176,8 @@ def run_demo(out: str | Path, *, script: str | Path | None = None, renderer: Not
     perf: Performance = load_performance(script) if script else parse_performance(
         __import__("tomllib").loads(DEMO_PERFORMANCE), "demo performance")
     model = {"decoder": "bundle", "bundle": str(Path(bundle).resolve())} if bundle else {}
+    if bundle and public_key:  # the device verifies a bundle's signature before it plays it
+        model["public_key"] = str(Path(public_key).resolve())
     cfg = parse_config({"device": {"random_seed": seed, "bank_file": "bank.syx"}, "model": model,
                         "display": {"kind": "png", "png": "screen.png"},
                         "simulate": {"fail_rate": 0.02}}, out / "demo.toml")

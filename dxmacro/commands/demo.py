@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def demo_bundle(out: Path, run_dir: str | None) -> Path:
+def demo_bundle(out: Path, run_dir: str | None) -> tuple[Path, Path]:
     """Convert a run's decoder (default: the shipped model) to a signed int8 bundle, signed
     with a key made for this demo only."""
     from importlib import resources
@@ -36,13 +36,13 @@ def demo_bundle(out: Path, run_dir: str | None) -> Path:
 
     run_path = run_dir or str(resources.files("host_training").joinpath("default_model"))
     module, info = load_decoder(run_path)
-    private, _ = keys.generate(out / "demo-signing-key", overwrite=True)
+    private, public = keys.generate(out / "demo-signing-key", overwrite=True)
     data, report, _ = pipeline.convert(module, info, keys.load_private_key(private), audio_voices=0)
     path = out / "model.dxm"
     atomic_write(path, data)
     print(f"converted {info['model_id']} to {path}: int8 model {report['size_bytes']} bytes, "
           f"{report['values']['within_one_step']:.1%} of values within one DX7 step of fp32")
-    return path
+    return path, public
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        bundle = None if args.linear else demo_bundle(out, args.run)
-        run_demo(out, seed=args.seed, bundle=bundle, renderer=DexedRenderer(44100), cartridge=args.cartridge)
+        bundle, key = (None, None) if args.linear else demo_bundle(out, args.run)
+        run_demo(out, seed=args.seed, bundle=bundle, public_key=key, renderer=DexedRenderer(44100),
+                 cartridge=args.cartridge)
         return 0
     from dx7.files import atomic_write, encode_banks
     from host_training.audio.features import rms_db
