@@ -47,6 +47,7 @@ from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.audio.pitch import sounding_note
 from host_training.jobs.register import read_register
+from host_training.jobs.search import greedy_moves
 from host_training.audio.features import N_FFT
 from host_training.audio.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, notes_distance,
                                   level_db, mean_mel_power, mel_power, to_db)
@@ -235,21 +236,7 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
                     settings.rate, n, offset, _note_mel(note, lead, settings.rate, len(note)))
 
 
-def _polish_moves() -> list[tuple[int, int, int]]:
-    """(parameter index, step, high) of the polish search, most audible first."""
-    moves = []
-    for field, step in (("output_level", 6), ("freq_coarse", 1), ("output_level", 2), ("eg_rate1", 12),
-                        ("eg_rate4", 12)):
-        for op in range(1, 7):
-            p = param(f"op{op}_{field}")
-            moves += [(p.index, step, p.high), (p.index, -step, p.high)]
-        if field == "freq_coarse":
-            p = param("feedback")
-            moves += [(p.index, 1, p.high), (p.index, -1, p.high)]
-    return moves
-
-
-POLISH_MOVES = _polish_moves()
+POLISH_MOVES = greedy_moves()  # the greedy search's moves (host_training.jobs.search), most audible first
 
 
 def one_octave(pitches: Sequence[int], guesses: Sequence[int]) -> list[int]:
