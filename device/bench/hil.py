@@ -238,19 +238,24 @@ def _timed(fn: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
 
 
 # -- the checks ---------------------------------------------------------------------------------
-@_timed
-def check_voice_dump(target: Target, seed: int = 1) -> CheckResult:
-    """A single-voice dump arrives and reads back identical (by dump request)."""
+def _send_voice(target: Target, voice: Voice, client: str, settle_s: float) -> None:
+    """One single-voice dump to the synth from a client of its own, then ``settle_s`` for it to land."""
     from hardware.midi import RtMidiOutput
 
-    rng = np.random.default_rng(seed)
-    voice = Voice.from_parameters([int(rng.integers(p.low, p.high + 1)) for p in PARAMS[:145]], f"HIL {seed:06d}")
-    out = RtMidiOutput(target.port, target.api, client_name="dxmacro-hil-dump")
+    out = RtMidiOutput(target.port, target.api, client_name=client)
     try:
         out.send(SingleVoice.of(voice, target.channel - 1).encode())
     finally:
         out.close()
-    time.sleep(0.1)
+    time.sleep(settle_s)
+
+
+@_timed
+def check_voice_dump(target: Target, seed: int = 1) -> CheckResult:
+    """A single-voice dump arrives and reads back identical (by dump request)."""
+    rng = np.random.default_rng(seed)
+    voice = Voice.from_parameters([int(rng.integers(p.low, p.high + 1)) for p in PARAMS[:145]], f"HIL {seed:06d}")
+    _send_voice(target, voice, "dxmacro-hil-dump", settle_s=0.1)
     back = target.read_back()
     if back is None:
         return CheckResult("voice_dump", SKIP, "the synth did not answer a dump request (the original DX7 "
@@ -454,14 +459,7 @@ def check_audio(target: Target, intended: Voice | None = None, renderer: NoteRen
         rng = np.random.default_rng(11)
         intended = Voice.init().replace({"algorithm": int(rng.integers(0, 32)), "feedback": int(rng.integers(0, 8)),
                                          "op2_output_level": 85, "op2_freq_coarse": 2}, name="HIL AUDIO")
-        from hardware.midi import RtMidiOutput
-
-        out = RtMidiOutput(target.port, target.api, client_name="dxmacro-hil-audio")
-        try:
-            out.send(SingleVoice.of(intended, target.channel - 1).encode())
-        finally:
-            out.close()
-        time.sleep(0.2)
+        _send_voice(target, intended, "dxmacro-hil-audio", settle_s=0.2)
     if target.emulator is not None:  # the emulated DX7 says what it holds
         held = target.emulator.edit_buffer()
         source = "the emulated DX7's held voice"
