@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.flashing.bundle_check import BundleRejected
-from device.flashing.store import ModelStore, StoreError, durable_write
+from device.flashing.store import ModelStore, StoreError, durable_write, read_pointer, verified_file
 from dx7.files import fsync_dir
 
 BANKS = "banks"
@@ -122,15 +122,8 @@ class BankStore:
     # ---- reading -------------------------------------------------------------------------------
 
     def _verified(self, file: str) -> InstalledBank | None:
-        path = self.folder / file
-        try:
-            info = self.verify(path)
-            st = path.stat()
-        except (BundleRejected, OSError):
-            return None
-        if bank_file_name(info) != file:  # renamed or swapped: the name must match the content
-            return None
-        return InstalledBank(file, info, st.st_mtime)
+        got = verified_file(self.folder / file, self.verify, bank_file_name)
+        return None if got is None else InstalledBank(file, *got)
 
     def list(self) -> list[InstalledBank]:
         """Every installed bank that verifies, oldest first."""
@@ -146,11 +139,7 @@ class BankStore:
         return b
 
     def active_name(self) -> str | None:
-        try:
-            text = (self.root / ACTIVE_BANK).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return text if _FILE_RE.match(text) else None
+        return read_pointer(self.root / ACTIVE_BANK, _FILE_RE)
 
     def active(self) -> InstalledBank | None:
         name = self.active_name()

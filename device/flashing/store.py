@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from device.flashing.bundle_check import BundleInfo, BundleRejected, version_key
 from dx7.files import atomic_write, fsync_dir
@@ -75,6 +76,27 @@ def model_file_name(info: BundleInfo) -> str:
         raise BundleRejected(f"model id {info.model_id!r} / version {info.version!r} is not a safe file name "
                              "(letters, digits, '.', '_', '+', '-' only)")
     return name
+
+
+def read_pointer(path: Path, pattern: re.Pattern[str]) -> str | None:
+    """The file name a pointer file holds, or None when it is absent, unreadable or not a name
+    ``pattern`` accepts (a pointer is never trusted to name a path)."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if pattern.match(text) else None
+
+
+def verified_file(path: Path, verify: Callable[[Path], Any], name_of: Callable[[Any], str]) -> tuple[Any, float] | None:
+    """(what ``verify`` reads of an installed file, its install time), or None when it does not
+    verify or its name is not the one its content gives (``name_of``): renamed or swapped."""
+    try:
+        info = verify(path)
+        st = path.stat()
+    except (BundleRejected, OSError):
+        return None
+    return (info, st.st_mtime) if name_of(info) == path.name else None
 
 
 class ModelStore:
@@ -149,22 +171,11 @@ class ModelStore:
     # ---- reading -------------------------------------------------------------------------------
 
     def _read_pointer(self, which: str) -> str | None:
-        try:
-            text = (self.root / which).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None
-        return text if _NAME_RE.match(text) else None
+        return read_pointer(self.root / which, _NAME_RE)
 
     def _verified(self, name: str) -> InstalledModel | None:
-        path = self.models / name
-        try:
-            info = self.verify(path)
-            st = path.stat()
-        except (BundleRejected, OSError):
-            return None
-        if model_file_name(info) != name:  # renamed or swapped file: the name must match the content
-            return None
-        return InstalledModel(name, info, st.st_mtime)
+        got = verified_file(self.models / name, self.verify, model_file_name)
+        return None if got is None else InstalledModel(name, *got)
 
     def list(self) -> list[InstalledModel]:
         """Every installed model that verifies, oldest first."""
