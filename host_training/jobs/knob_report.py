@@ -67,8 +67,8 @@ class Heard:
         self.cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def of(self, params: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        todo = list({p.astype(np.uint8).tobytes(): p for p in params if p.astype(np.uint8).tobytes()
-                     not in self.cache}.values())
+        keys = [p.astype(np.uint8).tobytes() for p in params]
+        todo = list({k: p for k, p in zip(keys, params) if k not in self.cache}.values())
 
         def one(r: VoiceRenderer, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             v = Voice.from_parameters(p, "KNOB")
@@ -77,7 +77,7 @@ class Heard:
 
         for p, res in zip(todo, self.pool.map(one, todo)):
             self.cache[p.astype(np.uint8).tobytes()] = res
-        return [self.cache[p.astype(np.uint8).tobytes()] for p in params]
+        return [self.cache[k] for k in keys]
 
 
 def sweep_values(decode: Decode, base: np.ndarray, z: np.ndarray, dim: int, travel: np.ndarray,
