@@ -39,14 +39,38 @@ def test_relative_voice_keeps_the_voice_and_applies_the_decoders_change():
     assert out[level] == voice[level] + 7 and out[fb] == voice[fb] + (moved[fb] - at_base[fb])
     moved[level] = 99  # 70 + 49: clipped at the top of the range
     assert relative_voice(voice, at_base, moved)[level] == 99
-    # a categorical parameter keeps the voice's choice while the decoder's choice stays put...
+    # a categorical parameter keeps the voice's choice, whatever the decoder chooses
     at_base[alg], voice[alg] = 4, 20
     moved[alg] = 4
     assert relative_voice(voice, at_base, moved)[alg] == 20
-    # ...and takes the decoder's when it changes (never voice + difference)
     moved[alg] = 5
-    assert relative_voice(voice, at_base, moved)[alg] == 5
+    assert relative_voice(voice, at_base, moved)[alg] == 20
     assert all(relative_voice(voice, at_base, moved)[g.param] <= HIGHS[g.param] for g in categorical_groups())
+
+
+def test_relative_voice_never_changes_the_pitch_a_player_hears():
+    """Transpose, the pitch EG and the carriers' frequencies (under the voice's algorithm) are the
+    voice's; a modulator's frequency and a carrier's detune follow the decoder (timbre)."""
+    from dx7.algorithms import carrier_retune_semitones, carriers
+
+    voice = np.array(Voice.init().replace({"algorithm": 4}).values[:LEARNABLE_COUNT], dtype=np.int64)  # algorithm 5
+    assert carriers(voice) == {1, 3, 5}
+    at_base = voice.copy()
+    moved = voice.copy()
+    for name in ("transpose", "pitch_eg_level1", "pitch_eg_rate2", "op1_freq_coarse", "op3_freq_fine",
+                 "op5_freq_coarse", "op2_freq_coarse", "op4_freq_fine", "op1_detune"):
+        moved[param(name).index] += 2
+    out = relative_voice(voice, at_base, moved)
+    for name in ("transpose", "pitch_eg_level1", "pitch_eg_rate2", "op1_freq_coarse", "op3_freq_fine",
+                 "op5_freq_coarse"):
+        assert out[param(name).index] == voice[param(name).index], name
+    for name in ("op2_freq_coarse", "op4_freq_fine", "op1_detune"):  # modulators and detune: the knob's
+        assert out[param(name).index] == voice[param(name).index] + 2, name
+    assert carrier_retune_semitones(voice, out) < 0.1  # detune only: a fraction of a cent per step
+    # the carriers are the voice's algorithm's, not the decoder's
+    moved[param("algorithm").index] = 31  # algorithm 32: every operator a carrier
+    out = relative_voice(voice, at_base, moved)
+    assert out[param("op2_freq_coarse").index] == voice[param("op2_freq_coarse").index] + 2
 
 
 def test_dead_zone_is_exact_inside_and_continuous_outside():

@@ -343,8 +343,20 @@ def test_relative_view_is_the_voice_at_rest_and_the_voice_plus_the_change_when_m
     assert out[lvl] == 70 and out[param("algorithm").index] == 7  # the voice's algorithm, the head's change
     alg = layout.SLOTS[param("algorithm").index]
     moved[0, alg.start:alg.start + alg.width] = 0.0
-    moved[0, alg.start + 20] = 50.0  # the head's choice of algorithm changes: its choice wins
-    assert layout.decode(synth_view(relative_view(moved, base, target)).detach().numpy())[0][param("algorithm").index] == 20
+    moved[0, alg.start + 20] = 50.0  # the head's choice of algorithm changes: the voice's stays
+    assert layout.decode(synth_view(relative_view(moved, base, target)).detach().numpy())[0][param("algorithm").index] == 7
+    # what dx7.relative holds, the view holds too: one voice, one rule on both sides
+    from dx7.relative import relative_voice
+
+    for name in ("transpose", "pitch_eg_level2", "op1_freq_coarse", "op3_freq_fine", "op2_freq_coarse"):
+        s = layout.SLOTS[param(name).index]
+        moved[0, s.start] += 3 / param(name).high
+    heard = layout.decode(synth_view(relative_view(moved, base, target)).detach().numpy())[0]
+    device = relative_voice(np.array(voice.values[:145]), layout.decode(base.numpy())[0],
+                            layout.decode(moved.numpy())[0])
+    for name in ("transpose", "pitch_eg_level2", "op1_freq_coarse", "op3_freq_fine", "op2_freq_coarse", "algorithm"):
+        assert heard[param(name).index] == device[param(name).index], name
+    assert heard[param("op2_freq_coarse").index] != voice.values[param("op2_freq_coarse").index]  # a modulator moves
 
 
 def test_carrier_retuning_is_penalised_and_modulator_retuning_is_not():

@@ -69,21 +69,39 @@ def carrier_semitones(vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return 12.0 * torch.log2(ratio), algorithm @ _CARRIER.to(dev)
 
 
+def _held_slots() -> tuple[torch.Tensor, torch.Tensor]:
+    """((225,) bool, (32, 225) bool): the scaled slots relative knobs never change
+    (dx7.relative.held): the pitch's, and per algorithm its carriers' frequencies'."""
+    from dx7.relative import PITCH_PARAMS
+
+    pitch = torch.zeros(VECTOR_SIZE, dtype=torch.bool)
+    pitch[[slot(n).start for n in PITCH_PARAMS]] = True
+    tuning = torch.zeros(len(CARRIERS), VECTOR_SIZE, dtype=torch.bool)
+    for a, ops in enumerate(CARRIERS):
+        tuning[a, [slot(f"op{n}_{f}").start for n in ops for f in ("freq_coarse", "freq_fine")]] = True
+    return pitch, tuning
+
+
+_HELD_PITCH, _HELD_TUNING = _held_slots()
+
+
 def relative_view(moved: torch.Tensor, base: torch.Tensor, voice: torch.Tensor) -> torch.Tensor:
-    """What the device plays in relative mode (dx7.relative), with a gradient: the
-    voice's scaled slots plus the head's change from ``base`` (head at the voice's latent) to
-    ``moved``; each one-hot group the voice's, unless the head's choice changed, then the head's
-    logits. All (..., 225), broadcast; feed the result to ``synth_view``."""
+    """What the device plays in relative mode (dx7.relative), with a gradient: the voice's scaled
+    slots plus the head's change from ``base`` (head at the voice's latent) to ``moved``, except
+    what the device holds (dx7.relative.held): each one-hot group is the voice's (as a confident
+    logit), and so are the pitch's slots and the carriers' frequencies under the voice's
+    algorithm. All (..., 225), broadcast; feed the result to ``synth_view``."""
     idx = SCALED_SLOTS.to(moved.device)
     shape = torch.broadcast_shapes(moved.shape, base.shape, voice.shape)
-    out = voice.expand(shape).clone()
+    voice = voice.expand(shape)
+    out = voice.clone()
     out[..., idx] = (voice.index_select(-1, idx) + moved.index_select(-1, idx) - base.index_select(-1, idx)).expand(
         *shape[:-1], len(idx))
+    algorithm = voice[..., _ALGORITHM.start:_ALGORITHM.start + _ALGORITHM.width].argmax(-1)
+    hold = _HELD_PITCH.to(moved.device) | _HELD_TUNING.to(moved.device)[algorithm]
+    out = torch.where(hold, voice, out)
     for start, width in GROUP_SPANS:
-        m = moved[..., start:start + width].expand(*shape[:-1], width)
-        changed = (m.argmax(-1) != base[..., start:start + width].argmax(-1).expand(shape[:-1]))
-        keep = voice[..., start:start + width].expand(*shape[:-1], width) * 20.0 - 10.0  # a confident one-hot
-        out[..., start:start + width] = torch.where(changed.unsqueeze(-1), m, keep)
+        out[..., start:start + width] = voice[..., start:start + width] * 20.0 - 10.0  # a confident one-hot
     return out
 
 
