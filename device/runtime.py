@@ -168,8 +168,8 @@ def open_midi_input(cfg: Config):
     from device.control.midi_in import ListeningPort
     from hardware.midi import RtMidiInput
 
-    return ListeningPort(lambda: RtMidiInput(cfg.midi_input, cfg.midi_input_api, client_name="dxmacro-in"),
-                         cfg.midi_input).start()
+    return ListeningPort(lambda: RtMidiInput(cfg.midi_input, cfg.midi_input_api, client_name="dxmacro-in",
+                                             threaded=False), cfg.midi_input).start()
 
 
 def make_display(cfg: Config):

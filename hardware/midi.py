@@ -155,6 +155,7 @@ def list_ports(api: str = "jack", kind: str = "output", client_name: str = "dxma
 class _RtPort:
     def __init__(self, kind: str, port: str, api: str, client_name: str, virtual: bool) -> None:
         self.wanted, self.api, self.virtual = port, api, virtual
+        self._checked_at = 0.0
         self._rt = _client(kind, api, client_name)
         self.closed = False
         try:
@@ -178,12 +179,16 @@ class _RtPort:
 
     def alive(self) -> bool:
         """Whether the far end is still there. An rtmidi client of a dead JACK server lists no
-        ports, so a server that died reads as gone too."""
+        ports, so a server that died reads as gone too. A yes is remembered (``_checked_at``):
+        a watcher that asks often keeps the check out of ``send``."""
         if self.closed:
             return False
         if self.api == "jack" and server_alive() is False:
             return False
-        return self.virtual or match_port(self._rt.get_ports(), self.wanted) is not None
+        ok = self.virtual or match_port(self._rt.get_ports(), self.wanted) is not None
+        if ok:
+            self._checked_at = time.monotonic()
+        return ok
 
     def close(self) -> None:
         if not self.closed:
@@ -200,11 +205,12 @@ class RtMidiOutput(_RtPort):
 
     def __init__(self, port: str, api: str = "jack", client_name: str = "dxmacro", virtual: bool = False) -> None:
         super().__init__("output", port, api, client_name, virtual)
-        self._checked_at = 0.0
 
     def send(self, msg: MidiData) -> None:
         """Raises PortGone when the far end or the JACK server is gone: rtmidi itself would
-        accept the bytes and drop them. Checked at most every 0.1 s (a check costs ~50 us)."""
+        accept the bytes and drop them. Checked here only when no ``alive()`` said yes in the
+        last 0.1 s (a check costs ~50 us, more on a busy box: the device's watcher asks every
+        50 ms, so a knob's bytes do not wait for it)."""
         if self.closed:
             raise HardwareError(f"MIDI port {self.name!r} is closed")
         data = to_bytes(msg)
@@ -225,46 +231,94 @@ class RtMidiInput(_RtPort):
 
     No Python runs in JACK's process thread: a Python callback there must take the GIL and
     can make the client miss its cycle, after which JACK was seen delivering one event
-    twice and dropping the next. rtmidi queues in C instead, and a reader thread polls every
-    millisecond. Arrival times come from rtmidi's own inter-message deltas (measured in the
-    JACK thread), anchored to the poll that found the first of a burst: within 1 ms."""
+    twice and dropping the next. rtmidi queues in C instead, and Python polls that queue:
+
+    * ``threaded=True`` (the default): a reader thread polls every ``POLL_S`` (1 ms) and
+      queues; ``receive`` waits on that queue.
+    * ``threaded=False``: no thread; whoever calls ``wait``, ``drain`` or ``receive`` polls
+      rtmidi itself, every ``WAIT_POLL_S`` (0.25 ms) while it waits. The device's loop reads
+      its controller this way: a CC handed from a reader thread to the loop waited for a
+      wake-up and then for the GIL, which a thread polling every 0.25 ms kept taking (0.4 ms
+      more at the median, 4-5 ms at the tail: CPython's 5-ms switch interval).
+
+    Arrival times come from rtmidi's own inter-message deltas (measured in the JACK thread),
+    anchored to the poll before the one that found the first of a burst: a message is never
+    stamped later than it came, so the time it waited for the poll is counted."""
 
     POLL_S = 0.001
+    WAIT_POLL_S = 0.00025
 
     def __init__(self, port: str, api: str = "jack", client_name: str = "dxmacro-in", virtual: bool = False,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, threaded: bool = True) -> None:
         self.clock = clock or RealClock()
+        self.threaded = threaded
         self._queue: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        self.arrived = threading.Event()  # set when the reader thread queued a message
+        self._rt_lock = threading.Lock()  # threaded=False: a watcher may close while the owner polls
+        self._last_poll = self.clock.now()
+        self._last_arrival: float | None = None
         super().__init__("input", port, api, client_name, virtual)
         self._rt.ignore_types(sysex=False, timing=True, active_sense=True)
         self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._read, name=f"midi-in:{self.name}", daemon=True)
-        self._reader.start()
+        self._reader: threading.Thread | None = None
+        if threaded:
+            self._reader = threading.Thread(target=self._read, name=f"midi-in:{self.name}", daemon=True)
+            self._reader.start()
 
-    def _read(self) -> None:
-        last_poll = self.clock.now()
-        last_arrival: float | None = None
-        while not self._stop.is_set():
+    def _collect(self) -> bool:
+        """Move what rtmidi holds into the queue, stamped; True when anything came. One thread
+        at a time: the reader thread, or the owner when not threaded."""
+        came = False
+        while True:
             got = self._rt.get_message()
             now = self.clock.now()
             if got is None:
-                last_arrival = None
-                last_poll = now
-                time.sleep(self.POLL_S)
-                continue
+                self._last_arrival = None
+                self._last_poll = now
+                return came
             data, delta = got
-            if last_arrival is None:  # first of a burst: it came after the previous empty poll
-                arrival = max(last_poll, now - delta) if delta > 0 else now
+            if self._last_arrival is None:  # first of a burst: it came after the previous empty poll
+                arrival = max(self._last_poll, now - delta) if delta > 0 else now
             else:
-                arrival = min(last_arrival + delta, now)
-            last_arrival = arrival
+                arrival = min(self._last_arrival + delta, now)
+            self._last_arrival = arrival
             self._queue.put((arrival, bytes(data)))
+            came = True
+
+    def _collect_owned(self) -> bool:
+        if self.threaded:
+            return False
+        with self._rt_lock:
+            return not self.closed and self._collect()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            if self._collect():
+                self.arrived.set()
+            else:
+                time.sleep(self.POLL_S)
 
     def close(self) -> None:
         self._stop.set()
-        if self._reader.is_alive() and self._reader is not threading.current_thread():
+        if self._reader is not None and self._reader.is_alive() and self._reader is not threading.current_thread():
             self._reader.join(timeout=1)
-        super().close()
+        with self._rt_lock:
+            super().close()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a message is there or ``timeout`` passes; True when one is."""
+        if self.threaded:
+            got = self.arrived.wait(max(0.0, timeout))
+            self.arrived.clear()  # before the caller drains: nothing queued after this is missed
+            return got or not self._queue.empty()
+        end = self.clock.now() + timeout
+        while True:
+            if not self._queue.empty() or self._collect_owned():
+                return True
+            left = end - self.clock.now()
+            if left <= 0 or self.closed:
+                return False
+            time.sleep(min(self.WAIT_POLL_S, left))
 
     def receive(self, timeout: float) -> tuple[float, bytes] | None:
         """Waits at most ``timeout`` seconds; checks every 0.25 s that the source is still
@@ -275,13 +329,19 @@ class RtMidiInput(_RtPort):
             left = deadline - self.clock.now()
             if left <= 0:
                 return None
+            if not self.threaded:
+                self.wait(min(left, LIVENESS_CHECK_S))
             try:
-                return self._queue.get(timeout=min(left, LIVENESS_CHECK_S))
+                if self.threaded:
+                    return self._queue.get(timeout=min(left, LIVENESS_CHECK_S))
+                return self._queue.get_nowait()
             except queue.Empty:
                 if not self.alive():
                     raise PortGone(f"MIDI port {self.name!r} is gone (unplugged, or its JACK server died)") from None
 
     def drain(self) -> list[tuple[float, bytes]]:
+        """Everything that came, oldest first, with its arrival stamp; never blocks."""
+        self._collect_owned()
         out = []
         while True:
             try:

@@ -1,45 +1,138 @@
-"""``dxmacro bench midi``: how long a controller's knob CC takes through the loop, over real JACK ports.
+"""``dxmacro bench midi``: how long a controller's knob CC takes through the loop, beside the transport alone.
 
-A controller process (hardware.midi_player) turns a knob on its JACK port; the device's input
-stamps each CC when it comes out of JACK (hardware.midi.RtMidiInput); the loop (dexed profile, no
-byte budget: the loop's own cost, not the DIN pacing) measures from that stamp to the first byte
-of the voice change it hands to the synth's port (the emulated DX7 on JACK). That is the latency
-beyond the transport: JACK adds its period on each side (its figures are docs/hil.md's).
+Two controller processes (hardware.midi_player) take turns, one move each, on a private JACK
+server (dummy backend, the period given): controller A's knob CC goes to the device's loop
+(dexed profile by default: no byte budget, so the loop's own cost is measured, not DIN pacing),
+whose voice change goes to the synth (the emulated DX7 on JACK); controller B's CC goes through a
+bare pass-through (``PassThrough``: the same port classes the device opens, read and written,
+nothing else) to the same synth. Interleaved, so both see the same load.
+
+Two measures, each for both paths:
+
+* CC received -> first byte sent: from the CC's arrival stamp (``hardware.midi.RtMidiInput``:
+  the poll before the one that found it, so waiting for the poll is counted) to the return of
+  the send that hands the first byte of the voice change (pass-through: the CC itself) to JACK.
+  This is the issue's measure: what happens between JACK handing us the CC and us handing JACK
+  the bytes.
+* controller sent -> synth received: end to end, as the player hears it, JACK included. rtmidi
+  hands an event to JACK at the next period on each side, so this is one to two periods for both
+  paths and what the loop adds disappears in the period unless it is late for one.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 
 @dataclass(frozen=True)
+class PathFigures:
+    """One path's latencies in milliseconds: in the process, and end to end at the synth."""
+
+    inside_ms: np.ndarray
+    end_to_end_ms: np.ndarray
+
+    @staticmethod
+    def pct(x: np.ndarray, q: float) -> float:
+        return float(np.percentile(x, q)) if len(x) else float("nan")
+
+
+@dataclass(frozen=True)
 class MidiLatency:
-    latencies_ms: np.ndarray
+    full: PathFigures
+    transport: PathFigures
     moves: int
     period_frames: int
     rate: int
     profile: str
+    load: tuple[float, float] = (float("nan"), float("nan"))  # 1-min load average at start, at end
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 0)
+
+    TARGET_MS = 2.0
 
     def lines(self) -> list[str]:
-        lat = self.latencies_ms
         period = self.period_frames / self.rate * 1e3
         out = [f"JACK dummy backend, {self.rate} Hz, {self.period_frames}-frame periods ({period:.1f} ms); "
-               f"profile {self.profile}, loop rate 1000 Hz"]
-        if len(lat) == 0:
-            return out + ["no knob CC changed the voice: nothing measured"]
-        out.append(f"knob CC received -> first byte sent: p50 {np.percentile(lat, 50):.3f} ms, "
-                   f"p99 {np.percentile(lat, 99):.3f} ms, max {lat.max():.3f} ms "
-                   f"({len(lat)} of {self.moves} moves changed the voice; target p99 <= 2 ms)")
+               f"profile {self.profile}; load average {self.load[0]:.2f} -> {self.load[1]:.2f} on {self.cpus} CPUs",
+               f"{self.moves} moves on each path, interleaved: controller A -> dxmacro loop -> synth, "
+               f"controller B -> bare pass-through -> synth",
+               "",
+               f"{'ms':<36}{'transport alone':>16}{'full path':>11}{'difference':>12}"]
+        for title, key in (("CC received -> first byte sent", "inside_ms"),
+                           ("controller sent -> synth received", "end_to_end_ms")):
+            t, f = getattr(self.transport, key), getattr(self.full, key)
+            for q in (50, 99):
+                a, b = PathFigures.pct(t, q), PathFigures.pct(f, q)
+                out.append(f"{title + f', p{q}':<36}{a:>16.3f}{b:>11.3f}{b - a:>12.3f}")
+        n_full, n_thru = len(self.full.inside_ms), len(self.transport.inside_ms)
+        out.append("")
+        out.append(f"counted: full path {n_full} of {self.moves} moves (a move that leaves the voice as it was "
+                   f"sends nothing), {len(self.full.end_to_end_ms)} seen at the synth; pass-through {n_thru}, "
+                   f"{len(self.transport.end_to_end_ms)} seen")
+        if n_full:
+            p99 = PathFigures.pct(self.full.inside_ms, 99)
+            diff = p99 - PathFigures.pct(self.transport.inside_ms, 99)
+            verdict = "met" if p99 <= self.TARGET_MS else "not met"
+            out.append(f"target p99 <= {self.TARGET_MS:g} ms beyond the transport: full path CC received -> first byte "
+                       f"sent p99 {p99:.3f} ms ({diff:+.3f} ms over the pass-through): {verdict}")
+        else:
+            out.append("no knob CC changed the voice: nothing measured")
         return out
 
 
-def run_midi_latency(*, moves: int = 200, interval_s: float = 0.03, profile: str = "dexed", seed: int = 0,
-                     period: int = 1024, rate: int = 48000, decoder=None) -> MidiLatency:
+class PassThrough:
+    """The transport alone: what arrives on ``source`` is sent on to ``target`` at once, through
+    the same port classes the device uses (RtMidiInput read in the caller's thread, RtMidiOutput),
+    with no dxmacro code in between. ``latencies`` are arrival stamp -> send returned, seconds."""
+
+    def __init__(self, source: str, target: str) -> None:
+        from hardware.midi import RtMidiInput, RtMidiOutput
+
+        self.inp = RtMidiInput(source, "jack", client_name="bench-thru-in", threaded=False)
+        self.out = RtMidiOutput(target, "jack", client_name="bench-thru-out")
+        self.latencies: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-pass-through", daemon=True)
+
+    def start(self) -> PassThrough:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if not self.inp.wait(0.05):
+                self.out.alive()  # the port check, off the path (as the device's watcher does it)
+                continue
+            for t, data in self.inp.drain():
+                self.out.send(data)
+                self.latencies.append(time.monotonic() - t)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        self.inp.close()
+        self.out.close()
+
+
+def _end_to_end(sent: list[float], arrivals: list[tuple[float, bytes]], window: float, sysex: bool) -> np.ndarray:
+    """For each send time, the first arrival of the path's kind (sysex: the loop's voice change;
+    otherwise a control change: the pass-through's) within ``window`` after it, in ms."""
+    times = np.array(sorted(t for t, d in arrivals if (d[0] == 0xF0) == sysex))
+    out = []
+    for s in sent:
+        i = int(np.searchsorted(times, s))
+        if i < len(times) and times[i] - s < window:
+            out.append((times[i] - s) * 1e3)
+    return np.array(out)
+
+
+def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0, period: int = 1024,
+                     rate: int = 48000, decoder=None) -> MidiLatency:
     from device.control.config import parse_config
     from device.control.midi_port import MidiPort, PortSpec
     from device.runtime import build_loop, open_midi_input
@@ -50,10 +143,13 @@ def run_midi_latency(*, moves: int = 200, interval_s: float = 0.03, profile: str
     from hardware.midi_player import MidiPlayer
 
     rng = np.random.default_rng(seed)
-    with JackServer(f"dxmacro-bench-midi", rate=rate, period=period) as _server:
+    period_s = period / rate
+    interval = max(0.03, 1.5 * period_s)  # a path's moves are 2 intervals apart: > 2 periods, no overlap
+    with JackServer("dxmacro-bench-midi", rate=rate, period=period) as _server:
         emu = DX7Emulator("bench-dx7", 1).start()
         ctl = MidiPlayer("bench-ctl").start()
-        midi_in = port = None
+        ctl_b = MidiPlayer("bench-ctl-b").start()
+        midi_in = port = thru = None
         try:
             decoder = decoder or LinearDecoder()
             cfg = parse_config({"knob": [{"knob": 0, "cc": 20}],
@@ -61,6 +157,7 @@ def run_midi_latency(*, moves: int = 200, interval_s: float = 0.03, profile: str
                                          "input": ctl.port, "input_api": "jack"}}, Path("bench.toml"))
             midi_in = open_midi_input(cfg)
             port = MidiPort(PortSpec("jack", emu.input_port, client_name="dxmacro-bench"))
+            thru = PassThrough(ctl_b.port, emu.input_port).start()
             loop = build_loop(cfg, decoder=decoder, knobs=None, port=port, clock=RealClock(spin_s=3e-4),
                               midi_in=midi_in)
             stop = threading.Event()
@@ -75,17 +172,27 @@ def run_midi_latency(*, moves: int = 200, interval_s: float = 0.03, profile: str
             ctl.play([(0.0, bytes([0xB0, 20, pickup]))])  # picked up at its pickup point
             time.sleep(0.3)
             loop.stats.record_ticks = True
-            value = pickup
-            script = []
-            for _ in range(moves):  # one CC at a time, far enough apart that each is its own JACK period
+            thru.latencies.clear()
+            since = len(emu.log())
+            load_start = os.getloadavg()[0]
+            value, sent_full, sent_thru = pickup, [], []
+            for _ in range(moves):
                 value = int(np.clip(value + rng.choice([-1, 1]) * rng.integers(3, 12), 0, 127))
-                script.append((interval_s, bytes([0xB0, 20, value])))
-            ctl.play(script)
-            time.sleep(0.3)
+                sent_full += ctl.play([(0.0, bytes([0xB0, 20, value]))])
+                time.sleep(interval)
+                sent_thru += ctl_b.play([(0.0, bytes([0xB0, 21, value]))])
+                time.sleep(interval)
+            time.sleep(max(0.3, 3 * period_s))
+            load_end = os.getloadavg()[0]
             stop.set()
             runner.join(timeout=5)
-            return MidiLatency(np.array(loop.stats.cc_latencies) * 1e3, moves, period, rate, profile)
+            arrivals = [(a.time, a.data) for a in emu.log(since)]
+            window = 2 * interval
+            full = PathFigures(np.array(loop.stats.cc_latencies) * 1e3, _end_to_end(sent_full, arrivals, window, True))
+            transport = PathFigures(np.array(thru.latencies) * 1e3, _end_to_end(sent_thru, arrivals, window, False))
+            return MidiLatency(full, transport, moves, period, rate, profile, (load_start, load_end))
         finally:
-            for closer in (getattr(midi_in, "close", None), getattr(port, "close", None), ctl.stop, emu.stop):
+            for closer in (getattr(thru, "close", None), getattr(midi_in, "close", None),
+                           getattr(port, "close", None), ctl_b.stop, ctl.stop, emu.stop):
                 if closer is not None:
                     closer()
