@@ -128,6 +128,45 @@ def judge_health(status: dict | None, model: str, since: float, now: float, cfg:
     return "wait", "healthy so far" if seen_healthy else "waiting for the control loop", seen_healthy
 
 
+class Upload:
+    """One body arriving piece by piece into a temp file inside the store (``.upload-*.tmp``),
+    never into memory: the size limit and the deadline (time.monotonic) are checked on every
+    piece, so the blocking reader (USB, tests) and the HTTP service's async reader refuse alike."""
+
+    def __init__(self, store: ModelStore, length: int | None, limit: int, deadline: float | None) -> None:
+        fd, self.path = store.temp_upload()
+        self._file = os.fdopen(fd, "wb")
+        self.length, self.limit, self.deadline = length, limit, deadline
+        self.got = 0
+
+    def wanted(self) -> int:
+        """How many bytes to ask for next; 0 once the declared length is in."""
+        return CHUNK if self.length is None else min(CHUNK, self.length - self.got)
+
+    def add(self, chunk: bytes) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BundleRejected(f"upload too slow: {self.got + len(chunk)} bytes in the time allowed")
+        self.got += len(chunk)
+        if self.got > self.limit:
+            raise UploadTooLarge(f"bundle exceeds the limit of {self.limit} bytes")
+        self._file.write(chunk)
+
+    def finish(self) -> Path:
+        """The whole body on disk (fsynced): its temp path. Blocks on the fsync."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if self.length is not None and self.got < self.length:
+            raise BundleRejected(f"upload truncated: received {self.got} of {self.length} bytes")
+        if self.got == 0:
+            raise BundleRejected("empty upload")
+        return self.path
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
 class Flasher:
     def __init__(self, store: ModelStore, public_key_file: Path, cfg: FlashConfig | None = None,
                  self_test: Callable[[Path], dict] | None = None, banks: BankStore | None = None) -> None:
@@ -162,61 +201,58 @@ class Flasher:
                 self._start_health(t["model"])
         return True
 
-    def _check_idle(self) -> None:
+    def check_idle(self) -> None:
+        """Refuses (FlashBusy) while the last swap is in its health check."""
         if self._adopt_trial():
             raise FlashBusy("the last swap is still in its health check; try again in a few seconds")
 
     # ---- receiving ---------------------------------------------------------------------------
 
-    def receive(self, stream: BinaryIO, length: int | None, limit: int | None = None,
-                deadline: float | None = None) -> Path:
-        """Copy ``length`` bytes (or up to EOF) from ``stream`` into a temp file in the store,
-        enforcing the size limit while reading, and the ``deadline`` (time.monotonic) for the whole
-        body. Returns the temp path (caller installs or deletes)."""
+    def upload(self, length: int | None, limit: int | None = None, deadline: float | None = None) -> Upload:
+        """A temp file in the store for a body of ``length`` bytes (None: up to EOF), fed piece by
+        piece; ``limit`` is at most the configured ``max_bytes``."""
         limit = min(limit or self.cfg.max_bytes, self.cfg.max_bytes)
         if length is not None and length > limit:
             raise UploadTooLarge(f"bundle is {length} bytes; the limit is {limit} bytes")
-        fd, tmp = self.store.temp_upload()
-        got = 0
+        return Upload(self.store, length, limit, deadline)
+
+    def receive(self, stream: BinaryIO, length: int | None, limit: int | None = None,
+                deadline: float | None = None) -> Path:
+        """Copy ``length`` bytes (or up to EOF) from a blocking ``stream`` into a temp file in the
+        store (an :class:`Upload`). Returns the temp path (caller installs or deletes)."""
+        upload = self.upload(length, limit, deadline)
         try:
-            with os.fdopen(fd, "wb") as f:
-                while length is None or got < length:
-                    want = CHUNK if length is None else min(CHUNK, length - got)
-                    try:
-                        chunk = stream.read(want)
-                    except OSError as exc:  # client vanished or stalled past the socket timeout
-                        raise BundleRejected(f"upload interrupted after {got} bytes: {exc}") from None
-                    if not chunk:
-                        break
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise BundleRejected(f"upload too slow: {got + len(chunk)} bytes in the time allowed")
-                    got += len(chunk)
-                    if got > limit:
-                        raise UploadTooLarge(f"bundle exceeds the limit of {limit} bytes")
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            if length is not None and got < length:
-                raise BundleRejected(f"upload truncated: received {got} of {length} bytes")
-            if got == 0:
-                raise BundleRejected("empty upload")
+            while want := upload.wanted():
+                try:
+                    chunk = stream.read(want)
+                except OSError as exc:  # client vanished or stalled past the socket timeout
+                    raise BundleRejected(f"upload interrupted after {upload.got} bytes: {exc}") from None
+                if not chunk:
+                    break
+                upload.add(chunk)
+            return upload.finish()
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            upload.discard()
             raise
-        return tmp
 
     # ---- the checks and the swap ---------------------------------------------------------------
 
     def flash_stream(self, stream: BinaryIO, length: int | None, *, force: bool = False,
                      source: str = "upload", activate: bool = True, deadline: float | None = None) -> dict:
         """Receive, check, self-test, install and activate one bundle: the whole flash."""
-        self._check_idle()
+        self.check_idle()
         try:  # the whole body first, outside the lock: a slow or trickling upload never blocks a flash
             tmp = self.receive(stream, length, deadline=deadline)  # or a rollback
         except DxmacroError as exc:
             self.log.add(f"{source} refused: {exc}", error=True, refused=True)
             raise
+        return self.flash_received(tmp, force=force, source=source, activate=activate)
+
+    def flash_received(self, tmp: Path, *, force: bool = False, source: str = "upload", activate: bool = True) -> dict:
+        """Check, self-test, install and activate a bundle already received whole into the store's
+        temp file ``tmp`` (consumed either way); only now is the store locked."""
         try:
+            self.check_idle()
             with self.store.locked():
                 result = self._flash_file(tmp, force=force, source=source)
                 if activate:
@@ -268,7 +304,7 @@ class Flasher:
         return {"active": new, "previous": old, "health": "not checked"}
 
     def activate(self, name: str) -> dict:
-        self._check_idle()
+        self.check_idle()
         with self.store.locked(timeout=5.0):
             return self._swap(self.store.get(name))
 
@@ -292,21 +328,28 @@ class Flasher:
         except DxmacroError as exc:
             self.log.add(f"{source} refused: {exc}", error=True, refused=True)
             raise
-        with self.store.locked():
-            try:
-                info = self.banks.verify(tmp)
-                bank_file_name(info)
-                self.banks.require_active_model(info)
-            except DxmacroError as exc:
-                tmp.unlink(missing_ok=True)
-                self.log.add(f"{source} refused: {exc}", error=True, refused=True)
-                raise
-            bank = self.banks.install(tmp, info)
-            result = {"installed": bank.file, "bank": info.name, "model_id": info.model_id, "voices": info.voices,
-                      "source": source}
-            self.log.add(f"{source}: installed bank {bank.file} ({info.voices} voices)")
-            if activate:
-                result |= self._activate_bank(bank.file)
+        return self.flash_bank_received(tmp, source=source, activate=activate)
+
+    def flash_bank_received(self, tmp: Path, *, source: str = "bank upload", activate: bool = True) -> dict:
+        """Verify, install and activate a voice bank already received whole into ``tmp`` (consumed
+        either way)."""
+        try:
+            with self.store.locked():
+                try:
+                    info = self.banks.verify(tmp)
+                    bank_file_name(info)
+                    self.banks.require_active_model(info)
+                except DxmacroError as exc:
+                    self.log.add(f"{source} refused: {exc}", error=True, refused=True)
+                    raise
+                bank = self.banks.install(tmp, info)
+                result = {"installed": bank.file, "bank": info.name, "model_id": info.model_id,
+                          "voices": info.voices, "source": source}
+                self.log.add(f"{source}: installed bank {bank.file} ({info.voices} voices)")
+                if activate:
+                    result |= self._activate_bank(bank.file)
+        finally:
+            tmp.unlink(missing_ok=True)  # installed (renamed away) or refused
         self.last_result = result
         return result
 
@@ -382,6 +425,9 @@ class Flasher:
         finally:
             self._health_done.set()
 
+    def health_pending(self) -> bool:
+        return not self._health_done.is_set()
+
     def wait_health(self, timeout: float | None = None) -> dict:
         self._health_done.wait(timeout)
         return dict(self.health)
@@ -397,7 +443,7 @@ class Flasher:
         files = sorted(p for p in folder.glob("*.dxm") if p.is_file())
         if not files:
             raise DxmacroError(f"no *.dxm bundles in {folder}")
-        self._check_idle()
+        self.check_idle()
         installed, refused = [], []
         with self.store.locked():
             for p in files:
