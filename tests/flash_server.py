@@ -23,16 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 class Service:
     def __init__(self, root: Path, bundles: Bundles, *, status_file: Path | None = None, max_bytes: int = 1 << 20,
-                 health_window_s: float = 3.0, stale_s: float = 1.5, usb_dir: Path | None = None) -> None:
+                 health_window_s: float = 3.0, stale_s: float = 1.5, usb_dir: Path | None = None,
+                 read_token: str | None = None, max_connections: int | None = None) -> None:
         self.root = root
         self.bundles = bundles
         store = ModelStore.open(root / "store", bundles.verifier)
         cfg = FlashConfig(max_bytes=max_bytes, status_file=status_file, health_window_s=health_window_s,
                           stale_s=stale_s)
         self.flasher = Flasher(store, bundles.key_file, cfg, self_test=bundles.self_test)
-        self.server = FlashHTTPServer(("127.0.0.1", 0), self.flasher, TOKEN, usb_dir)
+        caps = {} if max_connections is None else {"max_connections": max_connections}
+        self.server = FlashHTTPServer(("127.0.0.1", 0), self.flasher, TOKEN, usb_dir, read_token=read_token, **caps)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def close(self) -> None:

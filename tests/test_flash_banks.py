@@ -189,7 +189,7 @@ def test_banks_over_the_service_and_the_command(tmp_path, bundles, banks, capsys
         assert main(["flash", str(good), *dev]) == 0
         out = capsys.readouterr().out
         assert "installed  stage-" in out and "8 voices for decoder" in out
-        code, listing = svc.request("GET", "/api/banks", token=None)
+        code, listing = svc.request("GET", "/api/banks")
         stage = listing["active"]
         assert code == 200 and listing["applies"] and [b["name"] for b in listing["banks"]] == [stage]
         for name, (path, reason) in bad_banks(tmp_path, banks, good).items():
@@ -199,9 +199,9 @@ def test_banks_over_the_service_and_the_command(tmp_path, bundles, banks, capsys
             assert main(["flash", str(path), *dev]) == 1
             err = capsys.readouterr().err
             assert err.startswith("dxmacro: error: device refused (422): ") and err.count("\n") == 1, err
-        code, listing = svc.request("GET", "/api/banks", token=None)
+        code, listing = svc.request("GET", "/api/banks")
         assert listing["active"] == stage and len(listing["banks"]) == 1
-        assert svc.request("GET", "/api/status", token=None)[1]["store"]["active"]["model_id"] == "decoder"
+        assert svc.request("GET", "/api/status")[1]["store"]["active"]["model_id"] == "decoder"
         code, r = svc.request("POST", "/api/banks/delete", b'{"name": "%s"}' % stage.encode())
         assert code == 422 and "deactivate it first" in r["error"]
         assert svc.request("POST", "/api/banks/deactivate", token="wrong-token-0123456789")[0] == 401
@@ -211,6 +211,6 @@ def test_banks_over_the_service_and_the_command(tmp_path, bundles, banks, capsys
         assert main(["flash", "--banks", *dev]) == 0
         assert f"* {stage}  (8 voices for decoder)" in capsys.readouterr().out
         assert main(["flash", "--deactivate-bank", *dev]) == 0 and main(["flash", "--delete-bank", stage, *dev]) == 0
-        assert svc.request("GET", "/api/banks", token=None)[1]["banks"] == []
+        assert svc.request("GET", "/api/banks")[1]["banks"] == []
     finally:
         svc.close()

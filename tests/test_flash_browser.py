@@ -57,7 +57,15 @@ def test_status_page_live_knobs_and_upload_form(tmp_path, browser):
     try:
         browser.get(svc.url + "/")
         text = lambda id_: browser.find_element(By.ID, id_).text  # noqa: E731
+        # reads need the token (issue 36): the page asks once and keeps it for the tab
+        wait_for(lambda: "token needed" in text("conn"), what="the page to ask for a token")
+        assert text("model-name") == "–"
+        browser.find_element(By.ID, "access-token").send_keys(TOKEN)
+        browser.find_element(By.ID, "access").click()
         wait_for(lambda: text("model-name") == "brightness-vae", what="the model name")
+        browser.refresh()  # kept in sessionStorage: not asked again
+        wait_for(lambda: text("model-name") == "brightness-vae", what="the model name after a reload")
+        assert not browser.find_element(By.ID, "access-form").is_displayed()
         assert text("model-version") == "version 1.0.0"
         wait_for(lambda: "TWIN ANCHOR" in text("anchor"), what="the anchor voice")
         assert text("midi-port") == "twin:out (no synth)" and "connected" in text("midi-state")

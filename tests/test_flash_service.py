@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from device.flashing.status_file import read_status
 from tests.flash_server import TOKEN, RealLoop, Service
 
 WRITE_ENDPOINTS = ["/api/auth", "/api/upload", "/api/activate", "/api/rollback", "/api/usb-import"]
+READ_ENDPOINTS = ["/api/status", "/api/models", "/api/banks"]
 
 
 @pytest.fixture()
@@ -52,9 +54,33 @@ def test_every_write_endpoint_needs_the_token(service, bundles):
     assert store_state(service) == before
     code, r = service.request("POST", "/api/auth", None)
     assert code == 200 and r["ok"]
-    # reads are open
-    assert service.request("GET", "/api/status", token=None)[0] == 200
-    assert service.request("GET", "/api/models", token=None)[1]["models"][0]["active"] is True
+    # reads need the token too (issue 36); the page itself holds no data and is open
+    for path in READ_ENDPOINTS:
+        for token in (None, "wrong-token-wrong-token-wrong", TOKEN[:-1], ""):
+            code, r = service.request("GET", path, token=token)
+            assert code == 401 and "token" in r["error"], (path, token)
+    assert service.request("GET", "/api/status")[0] == 200
+    assert service.request("GET", "/api/models")[1]["models"][0]["active"] is True
+    for page in ("/", "/status.js"):
+        with urllib.request.urlopen(service.url + page, timeout=10) as r:
+            assert r.status == 200
+
+
+def test_a_read_token_reads_and_changes_nothing(tmp_path, bundles):
+    """A status screen at the side of the stage gets the read token, never the flash token."""
+    read_token = "read-only-token-for-the-stage-screen"
+    s = Service(tmp_path, bundles, read_token=read_token)
+    try:
+        assert s.upload(bundles.make("decoder", "1.0.0"))[0] == 200
+        for path in READ_ENDPOINTS:
+            assert s.request("GET", path, token=read_token)[0] == 200, path
+            assert s.request("GET", path)[0] == 200, path  # the flash token reads as well
+        before = store_state(s)
+        for path in WRITE_ENDPOINTS:
+            assert s.request("POST", path, bundles.make("decoder", "2.0.0").read_bytes(), read_token)[0] == 401
+        assert store_state(s) == before
+    finally:
+        s.close()
 
 
 def test_refusals_have_clear_reasons_and_change_nothing(service, bundles, tmp_path):
@@ -216,7 +242,9 @@ def test_cli_flash_list_rollback(service, bundles, capsys, tmp_path):
     assert cli(["flash", str(bundles.make("decoder", "1.1.0")), *dev]) == 0
     out = capsys.readouterr().out
     assert "installed  decoder-1.1.0-" in out and "self-test  vectors 8" in out and "health     not checked" in out
-    assert cli(["flash", "--list", "--device", service.url]) == 0
+    assert cli(["flash", "--list", "--device", service.url]) == 1  # reads need the token (issue 36)
+    assert "401" in capsys.readouterr().err
+    assert cli(["flash", "--list", *dev]) == 0
     listing = capsys.readouterr().out.splitlines()
     assert len(listing) == 2 and listing[1].startswith("* decoder-1.1.0-")
     assert cli(["flash", "--rollback", *dev]) == 0

@@ -1,26 +1,46 @@
 """The device's flash service: HTTP in front of :class:`device.flashing.flasher.Flasher`.
 
-stdlib ``http.server.ThreadingHTTPServer``, hardened against starving (issue 36): at most
-``MAX_CONNECTIONS`` connections at once (more are closed at once: threads and memory stay bounded),
-a deadline for each request's line and headers (a slow or idle client is cut off after
-``HEADER_TIMEOUT_S``, however it trickles), a deadline for each upload's body (which is received
-in full before the store is locked, so a trickling upload never blocks a flash or a rollback),
-and clients that hang up are forgotten without a word to the journal. A process separate from the
-control loop: a crash here never stops the music. Every write endpoint needs ``Authorization: Bearer <token>`` (compared
-in constant time, checked before a byte of the body is read). Reads are open: the status page is
-for anyone at the side of the stage. The real protection of the controller is the bundle
-signature; the token only decides who may swap between genuine models.
+A process separate from the control loop: a crash here never stops the music. Every endpoint but
+the page itself needs ``Authorization: Bearer <token>`` (compared in constant time, checked before
+a byte of the body is read): writes the flash token, reads (``/api/status``, ``/api/models``,
+``/api/banks``) the flash token or, when the config names one, a read-only token for a status
+screen at the side of the stage. The page (``/``, ``/status.js``) holds no data; it asks for a
+token once and keeps it in the tab's sessionStorage. The real protection of the controller is the
+bundle signature; the token decides who may see the controller and who may swap between genuine
+models.
+
+Why aiohttp (issue 36 moved the service off the standard library's ``http.server``): a maintained
+HTTP/1.1 server with limits on the request line and the headers' size and count; request bodies
+streamed with back-pressure (read as the handler asks, never buffered whole); one asyncio loop, so
+a crowd of slow clients costs a small object each instead of a thread each; an idle deadline that
+cuts a connection whose request line and headers are not in within ``HEADER_TIMEOUT_S`` however
+slowly they trickle (its ``keepalive_timeout``, which also bounds keep-alive idling); a lingering
+close after an early answer (401, 413), so the answer is not destroyed by a reset; handlers that a
+disconnect does not cancel (a flash that has begun installing finishes); aarch64 wheels for the
+Pi. uvicorn + starlette (tried first) and aiohttp both drop a connection when the client
+half-closes it (``shutdown(SHUT_WR)``); no real client of ours does that (curl and ``dxmacro
+flash`` keep their side open until the answer; a client that dies closes both sides and hears
+nothing either way), but aiohttp lets :class:`_Connection` keep the write side open with public
+API (asyncio's ``eof_received``), so a client that ends a short upload that way still hears its
+422 "upload truncated" instead of nothing.
+
+The bounds on top of aiohttp's: at most ``MAX_CONNECTIONS`` open connections (more are closed at
+once); blocking work (checks, self-test, fsyncs, the store) in ``WORKERS`` threads; an upload's
+body received into the store's temp file in full, within max(30 s, its size at 32 KiB/s) and with
+no stall over ``READ_TIMEOUT_S``, before the store is locked (a trickling upload never blocks a
+flash or a rollback); clients that hang up are forgotten without a word to the journal; refusals
+go to the event log apart from the install and rollback history (flasher.EventLog).
 
 Endpoints (JSON unless noted):
     GET  /                 status page (device/flashing/web/status.html), /status.js its script
     GET  /api/status       store, control-loop heartbeat, health check, recent events
     GET  /api/models       installed models
+    GET  /api/banks        installed voice banks, the active one and whether it applies
     POST /api/auth         checks the token and nothing else (clients call it before a big upload)
     POST /api/upload       body = the .dxm bytes (Content-Length required); ?force=1, ?wait=1
     POST /api/activate     {"name": "<installed model name>"}; ?wait=1
     POST /api/rollback
     POST /api/usb-import   imports the configured USB folder; ?force=1, ?wait=1
-    GET  /api/banks        installed voice banks, the active one and whether it applies
     POST /api/banks/upload      body = the .dxb bytes (Content-Length required); ?activate=0 installs only
     POST /api/banks/activate    {"name": "<installed bank name>"}
     POST /api/banks/deactivate  back to the model's anchors
@@ -29,19 +49,22 @@ Endpoints (JSON unless noted):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import json
 import socket
-import sys
 import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
+from aiohttp.streams import StreamReader
 
 from device.flashing.bundle_check import BundleRejected
-from device.flashing.flasher import Flasher, UploadTooLarge
+from device.flashing.flasher import Flasher, Upload, UploadTooLarge
 from device.flashing.store import StoreBusy, StoreError
 from dxmacro.errors import DxmacroError
 
@@ -49,333 +72,338 @@ WEB = Path(__file__).with_name("web")
 STATIC = {"/": ("status.html", "text/html; charset=utf-8"),
           "/status.js": ("status.js", "text/javascript; charset=utf-8")}
 MAX_JSON = 4096
-MAX_CONNECTIONS = 128  # threads (and their buffers) at most; one technician needs a handful
-HEADER_TIMEOUT_S = 10.0  # request line and headers, from the connection's first byte or its last answer
+MAX_CONNECTIONS = 128  # open connections at most; one technician needs a handful
+WORKERS = 4  # threads for blocking work; flashes take the store lock one at a time anyway
+HEADER_TIMEOUT_S = 10.0  # request line and headers, from the connection's start or its last answer
+READ_TIMEOUT_S = 10.0  # an upload that sends nothing for this long is refused
+LINGER_S = 2.0  # after an early answer, unread body is drained this long before the close
 UPLOAD_MIN_S, UPLOAD_MIN_RATE = 30.0, 32 * 1024  # an upload gets max(30 s, its size at 32 KiB/s)
-QUIET = (ConnectionError, TimeoutError, socket.timeout)  # a client that went away: nothing to report
+HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+Route = Callable[[web.BaseRequest], Awaitable[tuple[int, dict]]]
 
 
-class FlashHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
+class FlashHTTPServer:
+    """The service bound to ``address`` at construction (port 0 picks one: ``server_address``);
+    ``serve_forever`` runs it on an asyncio loop in the calling thread until ``shutdown``."""
 
-    def __init__(self, address: tuple[str, int], flasher: Flasher, token: str,
-                 usb_dir: Path | None = None, *, max_connections: int = MAX_CONNECTIONS) -> None:
-        if len(token) < 16:
-            raise DxmacroError("the flash token must be at least 16 characters")
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
+    def __init__(self, address: tuple[str, int], flasher: Flasher, token: str, usb_dir: Path | None = None, *,
+                 read_token: str | None = None, max_connections: int = MAX_CONNECTIONS) -> None:
+        for what, value in (("flash token", token), ("read token", read_token)):
+            if value is not None and len(value) < 16:
+                raise DxmacroError(f"the {what} must be at least 16 characters")
         self.flasher = flasher
         self.token = token.encode()
+        self.read_token = read_token.encode() if read_token else None
         self.usb_dir = usb_dir
-        self.slots = threading.BoundedSemaphore(max_connections)
-        self.deadlines: dict[Handler, float] = {}  # handlers waiting for a request line and headers
-        self.deadlines_lock = threading.Lock()
-        self._closed = threading.Event()
-        threading.Thread(target=self._watch_deadlines, name="flash-deadlines", daemon=True).start()
+        self.max_connections = max_connections
+        self.open_connections = 0  # admitted and not yet closed (changed on the loop's thread only)
+        self.header_timeout_s = HEADER_TIMEOUT_S
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._sock = socket.create_server(address, family=family, backlog=64)
+        self.server_address = self._sock.getsockname()
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="flash-worker")
+        self._reads: dict[str, Callable[[], dict]] = {
+            "/api/status": flasher.status,
+            "/api/models": lambda: {"models": flasher.store.summary()["models"]},
+            "/api/banks": flasher.banks.summary}
+        self._writes: dict[str, Route] = {
+            "/api/auth": self._auth, "/api/upload": self._upload, "/api/activate": self._activate,
+            "/api/rollback": self._rollback, "/api/usb-import": self._usb_import,
+            "/api/banks/upload": self._bank_upload, "/api/banks/activate": self._bank_activate,
+            "/api/banks/deactivate": self._bank_deactivate, "/api/banks/delete": self._bank_delete}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
 
-    def _watch_deadlines(self) -> None:
-        """One thread for every connection's header deadline (a timer each would double the threads)."""
-        while not self._closed.wait(0.2):
-            now = time.monotonic()
-            with self.deadlines_lock:
-                late = [h for h, t in self.deadlines.items() if t <= now]
-                for h in late:
-                    del self.deadlines[h]
-            for h in late:
-                h.cut_off()
+    # ---- lifecycle (the stdlib server's names, so the CLI and the tests drive it the same way) ----
+
+    def serve_forever(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._idle.clear()
+        try:
+            asyncio.run(self._serve())
+        finally:
+            self._idle.set()
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self._loop, self._stop = loop, asyncio.Event()
+            if self._stopping.is_set():
+                self._stop.set()
+        http = web.Server(self._handle)
+        options = {"loop": loop, "keepalive_timeout": self.header_timeout_s, "lingering_time": LINGER_S,
+                   "access_log": None}
+        server = await loop.create_server(lambda: _Connection(http, self, **options), sock=self._sock)
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            await http.shutdown(1.0)
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` (called from another thread) and wait until it has returned."""
+        self._stopping.set()
+        with self._lock:
+            if self._loop is not None and self._stop is not None:
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._idle.wait()
 
     def server_close(self) -> None:
-        self._closed.set()
-        super().server_close()
+        self._sock.close()
+        self._pool.shutdown(wait=False)
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
-        """A thread per connection, up to ``max_connections``; past that the connection is closed
-        at once (the client sees a reset and may retry), so a crowd of idle clients cannot grow the
-        threads or the memory without bound."""
-        if not self.slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
+    # ---- one request ---------------------------------------------------------------------------
 
-    def process_request_thread(self, request, client_address) -> None:  # type: ignore[override]
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        conn = request.protocol
+        assert isinstance(conn, _Connection)
+        conn.body = request.content
+        if conn.half_closed:  # the client shut its side before this request's turn came
+            request.content.feed_eof()
         try:
-            super().process_request_thread(request, client_address)
+            response = await self._answer(request)
         finally:
-            self.slots.release()
+            conn.body = None
+        if conn.half_closed:
+            response.force_close()
+        return response
 
-    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
-        """A client that hung up is no news; anything else is one line in the event log, never a
-        traceback in the journal."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, QUIET):
-            return
-        self.flasher.log.add(f"connection from {client_address[0]} failed: {exc!r}", error=True)
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: FlashHTTPServer
-    server_version = "dxmacro-flash"
-    protocol_version = "HTTP/1.1"
-    timeout = 10  # any single read: a stalled upload frees its thread after this long
-
-    def handle_one_request(self) -> None:
-        """The request line and headers within HEADER_TIMEOUT_S: the server's watcher shuts the
-        socket when they are not in by then, however slowly the client trickles them (or idles on
-        keep-alive)."""
-        with self.server.deadlines_lock:
-            self.server.deadlines[self] = time.monotonic() + HEADER_TIMEOUT_S
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.path
+        if request.method in ("GET", "HEAD"):
+            if path in STATIC:
+                name, ctype = STATIC[path]
+                return web.Response(body=(WEB / name).read_bytes(), headers=HEADERS | {"Content-Type": ctype})
+            read = self._reads.get(path)
+            if read is None:
+                return _error(404, f"no such page {path}")
+            if not self._authorized(request, write=False):
+                return self._unauthorized(request)
+            return _json(200, await self._work(read))
+        if request.method not in ("POST", "PUT"):
+            return _error(405, f"method {request.method} not allowed")
+        route = self._writes.get(path)
+        if route is None:
+            return _error(404, f"no such endpoint {path}")
+        if not self._authorized(request, write=True):
+            return self._unauthorized(request)
         try:
-            super().handle_one_request()
-        finally:
-            self._headers_in()
+            code, doc = await route(request)
+        except Exception as exc:  # noqa: BLE001 - mapped to a status code
+            return self._refusal(path, exc)
+        return _json(code, {"ok": True} | doc)
 
-    def parse_request(self) -> bool:
-        ok = super().parse_request()  # the request line and every header are in
-        self._headers_in()
+    def _authorized(self, request: web.BaseRequest, *, write: bool) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        given_bytes = given.strip().encode("utf-8", "replace")
+        ok = hmac.compare_digest(given_bytes, self.token)
+        if not write and self.read_token is not None:
+            ok = hmac.compare_digest(given_bytes, self.read_token) or ok
         return ok
 
-    def _headers_in(self) -> None:
-        with self.server.deadlines_lock:
-            self.server.deadlines.pop(self, None)
+    def _unauthorized(self, request: web.BaseRequest) -> web.Response:
+        self.flasher.log.add(f"{request.method} {request.path} from {request.remote} refused: missing or wrong token",
+                             refused=True)
+        return _error(401, "missing or wrong token (Authorization: Bearer <token>)",
+                      {"WWW-Authenticate": 'Bearer realm="dxmacro"'})
 
-    def cut_off(self) -> None:
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def _refusal(self, path: str, exc: Exception) -> web.Response:
+        if isinstance(exc, UploadTooLarge):
+            return _error(413, str(exc))
+        if isinstance(exc, StoreBusy):
+            return _error(409, str(exc))
+        if isinstance(exc, (BundleRejected, StoreError)):
+            return _error(422, str(exc))
+        if isinstance(exc, DxmacroError):
+            return _error(400, str(exc))
+        self.flasher.log.add(f"internal error on {path}: {exc!r}", error=True)  # one bad request never ends the service
+        return _error(500, f"internal error: {exc}")
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
-        pass  # the event log records what matters; per-request lines would flood the journal
+    async def _work(self, fn: Callable, *args, **kw):
+        """``fn`` in the worker threads: the loop keeps answering while a flash verifies and fsyncs."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kw))
 
-    # ---- plumbing ------------------------------------------------------------------------------
+    # ---- bodies ----------------------------------------------------------------------------------
 
-    def _send(self, code: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _json(self, code: int, doc: dict, extra: dict[str, str] | None = None) -> None:
-        self._send(code, json.dumps(doc).encode(), "application/json", extra)
-
-    def _error(self, code: int, reason: str, extra: dict[str, str] | None = None) -> None:
-        self._json(code, {"ok": False, "error": reason}, extra)
-
-    def _query(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
-
-    def _flag(self, name: str) -> bool:
-        return self._query().get(name, "0").lower() in ("1", "true", "yes", "on")
-
-    def _authorized(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.server.token)
-        if not ok:
-            self.server.flasher.log.add(f"{self.command} {urlsplit(self.path).path} from {self.client_address[0]} "
-                                        "refused: missing or wrong token", refused=True)
-            self.close_connection = True  # the body (if any) stays unread
-            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong token (Authorization: Bearer <token>)",
-                        {"WWW-Authenticate": 'Bearer realm="dxmacro"'})
-        return ok
-
-    def _length(self) -> int | None:
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            return None
-        try:
-            n = int(raw)
-        except ValueError:
-            return -1
-        return n if n >= 0 else -1
-
-    def _json_body(self) -> dict:
-        n = self._length()
-        if n is None or n == 0:
+    async def _json_body(self, request: web.BaseRequest) -> dict:
+        n = request.content_length
+        if not n:
             return {}
-        if n < 0 or n > MAX_JSON:
+        if n > MAX_JSON:
             raise BundleRejected("request body is not a small JSON object")
         try:
-            doc = json.loads(self.rfile.read(n) or b"{}")
-        except ValueError:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                raw = await request.content.readexactly(n)
+            doc = json.loads(raw)
+        except (ValueError, asyncio.IncompleteReadError, TimeoutError, OSError):
             raise BundleRejected("request body is not JSON") from None
         if not isinstance(doc, dict):
             raise BundleRejected("request body is not a JSON object")
         return doc
 
-    # ---- routes --------------------------------------------------------------------------------
-
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        path = urlsplit(self.path).path
-        flasher = self.server.flasher
-        if path in STATIC:
-            name, ctype = STATIC[path]
-            self._send(HTTPStatus.OK, (WEB / name).read_bytes(), ctype)
-        elif path == "/api/status":
-            self._json(HTTPStatus.OK, flasher.status())
-        elif path == "/api/models":
-            self._json(HTTPStatus.OK, {"models": flasher.store.summary()["models"]})
-        elif path == "/api/banks":
-            self._json(HTTPStatus.OK, flasher.banks.summary())
-        else:
-            self._error(HTTPStatus.NOT_FOUND, f"no such page {path}")
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self.do_GET()
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self.do_POST()
-
-    def do_POST(self) -> None:  # noqa: N802
-        path = urlsplit(self.path).path
-        routes = {"/api/auth": lambda: (HTTPStatus.OK, {}), "/api/upload": self._upload, "/api/activate": self._activate,
-                  "/api/rollback": self._rollback, "/api/usb-import": self._usb_import,
-                  "/api/banks/upload": self._bank_upload, "/api/banks/activate": self._bank_activate,
-                  "/api/banks/deactivate": self._bank_deactivate, "/api/banks/delete": self._bank_delete}
-        route = routes.get(path)
-        if route is None:
-            self.close_connection = True
-            self._error(HTTPStatus.NOT_FOUND, f"no such endpoint {path}")
-            return
-        if not self._authorized():
-            return
-        try:
-            code, doc = route()
-        except QUIET:
-            raise  # the client went away: nothing to answer, nothing to log (server.handle_error)
-        except Exception as exc:  # noqa: BLE001 - mapped to a status code below
-            self.close_connection = True  # the body may be unread: never parse it as the next request
-            self._handle_error(path, exc)
-        else:
-            self._json(code, {"ok": True} | doc)
-
-    def _handle_error(self, path: str, exc: Exception) -> None:
-        if isinstance(exc, UploadTooLarge):
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc))
-        elif isinstance(exc, StoreBusy):
-            self._error(HTTPStatus.CONFLICT, str(exc))
-        elif isinstance(exc, (BundleRejected, StoreError)):
-            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
-        elif isinstance(exc, DxmacroError):
-            self._error(HTTPStatus.BAD_REQUEST, str(exc))
-        else:  # one bad request must not end the service
-            self.server.flasher.log.add(f"internal error on {path}: {exc!r}", error=True)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {exc}")
-
-    def finish(self) -> None:
-        """Lingering close: after an early answer (401, 413, refusal) the client may still be
-        sending; closing with unread data makes the kernel send RST, which can destroy our answer
-        before the client reads it. So stop writing, then discard input for a bounded while."""
-        super().finish()
-        if not self.close_connection:
-            return
-        try:
-            self.connection.shutdown(socket.SHUT_WR)
-            self.connection.settimeout(2.0)
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and self.connection.recv(65536):
-                pass
-        except OSError:
-            pass
-
-    def _maybe_wait(self, result: dict) -> dict:
-        if self._flag("wait") and result.get("health") == "pending":
-            result = result | {"health": self.server.flasher.wait_health()}
-        return result
-
-    def _upload_head(self, what: str, noun: str, limit: int) -> tuple[str, int]:
+    def _upload_head(self, request: web.BaseRequest, what: str, noun: str, limit: int) -> tuple[str, int]:
         """(source for the log, Content-Length) of an upload, refused before its body is read when
-        the file name holds a path, the length is missing or bad, or over ``limit``."""
-        name = self._query().get("filename", "")
-        flasher = self.server.flasher
+        the file name holds a path, the length is missing, or over ``limit``."""
+        name = request.query.get("filename", "")
         source = f"{what} {name}".strip()
         if name and ("/" in name or "\\" in name or name.startswith(".") or "\0" in name):
-            flasher.log.add(f"{what} refused: file name {name!r} contains a path", refused=True)
+            self.flasher.log.add(f"{what} refused: file name {name!r} contains a path", refused=True)
             raise BundleRejected(f"file name {name!r} contains a path; send the bare file name")
-        length = self._length()
+        length = request.content_length
         if length is None:
             raise BundleRejected("Content-Length is required (no chunked uploads)")
-        if length < 0:
-            raise BundleRejected("bad Content-Length")
         if length > limit:
-            flasher.log.add(f"{source} refused: {length} bytes is over the limit", refused=True)
+            self.flasher.log.add(f"{source} refused: {length} bytes is over the limit", refused=True)
             raise UploadTooLarge(f"{noun} is {length} bytes; the limit is {limit} bytes")
         return source, length
 
-    def _upload(self) -> tuple[int, dict]:
-        flasher = self.server.flasher
-        source, length = self._upload_head("upload", "bundle", flasher.cfg.max_bytes)
-        result = flasher.flash_stream(_Reader(self.rfile), length, force=self._flag("force"), source=source,
-                                      deadline=_upload_deadline(length))
-        return HTTPStatus.OK, self._maybe_wait(result)
+    async def _receive(self, request: web.BaseRequest, source: str, length: int, limit: int) -> Path:
+        """The whole body into the store's temp file (before any lock), as it arrives."""
+        try:
+            upload = self.flasher.upload(length, limit, time.monotonic() + max(UPLOAD_MIN_S, length / UPLOAD_MIN_RATE))
+            try:
+                while upload.wanted():
+                    chunk = await _piece(request.content, upload)
+                    if not chunk:
+                        break
+                    upload.add(chunk)
+                return await self._work(upload.finish)
+            except BaseException:
+                upload.discard()
+                raise
+        except DxmacroError as exc:
+            self.flasher.log.add(f"{source} refused: {exc}", error=True, refused=True)
+            raise
 
-    def _bank_upload(self) -> tuple[int, dict]:
+    # ---- write routes ----------------------------------------------------------------------------
+
+    async def _auth(self, request: web.BaseRequest) -> tuple[int, dict]:
+        return 200, {}
+
+    async def _upload(self, request: web.BaseRequest) -> tuple[int, dict]:
+        flasher = self.flasher
+        source, length = self._upload_head(request, "upload", "bundle", flasher.cfg.max_bytes)
+        await self._work(flasher.check_idle)
+        tmp = await self._receive(request, source, length, flasher.cfg.max_bytes)
+        result = await self._work(flasher.flash_received, tmp, force=_flag(request, "force"), source=source)
+        return 200, await self._maybe_wait(request, result)
+
+    async def _bank_upload(self, request: web.BaseRequest) -> tuple[int, dict]:
         from conversion.voice_bank import MAX_BANK_BYTES
 
-        flasher = self.server.flasher
-        source, length = self._upload_head("bank upload", "voice bank", min(MAX_BANK_BYTES, flasher.cfg.max_bytes))
-        activate = self._query().get("activate", "1").lower() not in ("0", "false", "no", "off")
-        return HTTPStatus.OK, flasher.flash_bank_stream(_Reader(self.rfile), length, source=source, activate=activate,
-                                                        deadline=_upload_deadline(length))
+        limit = min(MAX_BANK_BYTES, self.flasher.cfg.max_bytes)
+        source, length = self._upload_head(request, "bank upload", "voice bank", limit)
+        tmp = await self._receive(request, source, length, limit)
+        activate = request.query.get("activate", "1").lower() not in ("0", "false", "no", "off")
+        return 200, await self._work(self.flasher.flash_bank_received, tmp, source=source, activate=activate)
 
-    def _bank_activate(self) -> tuple[int, dict]:
-        return HTTPStatus.OK, self.server.flasher.activate_bank(str(self._json_body().get("name", "")))
+    async def _activate(self, request: web.BaseRequest) -> tuple[int, dict]:
+        name = str((await self._json_body(request)).get("name", ""))
+        return 200, await self._maybe_wait(request, await self._work(self.flasher.activate, name))
 
-    def _bank_deactivate(self) -> tuple[int, dict]:
-        self._json_body()
-        return HTTPStatus.OK, self.server.flasher.deactivate_bank()
+    async def _rollback(self, request: web.BaseRequest) -> tuple[int, dict]:
+        await self._json_body(request)
+        return 200, await self._work(self.flasher.rollback)
 
-    def _bank_delete(self) -> tuple[int, dict]:
-        return HTTPStatus.OK, self.server.flasher.delete_bank(str(self._json_body().get("name", "")))
-
-    def _activate(self) -> tuple[int, dict]:
-        name = str(self._json_body().get("name", ""))
-        return HTTPStatus.OK, self._maybe_wait(self.server.flasher.activate(name))
-
-    def _rollback(self) -> tuple[int, dict]:
-        self._json_body()
-        return HTTPStatus.OK, self.server.flasher.rollback()
-
-    def _usb_import(self) -> tuple[int, dict]:
-        self._json_body()
-        if self.server.usb_dir is None:
+    async def _usb_import(self, request: web.BaseRequest) -> tuple[int, dict]:
+        await self._json_body(request)
+        if self.usb_dir is None:
             raise DxmacroError("no USB folder configured for this service (usb_dir)")
-        return HTTPStatus.OK, self._maybe_wait(self.server.flasher.import_folder(self.server.usb_dir,
-                                                                                 force=self._flag("force")))
+        result = await self._work(self.flasher.import_folder, self.usb_dir, force=_flag(request, "force"))
+        return 200, await self._maybe_wait(request, result)
+
+    async def _bank_activate(self, request: web.BaseRequest) -> tuple[int, dict]:
+        name = str((await self._json_body(request)).get("name", ""))
+        return 200, await self._work(self.flasher.activate_bank, name)
+
+    async def _bank_deactivate(self, request: web.BaseRequest) -> tuple[int, dict]:
+        await self._json_body(request)
+        return 200, await self._work(self.flasher.deactivate_bank)
+
+    async def _bank_delete(self, request: web.BaseRequest) -> tuple[int, dict]:
+        name = str((await self._json_body(request)).get("name", ""))
+        return 200, await self._work(self.flasher.delete_bank, name)
+
+    async def _maybe_wait(self, request: web.BaseRequest, result: dict) -> dict:
+        """With ?wait=1, the answer waits for the health check (polled: no worker thread waits)."""
+        if _flag(request, "wait") and result.get("health") == "pending":
+            while self.flasher.health_pending():
+                await asyncio.sleep(0.1)
+            result = result | {"health": self.flasher.wait_health(0)}
+        return result
 
 
-def _upload_deadline(length: int) -> float:
-    return time.monotonic() + max(UPLOAD_MIN_S, length / UPLOAD_MIN_RATE)
+class _Connection(web.RequestHandler):
+    """aiohttp's connection with two additions: the service's cap on open connections, and an
+    answer for a client that half-closes in the middle of a request."""
+
+    def __init__(self, manager: web.Server, service: FlashHTTPServer, **options) -> None:
+        super().__init__(manager, **options)
+        self.service = service
+        self.admitted = False
+        self.half_closed = False
+        self.body: StreamReader | None = None  # the body of the request being answered
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.service.open_connections >= self.service.max_connections:
+            self.force_close()  # the client sees the connection end and may retry
+            return
+        self.admitted = True
+        self.service.open_connections += 1
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.service.open_connections -= 1
+        super().connection_lost(exc)
+
+    def eof_received(self) -> bool:
+        """The client shut its sending side (``shutdown(SHUT_WR)``): what came is all the body
+        there is, and the write side stays open for the answer, sent with ``Connection: close``.
+        (aiohttp closes at once; a half-closed connection that asks nothing more is closed at
+        the header deadline like any idle one.)"""
+        self.half_closed = True
+        if self.body is not None:
+            self.body.feed_eof()
+        return True
 
 
-class _Reader:
-    """The request body read as it arrives (one recv at a time), so the flasher checks the upload's
-    deadline between trickled bytes instead of waiting for a whole chunk."""
+async def _piece(content: StreamReader, upload: Upload) -> bytes:
+    """The next piece of an upload's body, b"" at its end; refused past its deadline, after a
+    stall of READ_TIMEOUT_S, or when the client goes away."""
+    to_deadline = upload.deadline - time.monotonic() if upload.deadline is not None else READ_TIMEOUT_S
+    try:
+        async with asyncio.timeout(max(0.0, min(READ_TIMEOUT_S, to_deadline))):
+            return await content.readany()
+    except TimeoutError:
+        if to_deadline <= READ_TIMEOUT_S:
+            raise BundleRejected(f"upload too slow: {upload.got} bytes in the time allowed") from None
+        raise BundleRejected(f"upload stalled: received {upload.got} of {upload.length} bytes, then nothing "
+                             f"for {READ_TIMEOUT_S:g} s") from None
+    except (OSError, web.RequestPayloadError) as exc:
+        raise BundleRejected(f"upload interrupted after {upload.got} bytes: {exc}") from None
 
-    def __init__(self, rfile) -> None:
-        self.rfile = rfile
 
-    def read(self, n: int = -1) -> bytes:
-        return self.rfile.read1(n)
+def _flag(request: web.BaseRequest, name: str) -> bool:
+    return request.query.get(name, "0").lower() in ("1", "true", "yes", "on")
 
 
-def serve(server: FlashHTTPServer, ready: threading.Event | None = None) -> None:
-    if ready is not None:
-        ready.set()
-    server.serve_forever(poll_interval=0.2)
+def _json(code: int, doc: dict, headers: dict[str, str] | None = None) -> web.Response:
+    response = web.json_response(doc, status=code, headers=HEADERS | (headers or {}))
+    if code >= 400:
+        response.force_close()  # the body may be unread: drained (LINGER_S), never parsed as a request
+    return response
+
+
+def _error(code: int, reason: str, headers: dict[str, str] | None = None) -> web.Response:
+    return _json(code, {"ok": False, "error": reason}, headers)
+

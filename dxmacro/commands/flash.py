@@ -1,11 +1,11 @@
 """``dxmacro flash``: send a signed model bundle to the controller, or manage what it has.
 
     dxmacro flash model.dxm --device http://dxmacro.local:8080 --token-file ~/.dxmacro-token
-    dxmacro flash --list --device URL
+    dxmacro flash --list --device URL --token-file F    (reads need a token too: the flash or the read token)
     dxmacro flash --rollback --device URL --token T
     dxmacro flash --activate NAME --device URL --token T
     dxmacro flash voices.dxb --device URL --token T      (a voice bank, told by its magic)
-    dxmacro flash --banks | --activate-bank NAME | --deactivate-bank | --delete-bank NAME --device URL
+    dxmacro flash --banks | --activate-bank NAME | --deactivate-bank | --delete-bank NAME --device URL --token T
 
 The device does every check (signature, hashes, format, downgrade, self-test, health window);
 this client streams the file with a progress bar and prints what the device decided. stdlib
@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", nargs="?", help="the signed .dxm bundle (or .dxb voice bank) to install and activate")
     p.add_argument("--device", default=os.environ.get(DEVICE_ENV),
                    help=f"controller URL, e.g. http://dxmacro.local:8080 (or ${DEVICE_ENV})")
-    p.add_argument("--token", help=f"flash token (or --token-file, or ${TOKEN_ENV})")
+    p.add_argument("--token", help=f"flash token, or the read token for --list/--status/--banks (or --token-file, "
+                   f"or ${TOKEN_ENV})")
     p.add_argument("--token-file", help="file holding the flash token")
     p.add_argument("--force", action="store_true", help="allow installing an older version (a downgrade)")
     p.add_argument("--no-wait", action="store_true", help="return once activated, without awaiting the health check")

@@ -21,6 +21,7 @@ from dxmacro.errors import DxmacroError
 DEFAULTS = {
     "store": "/var/lib/dxmacro/models",
     "token_file": "/etc/dxmacro/flash.token",
+    "read_token_file": "",  # a second token that reads status only (a screen at the side of the stage)
     "public_key": "/etc/dxmacro/signing.pub",
     "status_file": "/run/dxmacro/status.json",
     "host": "127.0.0.1",  # loopback unless the config names the address to serve on
@@ -127,10 +128,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     conf = settings(args)
     token = read_token(conf["token_file"])
+    reader = read_token(conf["read_token_file"]) if conf["read_token_file"] else None
     flasher = make_flasher(conf)
     try:
         server = FlashHTTPServer((conf["host"], conf["port"]), flasher, token,
-                                 Path(conf["usb_dir"]) if conf["usb_dir"] else None)
+                                 Path(conf["usb_dir"]) if conf["usb_dir"] else None, read_token=reader)
     except OSError as exc:
         raise DxmacroError(f"cannot listen on {conf['host']}:{conf['port']}: {exc.strerror}") from None
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
@@ -140,7 +142,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for line in flasher.store.recovered:
         print(f"store recovery: {line}", flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,6 +1,10 @@
 // Status page: polls /api/status a few times a second; the upload form posts the bundle with the
 // token in an Authorization header (XMLHttpRequest for its upload progress events).
+// Reads need a token too: the user pastes it once; it is kept in this tab's sessionStorage (gone
+// when the tab closes, never sent to another site) and sent as "Authorization: Bearer" on each poll.
 "use strict";
+
+const TOKEN_KEY = "dxmacro-token";
 
 const $ = (id) => document.getElementById(id);
 const text = (id, value) => { $(id).textContent = value === undefined || value === null ? "–" : String(value); };
@@ -78,16 +82,39 @@ function render(s) {
   }
 }
 
+function askForToken(why) {
+  text("conn", why);
+  $("access-form").hidden = false;
+}
+
 async function poll() {
-  try {
-    const r = await fetch("api/status", { cache: "no-store" });
-    render(await r.json());
-    text("conn", "");
-  } catch (e) {
-    text("conn", "(connection lost)");
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    askForToken("(token needed)");
+  } else {
+    try {
+      const r = await fetch("api/status", { cache: "no-store", headers: { Authorization: `Bearer ${token}` } });
+      if (r.status === 401) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        askForToken("(wrong token)");
+      } else {
+        render(await r.json());
+        text("conn", "");
+        $("access-form").hidden = true;
+      }
+    } catch (e) {
+      text("conn", "(connection lost)");
+    }
   }
   setTimeout(poll, 300);
 }
+
+$("access-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("access-token").value.trim());
+  $("access-token").value = "";
+  text("conn", "connecting…");
+});
 
 $("upload-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
