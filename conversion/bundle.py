@@ -81,7 +81,7 @@ class Bundle:
         raw = json.loads(self.members["golden.json"])
         return {
             "latents": np.asarray(raw["latents"], dtype=np.float32),
-            "kernels": {name: {"int8_codes": np.asarray(k["int8_codes"], dtype=np.int8),
+            "kernels": {name: {"int8_codes": np.asarray(k["int8_codes"], dtype=np.int32),  # int8 or int16 codes
                                "int8_values": np.asarray(k["int8_values"], dtype=np.uint8)}
                         for name, k in raw.get("kernels", {}).items()},
         }
@@ -234,7 +234,7 @@ def _check_contents(manifest: dict[str, Any], members: Mapping[str, bytes], fail
     try:
         kernels = golden.get("kernels", {}) if isinstance(golden, dict) else None
         ok = (isinstance(kernels, dict) and np.asarray(golden["latents"], np.float32).ndim == 2
-              and all(isinstance(k, dict) and np.asarray(k["int8_codes"], np.int8).ndim == 2
+              and all(isinstance(k, dict) and np.asarray(k["int8_codes"], np.int16).ndim == 2
                       and np.asarray(k["int8_values"], np.uint8).ndim == 2 for k in kernels.values()))
     except (KeyError, TypeError, ValueError, OverflowError):
         ok = False

@@ -403,18 +403,26 @@ def decode_head(vector: np.ndarray) -> np.ndarray:
     return v
 
 
-def to_tflite(module, calibration: np.ndarray | None, latent_size: int, grid=None) -> bytes:
-    """TFLite flatbuffer bytes: fp32 when ``calibration`` is None, else full-integer int8 with
-    int8 input and output, scales fitted on ``calibration`` (n, latent); ``grid``: the head's
-    output grid (conversion/output_grid.py), None for the plain [0, 1] head."""
-    conv = converter(module, calibration, latent_size, grid)
+# full-integer quantizations ``convert`` offers: int8 everywhere, or TFLite's 16x8 mode (int8
+# weights, int16 activations, input and output), which keeps near-tied categorical logits apart
+# where int8 activations flip them (docs/conversion.md)
+QUANTIZATIONS = ("int8", "int16x8")
+
+
+def to_tflite(module, calibration: np.ndarray | None, latent_size: int, grid=None,
+              quantization: str = "int8") -> bytes:
+    """TFLite flatbuffer bytes: fp32 when ``calibration`` is None, else full-integer
+    ``quantization`` (QUANTIZATIONS) with integer input and output, scales fitted on
+    ``calibration`` (n, latent); ``grid``: the head's output grid (conversion/output_grid.py),
+    None for the plain [0, 1] head."""
+    conv = converter(module, calibration, latent_size, grid, quantization)
     try:
         return bytes(conv.convert())
     except Exception as exc:
         raise DxmacroError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
 
-def converter(module, calibration: np.ndarray | None, latent_size: int, grid=None):
+def converter(module, calibration: np.ndarray | None, latent_size: int, grid=None, quantization: str = "int8"):
     """The configured ``tf.lite.TFLiteConverter`` behind ``to_tflite`` (also what TFLite's
     QuantizationDebugger takes: scripts/int8_debug.py)."""
     tf = _tf()
@@ -431,9 +439,14 @@ def converter(module, calibration: np.ndarray | None, latent_size: int, grid=Non
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        if quantization not in QUANTIZATIONS:
+            raise DxmacroError(f"unknown quantization {quantization!r} (one of {', '.join(QUANTIZATIONS)})")
+        if quantization == "int16x8":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.int16
+        else:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.int8
     return conv
 
 

@@ -97,7 +97,7 @@ def gates(report: dict[str, Any]) -> dict[str, bool]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     v = report["values"]
-    lines = [f"# Parity: int8 vs fp32 ({report.get('model_id', '?')})", "",
+    lines = [f"# Parity: {report.get('quantization', 'int8')} vs fp32 ({report.get('model_id', '?')})", "",
              f"- samples: {v['samples']} latents ({report.get('sources', {})})",
              f"- DX7 values within one step: {v['within_one_step']:.4f} (gate {WITHIN_ONE_STEP_MIN}); "
              f"scaled only {v['scaled_within_one_step']:.4f}; exact {v['exact']:.4f}",

@@ -82,6 +82,11 @@ def _affine_entry(affine, side: str = "input") -> dict[str, Any]:
                        "scale": [float(v) for v in affine[0]], "shift": [float(v) for v in affine[1]]}}
 
 
+def _code_steps_per_int8_step(dtype: np.dtype) -> int:
+    """int16 codes are 256 to an int8 step: the self-test's code tolerance is in int8 steps."""
+    return 256 if np.dtype(dtype) == np.int16 else 1
+
+
 def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -> dict[str, Any]:
     slots = [{"param": s.param, "name": PARAMS[s.param].name, "start": s.start, "width": s.width,
               "kind": "categorical" if s.categorical else "scaled", "high": PARAMS[s.param].high}
@@ -100,16 +105,16 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
                    "high": float(k["range"][1])} for i, k in enumerate(info["knobs"])],
         "layout": {
             "vector_size": layout.VECTOR_SIZE, "parameters": len(layout.SLOTS), "slots": slots,
-            "decode": "output = (int8 - zero_point) * scale, then quantization.output.affine where present: "
+            "decode": "output = (code - zero_point) * scale, then quantization.output.affine where present: "
                       "a vector in [0, 1]; scaled slot -> "
                       "clip(rint(x * high), 0, high); categorical group -> argmax (dx7.layout.decode)",
         },
-        "quantization": {"input": {"dtype": "int8", "scale": float(isc), "zero_point": int(izp),
+        "quantization": {"input": {"dtype": model.input_dtype.name, "scale": float(isc), "zero_point": int(izp),
                                    **_affine_entry(model.input_affine)},
-                         "output": {"dtype": "int8", "scale": float(osc), "zero_point": int(ozp),
+                         "output": {"dtype": model.output_dtype.name, "scale": float(osc), "zero_point": int(ozp),
                                     **_affine_entry(model.output_affine, "output")},
                          "calibration": calibration.parts},
-        "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE, "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
+        "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE * _code_steps_per_int8_step(model.output_dtype), "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
     }
 
 
@@ -129,8 +134,10 @@ class DeviceGraph:
     def output_affine(self) -> tuple[np.ndarray, np.ndarray] | None:
         return None if self.grid is None else self.grid.device_affine()
 
-    def to_tflite(self, int8: bool) -> bytes:
-        return export.to_tflite(self.module, self.graph_input if int8 else None, len(self.graph_input[0]), self.grid)
+    def to_tflite(self, int8: bool, quantization: str = "int8") -> bytes:
+        """The quantized model (``quantization``, export.QUANTIZATIONS) or, without ``int8``, fp32."""
+        return export.to_tflite(self.module, self.graph_input if int8 else None, len(self.graph_input[0]), self.grid,
+                                quantization)
 
 
 def device_graph(module, info: dict[str, Any], *, prior: int = 512, seed: int = 0,
@@ -174,19 +181,24 @@ def on_grid(model) -> bool:
 
 
 def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
-            seed: int = 0, groups: int = equalize.GROUPS, grid: bool = True) -> tuple[bytes, dict[str, Any], bytes]:
+            seed: int = 0, groups: int = equalize.GROUPS, grid: bool = True,
+            quantization: str = "int8") -> tuple[bytes, dict[str, Any], bytes]:
     """Returns (bundle bytes, parity report, fp32 tflite bytes). The reference of the parity
-    report stays ``module`` as trained, so the report judges the rewrite in ``device_graph`` too."""
+    report stays ``module`` as trained, so the report judges the rewrite in ``device_graph`` too.
+    ``quantization``: export.QUANTIZATIONS; the DX7-step output grid is an int8 device only."""
     from conversion.runtime import TFLiteModel, available_kernels, default_kernels
 
     check_info(info)
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
+    if quantization not in export.QUANTIZATIONS:
+        raise DxmacroError(f"unknown quantization {quantization!r} (one of {', '.join(export.QUANTIZATIONS)})")
+    grid = grid and quantization == "int8"
     dg = device_graph(module, info, prior=prior, seed=seed, groups=groups, grid=grid)
-    int8_bytes = dg.to_tflite(int8=True)
+    int8_bytes = dg.to_tflite(int8=True, quantization=quantization)
     if dg.grid is not None and not on_grid(TFLiteModel(int8_bytes)):
         dg = device_graph(module, info, prior=prior, seed=seed, groups=groups, grid=False)  # the plain head
-        int8_bytes = dg.to_tflite(int8=True)
+        int8_bytes = dg.to_tflite(int8=True, quantization=quantization)
     fp32_bytes = dg.to_tflite(int8=False)
     fp32 = TFLiteModel(fp32_bytes, input_affine=dg.affine, output_affine=dg.output_affine)
     # one model per int8 kernel set a device may run (conversion/runtime.py: KERNELS)
@@ -213,7 +225,7 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
         "main_kernels": default_kernels(), "kernels": per_kernels,
         # "dx7": the head's int8 levels on the DX7 steps (conversion/output_grid.py); "plain": the
         # [0, 1] head, asked for, or where the calibration left the grid unreachable
-        "output_grid": "dx7" if dg.grid is not None else "plain",
+        "output_grid": "dx7" if dg.grid is not None else "plain", "quantization": quantization,
         "size_bytes": len(int8_bytes), "fp32_size_bytes": len(fp32_bytes),
         "gates": {f"{name}:{gate}": ok for name, part in per_kernels.items() for gate, ok in part["gates"].items()},
     }

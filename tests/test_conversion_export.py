@@ -383,3 +383,38 @@ def test_bundle_self_tests_on_tflite_runtime_with_numpy_1(mlp_converted, signing
     assert "numpy 1." in proc.stdout
     assert "self-test passed on tflite_runtime (builtin kernels): 16 vectors, largest difference 0 int8 steps" \
         in proc.stdout
+
+
+def test_int16x8_bundle_self_tests_and_tracks_fp32_closer_than_int8(signing, tmp_path):
+    """TFLite's 16x8 mode (int8 weights, int16 activations): the bundle says int16, runs on the
+    device runtime, self-tests against its own golden codes, refuses codes off by more than the
+    tolerance, and its DX7 values track fp32 at least as well as the int8 bundle's."""
+    module, info = fixture_run("flow", steps=FIT_STEPS)
+    d8, r8, _ = pipeline.convert(module, info, signing[0], audio_voices=0, prior=256)
+    d16, r16, _ = pipeline.convert(module, info, signing[0], audio_voices=0, prior=256, quantization="int16x8")
+    assert r16["quantization"] == "int16x8" and r16["output_grid"] == "plain"
+    for name in r16["kernels"]:
+        v8, v16 = r8["kernels"][name]["values"], r16["kernels"][name]["values"]
+        assert v16["exact"] > v8["exact"] and v16["within_one_step"] >= v8["within_one_step"], (name, v8, v16)
+        assert v16["categorical_agreement"] >= v8["categorical_agreement"]
+    path = tmp_path / "model16.dxm"
+    path.write_bytes(d16)
+    dec = load_decoder(path, signing[1])
+    q = dec.bundle.manifest["quantization"]
+    assert q["input"]["dtype"] == q["output"]["dtype"] == "int16" and dec.model.input_dtype == np.int16
+    assert dec.self_test()["max_code_diff"] == 0
+    out = dec.decode(dec.anchors[0].latent)
+    ref = layout.decode(export.reference(module, dec.anchors[0].latent[None]))[0]
+    assert out.shape == (145,) and np.mean(np.abs(out.astype(int) - ref) <= 1) >= 0.97
+    # codes off by three int8-sized steps (3 x 256 int16 codes) fail the self-test
+    b = bundle.decode(d16, signing[1])
+    golden = json.loads(b.members["golden.json"])
+    codes = golden["kernels"][default_kernels()]["int8_codes"]
+    codes[0] = [int(c) + 768 if c < 0 else int(c) - 768 for c in codes[0]]
+    manifest = {k: v for k, v in b.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
+    bad = bundle.decode(bundle.encode(manifest, dict(b.members, **{"golden.json": json.dumps(golden).encode()}),
+                                      signing[0]), signing[1])
+    with pytest.raises(DxmacroError, match="self-test failed"):
+        TFLiteDecoder(bad).self_test()
+    with pytest.raises(DxmacroError, match="unknown quantization"):
+        pipeline.convert(module, info, signing[0], audio_voices=0, quantization="int4")

@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="voices rendered for the log-mel parity (0: none); fewer than ~100 gives a noisy median")
     p.add_argument("--kind", help="another VAE model of the run than its main one, e.g. vae_mlp (the MLP head, for "
                                   "comparison); needs the run's data set")
+    p.add_argument("--quantization", choices=("int8", "int16x8"), default="int8",
+                   help="int8 throughout (default), or int8 weights with int16 activations (TFLite's 16x8 mode: "
+                        "slower, keeps near-tied choices such as the algorithm where int8 flips them)")
     p.set_defaults(func=run)
 
 
@@ -79,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
     module, info = load_run(args.run, args.kind)
     from conversion import pipeline
 
-    data, report, _ = pipeline.convert(module, info, private, audio_voices=args.audio_voices)
+    data, report, _ = pipeline.convert(module, info, private, audio_voices=args.audio_voices,
+                                      quantization=args.quantization)
     folder = write_outputs(data, report, args.out, args.report)
-    print(f"wrote {args.out} ({len(data)} bytes; int8 model {report['size_bytes']} bytes)")
+    print(f"wrote {args.out} ({len(data)} bytes; {args.quantization} model {report['size_bytes']} bytes)")
     for name, part in report["kernels"].items():  # one line per int8 kernel set a device may run
         v = part["values"]
         audio = f", log-mel median {part['audio']['median_db']:.2f} dB" if "audio" in part else ""
