@@ -56,6 +56,23 @@ def play_config(ports: PlayPorts, knobs: int, config: Path | None = None) -> Con
     return parse_config(doc, config or Path("dxmacro-play.toml"))
 
 
+def configured_public_key(config: Path) -> Path | None:
+    """The key a device config's [model] public_key names (relative to the config's folder, as
+    the device reads it), or None when it names none."""
+    import tomllib
+
+    try:
+        model = tomllib.loads(config.read_text(encoding="utf-8")).get("model", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DxmacroError(f"{config}: cannot read config ({exc})") from None
+    key = model.get("public_key") if isinstance(model, dict) else None
+    if key is None or key == "":
+        return None
+    if not isinstance(key, str):
+        raise DxmacroError(f"{config}: [model] public_key must be a file name")
+    return config.resolve().parent / Path(key).expanduser()
+
+
 def check_ports(cfg: Config) -> None:
     """One line, before anything starts, when either port is not there."""
     from hardware.errors import HardwareError

@@ -13,7 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--controller", required=True, help="the controller's MIDI port (name, prefix or part of it)")
     p.add_argument("--synth", required=True, help="the synth's MIDI port (Dexed, a USB MIDI interface)")
     p.add_argument("--bundle", default=None, help="model bundle (default: the shipped model, converted once and "
-                   "kept in ~/.cache/dxmacro)")
+                   "kept in ~/.cache/dxmacro); verified with --public-key or the --config's [model] public_key")
+    p.add_argument("--public-key", default=None, help="the public key --bundle must be signed with (the key the "
+                   "device trusts)")
+    p.add_argument("--allow-unsigned", action="store_true", help="play --bundle without verifying its signature "
+                   "(development only; the device refuses it unless its config says allow_unsigned = true)")
     p.add_argument("--bank", default=None, help="voice bank (.dxb) made for the model: what next / previous and "
                    "Program Change step through (default: the model's anchors)")
     p.add_argument("--config", default=None, help="device config for knob bindings ([[knob]] cc ...), smoothing "
@@ -29,9 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def shipped_bundle() -> Path:
-    """The shipped model as an int8 bundle, converted on first use (about 25 s) and cached by the
-    model files' hash, so a second ``play`` starts at once."""
+def shipped_bundle() -> tuple[Path, Path]:
+    """The shipped model as an int8 bundle and the public half of the key it was signed with,
+    converted on first use (about 25 s) and cached by the model files' hash, so a second ``play``
+    starts at once."""
     from importlib import resources
 
     from dxmacro.commands.demo import demo_bundle
@@ -42,12 +47,27 @@ def shipped_bundle() -> Path:
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dxmacro" / f"play-{h.hexdigest()[:16]}"
-    bundle = cache / "model.dxm"
-    if not bundle.is_file():
+    bundle, public = cache / "model.dxm", cache / "demo-signing-key.pub"
+    if not (bundle.is_file() and public.is_file()):
         cache.mkdir(parents=True, exist_ok=True)
         print(f"converting the shipped model once (kept in {cache}) ...")
-        demo_bundle(cache, None)
-    return bundle
+        bundle, public = demo_bundle(cache, None)
+    return bundle, public
+
+
+def bundle_key(args: argparse.Namespace) -> Path | None:
+    """The key ``--bundle`` is verified with, as the device would: --public-key, else the
+    config's [model] public_key; None (unverified) only with --allow-unsigned."""
+    from device.play import configured_public_key
+    from dxmacro.errors import DxmacroError
+
+    if args.public_key:
+        return Path(args.public_key)
+    key = configured_public_key(Path(args.config)) if args.config else None
+    if key is not None or args.allow_unsigned:
+        return key
+    raise DxmacroError(f"--bundle {args.bundle} would play unverified: give --public-key FILE (the key the device "
+                       "trusts), a --config whose [model] names public_key, or, for development only, --allow-unsigned")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
         decoder = LinearDecoder()
     else:
-        decoder = load_bundle_decoder(Path(args.bundle) if args.bundle else shipped_bundle())
+        bundle, key = (Path(args.bundle), bundle_key(args)) if args.bundle else shipped_bundle()
+        decoder = load_bundle_decoder(bundle, key)
     cfg = play_config(ports, len(decoder.knobs), Path(args.config) if args.config else None)
     voices = bank_voices(Path(args.bank), decoder) if args.bank else None
     loop = run_play(cfg, decoder, voices=voices, duration_s=args.duration, view=not args.no_view)
