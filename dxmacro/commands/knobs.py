@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     idx = knob_report.test_voices(args.data, args.voices)
     vae = load_vae(run_dir)
     latents = encode_all(vae, ds.features, idx)  # encode_all sorts within a batch: idx is sorted already
-    decoders = {"int8": decoder.decode}
+    dtype = decoder.bundle.manifest.get("quantization", {}).get("input", {}).get("dtype", "int8")
+    decoders = {"int16x8" if dtype == "int16" else "int8": decoder.decode}
     if args.fp32:
         import torch
 

@@ -119,8 +119,8 @@ def knob_figures(heard: Heard, scorer: ScoreRenderer, sweeps: list[np.ndarray], 
 def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_dir: str | Path,
                 latents: np.ndarray, voice_idx: np.ndarray, *, steps: int = 11, threads: int = 2,
                 progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """``decoders``: name -> decode, e.g. {"int8": ..., "fp32": ...}; the report sweeps int8 in
-    "relative" and "absolute" mode and any other decoder in "relative" mode. ``knobs``: dicts with
+    """``decoders``: name -> decode, e.g. {"int8": ..., "fp32": ...}; the report sweeps the first
+    (the bundle's) in "relative" and "absolute" mode and any other decoder in "relative" mode. ``knobs``: dicts with
     dim, name, low, high (a bundle's knobs). ``latents[i]`` is the latent of data-set voice
     ``voice_idx[i]`` (the run's encoder)."""
     ds = open_dataset(data_dir)
@@ -129,7 +129,8 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
     scorer = ScoreRenderer(settings, np.asarray(ds.descriptors), n_scores, threads)
     heard = Heard(settings, threads)
     bases = [np.asarray(ds.params[int(i)], dtype=np.int64)[:145] for i in voice_idx]
-    runs = [("int8", "relative"), ("int8", "absolute")] + [(d, "relative") for d in decoders if d != "int8"]
+    device = next(iter(decoders))  # the bundle's decoder (int8 or int16x8) first: both modes
+    runs = [(device, "relative"), (device, "absolute")] + [(d, "relative") for d in decoders if d != device]
     report: dict[str, Any] = {"voices": len(bases), "steps": steps, "data": str(data_dir), "modes": {}}
     for dec_name, mode in runs:
         decode = decoders[dec_name]
