@@ -144,7 +144,9 @@ def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0,
 
     rng = np.random.default_rng(seed)
     period_s = period / rate
-    interval = max(0.03, 1.5 * period_s)  # a path's moves are 2 intervals apart: > 2 periods, no overlap
+    # A path's moves are >= 2 intervals apart (> 2 periods: their arrivals never overlap); a random
+    # extra of up to one period puts each send at a random phase of JACK's cycle on both paths.
+    interval = max(0.03, 1.5 * period_s)
     with JackServer("dxmacro-bench-midi", rate=rate, period=period) as _server:
         emu = DX7Emulator("bench-dx7", 1).start()
         ctl = MidiPlayer("bench-ctl").start()
@@ -179,15 +181,15 @@ def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0,
             for _ in range(moves):
                 value = int(np.clip(value + rng.choice([-1, 1]) * rng.integers(3, 12), 0, 127))
                 sent_full += ctl.play([(0.0, bytes([0xB0, 20, value]))])
-                time.sleep(interval)
+                time.sleep(interval + rng.uniform(0, period_s))
                 sent_thru += ctl_b.play([(0.0, bytes([0xB0, 21, value]))])
-                time.sleep(interval)
+                time.sleep(interval + rng.uniform(0, period_s))
             time.sleep(max(0.3, 3 * period_s))
             load_end = os.getloadavg()[0]
             stop.set()
             runner.join(timeout=5)
             arrivals = [(a.time, a.data) for a in emu.log(since)]
-            window = 2 * interval
+            window = 2 * interval  # the next move of the same path comes later than this
             full = PathFigures(np.array(loop.stats.cc_latencies) * 1e3, _end_to_end(sent_full, arrivals, window, True))
             transport = PathFigures(np.array(thru.latencies) * 1e3, _end_to_end(sent_thru, arrivals, window, False))
             return MidiLatency(full, transport, moves, period, rate, profile, (load_start, load_end))

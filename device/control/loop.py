@@ -110,6 +110,9 @@ class ControlLoop:
         self._message = ""
         self._last_display = float("-inf")
         self._shown: DisplayState | None = None
+        self._name_of: str | None = None  # the voice name _name encodes (encoded once per voice)
+        self._name: tuple[int, ...] = ()
+        self._at_base_array = np.zeros(0, dtype=np.int64)
         self.healthy = True  # the decoder works (set per decode)
         self.model_state = None  # device.flashing.model_follow.ModelState when following a model store
         self.status = None  # device.flashing.status.StatusPublisher when status.json is configured
@@ -212,6 +215,7 @@ class ControlLoop:
             self.at_base = self.base_values if choice.voice is None else self._decode(self.base)
             if self.at_base is None:
                 return
+            self._at_base_array = np.asarray(self.at_base, dtype=np.int64)
         self._set_target(values)
         place = getattr(self.knobs, "place", None)
         for i, (m, ch) in enumerate(zip(self.mappings, self.channels)):
@@ -229,28 +233,32 @@ class ControlLoop:
             self._knobs_changed()
         log.info("voice selected", extra={"event": "voice", "voice": choice.name})
 
-    def _decode(self, z: np.ndarray) -> tuple[int, ...] | None:
+    def _decode(self, z: np.ndarray, as_array: bool = False) -> tuple[int, ...] | np.ndarray | None:
         try:
             out = np.asarray(self.decoder.decode(z))
             if out.shape != (LEARNABLE_COUNT,):
                 raise ValueError(f"decoder returned shape {out.shape}")
             self.stats.decodes += 1
             self.healthy = True
-            return tuple(out.tolist())
+            return out if as_array else tuple(out.tolist())
         except Exception as exc:  # noqa: BLE001 - a failing model must not kill the loop; the watchdog decides
             self.stats.decode_errors += 1
             self.healthy = False
             log.error("decode failed", extra={"event": "decode_error", "reason": repr(exc)})
             return None
 
-    def _set_target(self, params: tuple[int, ...]) -> None:
-        # Range check vectorised (Voice() checks value by value: too slow per tick).
-        if len(params) != LEARNABLE_COUNT or not np.all(np.asarray(params) <= _HIGHS):
+    def _set_target(self, params: tuple[int, ...] | np.ndarray) -> None:
+        # Range check vectorised (Voice() checks value by value: too slow per tick); a knob's
+        # values come as an array, so nothing is converted between its CC and its bytes but once.
+        values = np.asarray(params)
+        if values.shape != (LEARNABLE_COUNT,) or not np.all(values <= _HIGHS):
             self.stats.decode_errors += 1
             self.healthy = False
             log.error("decoder output out of range", extra={"event": "decode_error"})
             return
-        self.values = tuple(params) + encode_name(self.voice_name)
+        if self._name_of != self.voice_name:
+            self._name_of, self._name = self.voice_name, encode_name(self.voice_name)
+        self.values = tuple(values.tolist()) + self._name
         self.profile.set_target(self.values)
 
     @property
@@ -268,11 +276,11 @@ class ControlLoop:
         if np.array_equal(z, self.latent):
             return
         self.latent = z
-        values = self._decode(z)
+        values = self._decode(z, as_array=True)
         if values is None:
             return
         if self.at_base is not None:
-            values = tuple(relative_voice(self.base_values, self.at_base, values).tolist())
+            values = relative_voice(self.base_values, self._at_base_array, values)
         self._set_target(values)
 
     def _relative_latent(self, positions: list[float | None], live: list[bool]) -> np.ndarray:

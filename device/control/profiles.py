@@ -62,7 +62,7 @@ class SysexProfile:
     def __init__(self, name: str, channel: int) -> None:
         self.name = name
         self.channel = channel
-        self.shadow: list[int] | None = None
+        self.shadow: np.ndarray | None = None  # int64: compared with each target without a conversion
         self.target: list[int] | None = None
         self._dirty: dict[int, None] = {}  # insertion order = first-dirty order
 
@@ -73,7 +73,7 @@ class SysexProfile:
         self.target = list(values)
         if self.shadow is None:
             return
-        differs = np.asarray(self.target) != np.asarray(self.shadow)
+        differs = np.fromiter(self.target, dtype=np.int64, count=len(self.target)) != self.shadow
         for p in list(self._dirty):
             if not differs[p]:
                 del self._dirty[p]
@@ -90,7 +90,7 @@ class SysexProfile:
         assert self.target is not None
         if self.shadow is None or (self.name == "dx7" and PARAM_CHANGE_SIZE * len(self._dirty) > SINGLE_SIZE):
             if send(SingleVoice(bytes(self.target), self.channel).encode()):
-                self.shadow = list(self.target)
+                self.shadow = np.array(self.target, dtype=np.int64)
                 self._dirty.clear()
             return
         for p in list(self._dirty):
@@ -176,7 +176,7 @@ class DexedLiveProfile(SysexProfile):
         assert self.target is not None
         if self.shadow is None:
             if send(SingleVoice(bytes(self.target), self.channel).encode()):
-                self.shadow = list(self.target)
+                self.shadow = np.array(self.target, dtype=np.int64)
                 self._dirty.clear()
             return
         for p in list(self._dirty):
