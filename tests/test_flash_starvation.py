@@ -188,7 +188,7 @@ def test_memory_stays_bounded_under_attack(tmp_path):
     conf.write_text(f'store = "{tmp_path / "store"}"\ntoken_file = "{tmp_path / "token"}"\n'
                     f'public_key = "{public}"\nhost = "127.0.0.1"\nport = 0\n')
     proc = subprocess.Popen([sys.executable, "-m", "dxmacro", "flash-service", "serve", "--config", str(conf),
-                             "--no-health-check"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+                             "--no-health-check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     socks: list[socket.socket] = []
     stop = threading.Event()
     try:
@@ -232,4 +232,5 @@ def test_memory_stays_bounded_under_attack(tmp_path):
         for c in socks:
             c.close()
         proc.terminate()
-        proc.wait(10)
+        _, err = proc.communicate(timeout=10)
+    assert err == "", err  # hang-ups and refusals leave nothing in the journal
