@@ -162,6 +162,15 @@ def encode(manifest: Mapping[str, Any], members: Mapping[str, bytes], key: Ed255
     return data
 
 
+def with_manifest(data: bytes, key: Ed25519PrivateKey, **changes: Any) -> bytes:
+    """A bundle the signer already made (``data``, verified with ``key``'s public half), with
+    manifest fields replaced and signed again: the export's knob choice (host_training.jobs.knob_gates)
+    lands in the manifest after the converted model has been measured."""
+    old = decode(data, key.public_key())
+    manifest = {k: v for k, v in old.manifest.items() if k not in ("format", "format_version", "key_id", "members")}
+    return encode({**manifest, **changes}, old.members, key)
+
+
 def write(path: str | os.PathLike[str], manifest: Mapping[str, Any], members: Mapping[str, bytes],
           key: Ed25519PrivateKey) -> bytes:
     data = encode(manifest, members, key)

@@ -587,6 +587,47 @@ def test_convert_a_trained_run_to_a_verified_bundle(run, tmp_path, capsys):
     assert decoder.decode(decoder.anchors[0].latent).shape == (145,)
 
 
+def test_convert_ships_only_the_knobs_that_pass_the_gates(run, tmp_path, capsys):
+    """`dxmacro convert --knob-gates`: every knob is swept through the converted decoder in
+    relative mode and rendered; a knob ships only if it passes, renamed by what it measurably
+    does, with its figures in the manifest; too few passing knobs write nothing."""
+    pytest.importorskip("tensorflow", reason="tensorflow-cpu (the int8 converter) is not installed")
+    from conversion import keys
+    from conversion.runtime import load_decoder as load_bundle
+    from host_training.dataset import open_dataset
+    from host_training.jobs.export import read_run
+
+    private, public = keys.generate(tmp_path / "key")
+    loose = tmp_path / "loose.toml"
+    loose.write_text("[knob_gates]\nspearman_min = 0.0\nwrong_sign_max = 1.01\nselectivity_min = 0.0\n"
+                     "largest_step_max_db = 1000.0\npitch_changing_max = 1.0\n")
+    out = tmp_path / "model.dxm"
+    args = ["convert", "--run", str(run), "--out", str(out), "--key", str(private), "--audio-voices", "0",
+            "--knob-gates", "--gate-voices", "3"]
+    assert main(args + ["--gates", str(loose)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("-> ships") == 2, printed
+    knobs = load_bundle(out, keys.load_public_key(public)).bundle.manifest["knobs"]
+    tags = {f"{hi}/{lo}" for lo, hi in open_dataset(read_run(run)["dataset_dir"]).tag_names}
+    tags |= {f"{lo}/{hi}" for lo, hi in open_dataset(read_run(run)["dataset_dir"]).tag_names}
+    assert [k["index"] for k in knobs] == [0, 1] and {k["trained_as"] for k in knobs} == {"bright/dark", "aggressive/soft"}
+    for k in knobs:
+        assert k["name"] in tags and set(k["measured"]) == {"spearman", "wrong_sign", "selectivity",
+                                                           "largest_step_db", "pitch_changing"}
+    ranked = [k["measured"]["spearman"] * min(k["measured"]["selectivity"], 3.0) for k in knobs]
+    assert ranked == sorted(ranked, reverse=True)  # best first
+    # an impossible gate: nothing passes, nothing is written, one line says why
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[knob_gates]\nspearman_min = 1.5\n")
+    out2 = tmp_path / "none.dxm"
+    assert main(args[:4] + [str(out2)] + args[5:] + ["--gates", str(strict)]) == 1
+    err = capsys.readouterr().err
+    assert "0 of 2 knobs pass the knob gates" in err and not out2.exists()
+    strict.write_text("[knob_gates]\nspearman_min = nan\n")
+    assert main(args[:4] + [str(out2)] + args[5:] + ["--gates", str(strict)]) == 1
+    assert "[knob_gates] spearman_min must be a finite number" in capsys.readouterr().err
+
+
 def test_torchrun_trains_one_run_split_over_two_processes(data, tmp_path):
     """Data parallel under torchrun (gloo on the CPU here, NCCL on a GPU host): one run folder, each
     process its share of every epoch, one line of output, weights that load."""

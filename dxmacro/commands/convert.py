@@ -24,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantization", choices=("int8", "int16x8"), default="int8",
                    help="int8 throughout (default), or int8 weights with int16 activations (TFLite's 16x8 mode: "
                         "slower, keeps near-tied choices such as the algorithm where int8 flips them)")
+    g = p.add_argument_group("knob gates", "measure every knob as the device plays it (relative mode, rendered "
+                                           "sweeps of validation voices) and ship only those that pass, best first")
+    g.add_argument("--knob-gates", action="store_true", help="measure the knobs and ship only those that pass")
+    g.add_argument("--gates", help="TOML file with a [knob_gates] table overriding the default gates")
+    g.add_argument("--gate-voices", type=arg_int(3, 4096), default=64, help="validation voices (default 64)")
+    g.add_argument("--gate-data", help="the run's data set (default: where the run says it was trained)")
+    g.add_argument("--min-knobs", type=arg_int(0, 64), default=1,
+                   help="refuse to write a bundle with fewer knobs than this (default 1)")
     p.set_defaults(func=run)
 
 
@@ -79,11 +87,20 @@ def run(args: argparse.Namespace) -> int:
 
     private = keys.load_private_key(key_path)  # fail on a bad key or output path before the slow part
     check_outputs(args.out, args.report)
+    gates = None
+    if args.knob_gates:
+        from host_training.jobs.knob_gates import KnobGates
+
+        gates = KnobGates.from_toml(args.gates)  # a bad gates file fails before the slow part
+    elif args.gates:
+        raise DxmacroError("--gates needs --knob-gates")
     module, info = load_run(args.run, args.kind)
     from conversion import pipeline
 
     data, report, _ = pipeline.convert(module, info, private, audio_voices=args.audio_voices,
                                       quantization=args.quantization)
+    if gates is not None:
+        data = gate_knobs(data, report, private, gates, args)
     folder = write_outputs(data, report, args.out, args.report)
     print(f"wrote {args.out} ({len(data)} bytes; {args.quantization} model {report['size_bytes']} bytes)")
     for name, part in report["kernels"].items():  # one line per int8 kernel set a device may run
@@ -94,3 +111,34 @@ def run(args: argparse.Namespace) -> int:
               f"{'passed' if part['passed'] else 'FAILED'}")
     print(f"parity {'PASSED' if report['passed'] else 'FAILED'}; report in {folder}")
     return 0
+
+
+def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespace) -> bytes:
+    """The bundle with only the knobs that pass ``gates`` (host_training.jobs.knob_gates), signed
+    again; the verdicts go into the parity report and to the terminal."""
+    import sys
+    from dataclasses import asdict
+
+    from conversion import bundle
+    from conversion.runtime import TFLiteDecoder
+    from host_training.jobs import knob_gates
+    from host_training.jobs.export import read_run
+
+    data_dir = args.gate_data or read_run(args.run)["dataset_dir"]
+    decoder = TFLiteDecoder(bundle.decode(data, private.public_key()))
+    print(f"measuring {len(decoder.knobs)} knobs on {args.gate_voices} validation voices of {data_dir} ...",
+          file=sys.stderr)
+    figures, tags = knob_gates.measure(decoder, args.run, data_dir, args.gate_voices,
+                                       progress=lambda m: print(f"  {m}", file=sys.stderr))
+    knobs = [{"dim": k.dim, "name": k.name, "low": k.low, "high": k.high} for k in decoder.knobs]
+    shipped, verdicts = knob_gates.choose(knobs, figures, gates, tags)
+    for v in verdicts:
+        print(f"knob {v['name']}: Spearman {v['spearman']:.2f}, wrong sign {v['wrong_sign']:.0%}, selectivity "
+              f"{v['selectivity']:.2f}, largest step {v['largest_step_db']:.1f} dB, pitch-changing "
+              f"{v['pitch_changing']:.0%} -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
+    report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "verdicts": verdicts,
+                            "shipped": [k["name"] for k in shipped]}
+    if len(shipped) < args.min_knobs:
+        raise DxmacroError(f"{len(shipped)} of {len(knobs)} knobs pass the knob gates, fewer than --min-knobs "
+                           f"{args.min_knobs}; nothing written")
+    return bundle.with_manifest(data, private, knobs=[{"index": i, **k} for i, k in enumerate(shipped)])

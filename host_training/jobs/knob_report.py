@@ -100,7 +100,7 @@ def knob_figures(heard: Heard, scorer: ScoreRenderer, sweeps: list[np.ndarray], 
     scores = scorer.rank(np.stack([d for d, _ in got]))
     mels = [m for _, m in got]
     steps = len(travel)
-    rho, select, jumps = [], [], []
+    rho, select, jumps, change = [], [], [], []
     for i in range(len(sweeps)):
         sc = scores[i * steps:(i + 1) * steps]
         rho.append(sweep_spearman(travel, sc[:, own]))
@@ -108,17 +108,30 @@ def knob_figures(heard: Heard, scorer: ScoreRenderer, sweeps: list[np.ndarray], 
             ranges = np.nan_to_num(np.nanmax(sc, 0) - np.nanmin(sc, 0)) if np.isfinite(sc).any() else np.zeros(sc.shape[1])
         others = np.delete(ranges, own)
         select.append(float(ranges[own] / max(others.max(initial=0.0), 1e-3)))
+        change.append(sc[-1] - sc[0])
         m = mels[i * steps:(i + 1) * steps]
         jumps.append(max(float(np.mean(np.abs(a - b))) for a, b in zip(m[:-1], m[1:])))
     return {"spearman": float(np.median(rho)), "wrong_sign": float(np.mean(np.array(rho) < 0)),
             "selectivity": float(np.median(select)), "largest_step_db": float(np.median(jumps)),
             "largest_step_db_max": float(np.max(jumps)),
-            "pitch_changing": float(np.mean([changes_pitch(s) for s in sweeps]))}
+            "pitch_changing": float(np.mean([changes_pitch(s) for s in sweeps])),
+            # median end-to-end change of every score over the travel (ranks): what the knob does
+            "score_change": [float(v) for v in _nanmedian(np.stack(change))]}
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Column medians, 0 where a column is all NaN (a score no step could read)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nan_to_num(np.nanmedian(a, axis=0))
 
 
 def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_dir: str | Path,
                 latents: np.ndarray, voice_idx: np.ndarray, *, steps: int = 11, threads: int = 2,
-                progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                progress: Callable[[str], None] = lambda _: None,
+                device_modes: tuple[str, ...] = ("relative", "absolute")) -> dict[str, Any]:
     """``decoders``: name -> decode, e.g. {"int8": ..., "fp32": ...}; the report sweeps the first
     (the bundle's) in "relative" and "absolute" mode and any other decoder in "relative" mode. ``knobs``: dicts with
     dim, name, low, high (a bundle's knobs). ``latents[i]`` is the latent of data-set voice
@@ -129,8 +142,8 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
     scorer = ScoreRenderer(settings, np.asarray(ds.descriptors), n_scores, threads)
     heard = Heard(settings, threads)
     bases = [np.asarray(ds.params[int(i)], dtype=np.int64)[:145] for i in voice_idx]
-    device = next(iter(decoders))  # the bundle's decoder (int8 or int16x8) first: both modes
-    runs = [(device, "relative"), (device, "absolute")] + [(d, "relative") for d in decoders if d != device]
+    device = next(iter(decoders))  # the bundle's decoder (int8 or int16x8) first, in ``device_modes``
+    runs = [(device, m) for m in device_modes] + [(d, "relative") for d in decoders if d != device]
     report: dict[str, Any] = {"voices": len(bases), "steps": steps, "data": str(data_dir), "modes": {}}
     for dec_name, mode in runs:
         decode = decoders[dec_name]
@@ -172,12 +185,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_voices(data_dir: str | Path, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` test-split voices of the data set (seeded sample, sorted)."""
+def test_voices(data_dir: str | Path, n: int, seed: int = 0, split: str = "test") -> np.ndarray:
+    """``n`` voices of the data set's ``split`` (seeded sample, sorted): the test split for the
+    report, the validation split where the export chooses knobs (host_training.jobs.knob_gates)."""
     ds = open_dataset(data_dir)
-    test = ds.indices("test")
+    test = ds.indices(split)
     if len(test) == 0:
-        raise DxmacroError(f"{data_dir}: the data set has no test split")
+        raise DxmacroError(f"{data_dir}: the data set has no {split} split")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(test, size=min(n, len(test)), replace=False))
 

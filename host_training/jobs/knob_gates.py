@@ -1,0 +1,123 @@
+"""Ship only knobs that work: the export measures every semantic dimension as the device plays it
+and keeps those that pass, best first, each named by what it measurably does.
+
+Why: a knob whose label promises "bright" and that mostly makes the voice louder, or retunes it,
+or jumps between two positions, is worse than no knob (issue 33). The measure is the knob
+report's (``knob_report.knob_figures``): rendered sweeps with Dexed's engine through the bundle's
+own quantized decoder in relative mode, here on the *validation* split, so that the test split
+stays the judge of what was chosen.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dxmacro.errors import DxmacroError
+from dxmacro.inputs import number
+
+
+@dataclass(frozen=True)
+class KnobGates:
+    """What a knob must measure to ship (issue 33's gates, in relative mode)."""
+
+    spearman_min: float = 0.9  # median Spearman of its own score with the knob position
+    wrong_sign_max: float = 0.10  # share of sweeps where its own score falls (strictly below)
+    selectivity_min: float = 1.5  # own score's range / largest other score's range, median
+    largest_step_max_db: float = 3.0  # median of the largest step-to-step log-mel change
+    pitch_changing_max: float = 0.05  # share of sweeps that change the pitch a player hears
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None) -> "KnobGates":
+        """The defaults, overridden by a ``[knob_gates]`` table of a TOML file."""
+        if path is None:
+            return cls()
+        try:
+            table = tomllib.loads(Path(path).read_text(encoding="utf-8")).get("knob_gates", {})
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise DxmacroError(f"{path}: cannot read the knob gates: {exc}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise DxmacroError(f"{path}: [knob_gates] has unknown settings {', '.join(unknown)} "
+                               f"(known: {', '.join(sorted(known))})")
+        return cls(**{k: float(number(v, f"{path}: [knob_gates] {k}", lo=0.0)) for k, v in table.items()})
+
+    def failures(self, f: dict[str, Any]) -> list[str]:
+        """The gates the figures ``f`` (one knob, knob_report.knob_figures) miss, as short phrases."""
+        out = []
+        if f["spearman"] < self.spearman_min:
+            out.append(f"Spearman {f['spearman']:.2f} < {self.spearman_min:g}")
+        if f["wrong_sign"] >= self.wrong_sign_max:
+            out.append(f"wrong sign {f['wrong_sign']:.0%} >= {self.wrong_sign_max:.0%}")
+        if f["selectivity"] < self.selectivity_min:
+            out.append(f"selectivity {f['selectivity']:.2f} < {self.selectivity_min:g}")
+        if f["largest_step_db"] > self.largest_step_max_db:
+            out.append(f"largest step {f['largest_step_db']:.1f} dB > {self.largest_step_max_db:g}")
+        if f["pitch_changing"] > self.pitch_changing_max:
+            out.append(f"pitch-changing {f['pitch_changing']:.0%} > {self.pitch_changing_max:.0%}")
+        return out
+
+
+def measured_name(figures: dict[str, Any], tag_names: list[tuple[str, str]]) -> str:
+    """The tag pair whose score the knob moves most over its travel, the way it moves it first:
+    "bright/dark" for a knob that brightens as it turns up, "dark/bright" for one that darkens."""
+    change = figures["score_change"]
+    t = max(range(len(change)), key=lambda i: abs(change[i]))
+    low, high = tag_names[t]
+    return f"{high}/{low}" if change[t] >= 0 else f"{low}/{high}"
+
+
+def rank_key(figures: dict[str, Any]) -> float:
+    """Best first: a knob that tracks its descriptor and leaves the others alone."""
+    return figures["spearman"] * min(figures["selectivity"], 3.0)
+
+
+def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: KnobGates,
+           tag_names: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(shipped, verdicts): the knobs (bundle manifest form: dim, name, low, high) that pass,
+    best first, each renamed by what it measurably does and carrying its figures; and one verdict
+    per measured knob (name, dim, figures, failures) in the input order."""
+    verdicts, passed = [], []
+    for k, f in zip(knobs, figures):
+        failures = gates.failures(f)
+        verdicts.append({"name": k["name"], "dim": int(k["dim"]), "failures": failures,
+                         **{key: f[key] for key in ("spearman", "wrong_sign", "selectivity", "largest_step_db",
+                                                    "pitch_changing")}})
+        if not failures:
+            passed.append((rank_key(f), k, f))
+    passed.sort(key=lambda item: -item[0])
+    shipped = [{**k, "name": measured_name(f, tag_names), "trained_as": k["name"],
+                "measured": {key: round(float(f[key]), 4) for key in ("spearman", "wrong_sign", "selectivity",
+                                                                      "largest_step_db", "pitch_changing")}}
+               for _, k, f in passed]
+    return shipped, verdicts
+
+
+
+
+def measure(decoder, run_dir: str | Path, data_dir: str | Path, voices: int, *, threads: int = 2,
+            progress=lambda _: None) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """(figures per knob of ``decoder`` in its order, the data set's tag names): each knob swept
+    from ``voices`` validation-split voices in relative mode through ``decoder`` (a bundle's
+    TFLiteDecoder), the latents from the run's encoder."""
+    from host_training.dataset import open_dataset
+    from host_training.jobs import knob_report
+    from host_training.jobs.export import encode_all, load_vae
+
+    ds = open_dataset(data_dir)
+    idx = knob_report.test_voices(data_dir, voices, split="validation")
+    latents = encode_all(load_vae(run_dir), ds.features, idx)
+    knobs = [{"dim": k.dim, "name": k.name, "low": k.low, "high": k.high} for k in decoder.knobs]
+    report = knob_report.knob_report({"device": decoder.decode}, knobs, data_dir, latents, idx, threads=threads,
+                                     progress=progress, device_modes=("relative",))
+    figures = {k["dim"]: k for k in report["modes"]["device relative"]["knobs"]}
+    missing = [k["name"] for k in knobs if k["dim"] not in figures]
+    if missing:
+        raise DxmacroError(f"knobs {', '.join(missing)} move no semantic dimension: no descriptor to judge them by")
+    return [figures[k["dim"]] for k in knobs], [tuple(t) for t in ds.tag_names]
+
+
+__all__ = ["KnobGates", "choose", "measure", "measured_name", "rank_key"]
