@@ -383,3 +383,29 @@ def test_carrier_retuning_is_penalised_and_modulator_retuning_is_not():
 
     assert loss(1, 1.0) > 100 * max(loss(1, 0.0), 1e-3)  # OP1 retuned: the carrier term dominates
     assert loss(2, 1.0) == pytest.approx(loss(2, 0.0), abs=1e-4)  # OP2 retuned: next to nothing added
+
+
+def test_the_edit_term_prices_each_parameter_a_knob_moves():
+    """A knob that moves ten slots pays ten times the edit term of one that moves one by the same
+    amount; a head that moves nothing pays nothing."""
+    sur = DescriptorSurrogate(1, hidden=8)
+
+    def head_moving(n: int) -> nn.Module:
+        lin = nn.Linear(VECTOR_SIZE, VECTOR_SIZE)
+        with torch.no_grad():
+            lin.weight.zero_()
+            lin.bias.fill_(0.5)
+            for i in range(n):
+                lin.weight[layout.SLOTS[param(f"op{1 + i % 6}_eg_rate{1 + i // 6}").index].start, 0] = 0.05
+        return lin
+
+    z = torch.zeros(16, VECTOR_SIZE)
+
+    def edit(n: int) -> float:
+        def run(w: float) -> float:
+            return sweep_loss(head_moving(n), sur, z, 1, 2.5, 0.0, 0.0, edit_weight=w,
+                              generator=torch.Generator().manual_seed(0))[0].item()
+        return run(1.0) - run(0.0)
+
+    assert edit(0) == pytest.approx(0.0, abs=1e-6)
+    assert edit(1) > 0.01 and edit(10) == pytest.approx(10 * edit(1), rel=1e-3)

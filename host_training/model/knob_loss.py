@@ -227,7 +227,7 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
                generator: torch.Generator | None = None,
                pitch_head: Callable[[torch.Tensor], torch.Tensor] | None = None,
                pitch_head_share: float = 1.0, voices: torch.Tensor | None = None,
-               carrier_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               carrier_weight: float = 0.0, edit_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss, mean own-score change over a full travel) for knob sweeps from the latents ``z``.
 
     Each of the ``n_sem`` semantic dimensions (knob t drives score t) is set to two positions
@@ -244,7 +244,12 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
     ``voices`` (B, 225), the batch's real voices: the sweeps are read as the device plays them in
     relative mode (``relative_view``: each voice plus the head's change from its own latent)
     instead of the head's own voices. ``carrier_weight`` weighs the squared change, in semitones,
-    of each operator's frequency times the probability that it is a carrier (a register jump)."""
+    of each operator's frequency times the probability that it is a carrier (a register jump).
+    ``edit_weight`` weighs the size of the edit, the summed absolute change of the scaled slots
+    between a sweep's ends (an L1 norm, in units of each parameter's range): the smallest edit
+    that makes the knob's own score rise. Why: the whole-corpus knobs moved 20-40 parameters at
+    every step of a sweep, each change adding to the other scores and to the step a player hears
+    (selectivity 0.6-1.4, largest steps 4-7 dB, docs/results.md)."""
     n_scores = surrogate.n_scores
     b = z.shape[0]
     z = z.detach().float()
@@ -273,6 +278,10 @@ def sweep_loss(head: nn.Module, surrogate: DescriptorSurrogate, z: torch.Tensor,
         semis, carrier = carrier_semitones(heard)
         semis, carrier = semis.reshape(n_sem, 2, b, 6), carrier.reshape(n_sem, 2, b, 6)
         pitch_term = pitch_term + carrier_weight * (carrier[:, 0] * (semis[:, 1] - semis[:, 0]).pow(2)).sum(-1).mean()
+    if edit_weight > 0:
+        idx = SCALED_SLOTS.to(z.device)
+        ends = heard.reshape(n_sem, 2, b, -1).index_select(-1, idx).clamp(0.0, 1.0)
+        pitch_term = pitch_term + edit_weight * (ends[:, 1] - ends[:, 0]).abs().sum(-1).mean()
     delta = scores[:, :, 1] - scores[:, :, 0]  # (E, S, B, T)
     frac = (pos[:, 1] - pos[:, 0]) / (2.0 * travel)  # (S, B) share of the full travel
     own = torch.stack([delta[:, t, :, t] for t in range(n_sem)], 1)  # (E, S, B)

@@ -59,6 +59,7 @@ class LossConfig:
     # the head's change from its latent, knob_loss.relative_view); 0: the head's own voices
     knob_relative: float = 0.0
     knob_carrier_weight: float = 0.0  # squared change of a carrier's frequency along a sweep, per semitone
+    knob_edit_weight: float = 0.0  # the edit's size along a sweep: summed |change| of the scaled slots (L1)
     surrogate_weight: float = 1.0
     surrogate: str = "mlp"  # the surrogate's members: "mlp", "linear", "prior" or sums such as "mlp+prior"
     surrogate_steps: float = 2000  # fitted on the training voices before the first epoch
@@ -266,7 +267,8 @@ def vae_loss(model, x: torch.Tensor, target: torch.Tensor, tags: torch.Tensor, c
                                            cfg.knob_cross_weight, cfg.knob_pitch_weight, pitch_head=pitch_head,
                                            pitch_head_share=cfg.knob_pitch_int8,
                                            voices=target if cfg.knob_relative > 0 else None,
-                                           carrier_weight=cfg.knob_carrier_weight)
+                                           carrier_weight=cfg.knob_carrier_weight,
+                                           edit_weight=cfg.knob_edit_weight)
         loss = loss + cfg.surrogate_weight * fit + cfg.knob_weight * sweep
         figures.update(surrogate=fit.item(), knob_sweep=sweep.item(), knob_gain=gain.item())
     figures["loss"] = loss.item()
