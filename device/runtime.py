@@ -152,12 +152,18 @@ def build_loop(cfg: Config, *, decoder: Decoder, knobs, port, clock, buttons=Non
     echo = EchoCC(cfg.echo_channel - 1, cfg.echo_ccs) if cfg.echo_ccs else None
     settings = LoopSettings(rate_hz=cfg.rate_hz, smoothing=cfg.smoothing, takeover=cfg.takeover, knob_mode=cfg.knob_mode,
                             reopen_interval_s=cfg.reopen_interval_s, random_seed=cfg.random_seed)
-    return ControlLoop(knobs=knobs, port=port, decoder=decoder, mappings=mapping_factory(cfg), profile=profile,
+    loop = ControlLoop(knobs=knobs, port=port, decoder=decoder, mappings=mapping_factory(cfg), profile=profile,
                        clock=clock, budget=budget, echo=echo, echo_port=echo_port, buttons=buttons,
                        display=display, notifier=notifier,
                        bank=VoiceBank(cfg.bank_file) if cfg.bank_file else None, settings=settings,
                        midi_in=midi_in, program_channel=cfg.midi_input_channel - 1 if cfg.midi_input_channel else None,
                        midi_knobs=midi_knobs, thru=thru)
+    if midi_in is not None:  # learn from the status page (through the store) or with [buttons] panic held
+        from device.control.learn_service import LearnDesk
+
+        loop.learn_desk = LearnDesk(cfg.path, cfg.store, has_input=True,
+                                    controller_tables=tuple(i for i, k in enumerate(cfg.knobs) if k.midi))
+    return loop
 
 
 def open_midi_input(cfg: Config):

@@ -23,6 +23,13 @@ class GpioButtons:
         self._events: list[str] = []
         self._lock = threading.Lock()
         self.buttons = [Button(gpio, pin, self._presser(name), bouncetime_ms) for name, pin in pins.items()]
+        self._by_name = dict(zip(pins, self.buttons))
+
+    def held(self, name: str) -> bool:
+        """Whether button ``name`` is down now (its level, not an edge): hold panic to learn
+        (device.control.learn_service)."""
+        button = self._by_name.get(name)
+        return button is not None and button.pressed
 
     def _presser(self, name: str):
         def pressed() -> None:

@@ -101,6 +101,7 @@ class ControlLoop:
         self.program = ProgramInput(program_channel)
         self.midi_knobs, self.thru = midi_knobs, thru
         self.learner: Learner | None = None  # set by learn(): the next control turned is reported, not played
+        self.learn_desk = None  # device.control.learn_service.LearnDesk: learn from the status page or a held button
         self._input_connects = 0
         self._cc_arrival: float | None = None
         self._urgent: list[bytes] = []
@@ -472,7 +473,8 @@ class ControlLoop:
         self._apply_voices()
         if self.buttons is not None:
             for event in self.buttons.poll():
-                self.press(event)
+                if self.learn_desk is None or not self.learn_desk.take_press(self, event):
+                    self.press(event)
         if self.midi_in is not None:
             self._poll_input()
         try:
@@ -498,6 +500,8 @@ class ControlLoop:
         if not self.profile.pending:  # a control that changed nothing sends nothing: no latency to count
             self._cc_arrival = None
         self._pump_echo()
+        if self.learn_desk is not None:  # after the bytes went out: learning costs a knob nothing
+            self.learn_desk.tick(self, now)
         self._update_display(now)
         if self.status is not None:
             self.status.tick(self)

@@ -45,6 +45,7 @@ Endpoints (JSON unless noted):
     POST /api/banks/activate    {"name": "<installed bank name>"}
     POST /api/banks/deactivate  back to the model's anchors
     POST /api/banks/delete      {"name": "<installed bank name>"} (not the active one)
+    POST /api/learn        {"knob": N} or {"cancel": true}: MIDI learn in the control loop (learn.js)
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ from dxmacro.errors import DxmacroError
 
 WEB = Path(__file__).with_name("web")
 STATIC = {"/": ("status.html", "text/html; charset=utf-8"),
-          "/status.js": ("status.js", "text/javascript; charset=utf-8")}
+          "/status.js": ("status.js", "text/javascript; charset=utf-8"),
+          "/learn.js": ("learn.js", "text/javascript; charset=utf-8")}
 MAX_JSON = 4096
 MAX_CONNECTIONS = 128  # open connections at most; one technician needs a handful
 WORKERS = 4  # threads for blocking work; flashes take the store lock one at a time anyway
@@ -111,7 +113,8 @@ class FlashHTTPServer:
             "/api/auth": self._auth, "/api/upload": self._upload, "/api/activate": self._activate,
             "/api/rollback": self._rollback, "/api/usb-import": self._usb_import,
             "/api/banks/upload": self._bank_upload, "/api/banks/activate": self._bank_activate,
-            "/api/banks/deactivate": self._bank_deactivate, "/api/banks/delete": self._bank_delete}
+            "/api/banks/deactivate": self._bank_deactivate, "/api/banks/delete": self._bank_delete,
+            "/api/learn": self._learn}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -331,6 +334,12 @@ class FlashHTTPServer:
     async def _bank_delete(self, request: web.BaseRequest) -> tuple[int, dict]:
         name = str((await self._json_body(request)).get("name", ""))
         return 200, await self._work(self.flasher.delete_bank, name)
+
+    async def _learn(self, request: web.BaseRequest) -> tuple[int, dict]:
+        """MIDI learn for the control loop, left in the store (device.control.learn_service)."""
+        from device.control.learn_service import request_from_body
+
+        return 200, await self._work(request_from_body, self.flasher.store.root, await self._json_body(request))
 
     async def _maybe_wait(self, request: web.BaseRequest, result: dict) -> dict:
         """With ?wait=1, the answer waits for the health check (polled: no worker thread waits)."""

@@ -65,6 +65,8 @@ class StatusPublisher:
             "midi": {"port": self.port_name(), "state": "connected" if loop.link_up else "disconnected"},
             "errors": errors[-5:],
         }
+        desk = getattr(loop, "learn_desk", None)
+        doc["learn"] = desk.state.as_json() if desk is not None else {"available": False, "page": False}
         try:
             write_status(self.path, doc)
         except OSError as exc:  # /run full or gone: the loop plays on; the service will see it stale

@@ -98,7 +98,9 @@ async function poll() {
         sessionStorage.removeItem(TOKEN_KEY);
         askForToken("(wrong token)");
       } else {
-        render(await r.json());
+        const doc = await r.json();
+        render(doc);
+        document.dispatchEvent(new CustomEvent("dxmacro-status", { detail: doc }));  // learn.js
         text("conn", "");
         $("access-form").hidden = true;
       }
