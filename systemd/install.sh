@@ -98,6 +98,10 @@ install -m 0644 "$SRC/systemd/dxmacro-device.service" "$SRC/systemd/dxmacro-flas
 
 if [ -z "$STAGE" ]; then
     chown dxmacro-flash "$ROOT/etc/dxmacro/flash.token"  # the flash service only, not the loop
+    # MIDI learn: the loop replaces its own device.toml (temp + rename in this folder); the sticky
+    # bit keeps it from renaming or deleting what it does not own (flash.token, flash.toml, the key)
+    chown root:dxmacro "$ROOT/etc/dxmacro" && chmod 1775 "$ROOT/etc/dxmacro"
+    chown dxmacro:dxmacro "$ROOT/etc/dxmacro/device.toml"
     systemctl daemon-reload
     systemctl enable --now dxmacro-device.service dxmacro-flash.service
     say "done: status page on http://$(hostname).local:$PORT/"
