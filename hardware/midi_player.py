@@ -3,8 +3,9 @@ it is told, at the times it is told, as a performer's controller would (knob swe
 
 Run: ``python -m hardware.midi_player --name ctl [--api jack]``; it offers ``ctl:out`` (JACK) and
 reads one JSON command per line on stdin: ``{"play": [[delay_s, "hex bytes"], ...]}`` sends each
-message ``delay_s`` after the previous one and answers ``{"ok": true, "sent": [t, ...]}`` with each
-send's time.monotonic(); ``{"op": "quit"}`` or the end of stdin ends it. ``MidiPlayer`` is the
+message ``delay_s`` after the previous one (with ``"at": T``: at T + delay_s, T a time.monotonic(),
+which is system-wide, so several players can keep one schedule) and answers ``{"ok": true, "sent":
+[t, ...]}`` with each send's time.monotonic(); ``{"op": "quit"}`` or the end of stdin ends it. ``MidiPlayer`` is the
 parent's handle; ``stop`` closes its port and ends it, as a controller pulled from USB.
 """
 
@@ -34,9 +35,11 @@ def _serve(args: argparse.Namespace) -> int:
         if req.get("op") == "quit":
             break
         sent = []
+        at = req.get("at")
         for delay, data in req.get("play", []):
-            if delay > 0:
-                time.sleep(delay)
+            wait = at + delay - time.monotonic() if at is not None else delay
+            if wait > 0:
+                time.sleep(wait)
             port.send(bytes.fromhex(data))
             sent.append(time.monotonic())
         print(json.dumps({"ok": True, "sent": sent}), flush=True)
@@ -84,10 +87,26 @@ class MidiPlayer:
 
     def play(self, messages: list[tuple[float, bytes]]) -> list[float]:
         """Send each message ``delay`` seconds after the previous one; their send times."""
+        self.start_play(messages)
+        return self.sent()
+
+    def start_play(self, messages: list[tuple[float, bytes]], at: float | None = None) -> None:
+        """Start playing and return at once (``sent`` waits); with ``at`` (a time.monotonic()),
+        each message's time is ``at`` + its offset instead of a delay after the previous one."""
         assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"play": [[d, m.hex()] for d, m in messages]}) + "\n")
+        req: dict[str, Any] = {"play": [[d, m.hex()] for d, m in messages]}
+        if at is not None:
+            req["at"] = at
+        self.process.stdin.write(json.dumps(req) + "\n")
         self.process.stdin.flush()
-        return self._answer()["sent"]
+
+    def sent(self, timeout: float | None = None) -> list[float]:
+        """The send times of what ``start_play`` asked for, once it is all sent."""
+        saved, self.timeout = self.timeout, timeout or self.timeout
+        try:
+            return self._answer()["sent"]
+        finally:
+            self.timeout = saved
 
     def kill(self) -> None:
         """The controller unplugged: the process and its port vanish at once."""

@@ -1,11 +1,12 @@
 """``dxmacro bench midi``: how long a controller's knob CC takes through the loop, beside the transport alone.
 
-Two controller processes (hardware.midi_player) take turns, one move each, on a private JACK
-server (dummy backend, the period given): controller A's knob CC goes to the device's loop
-(dexed profile by default: no byte budget, so the loop's own cost is measured, not DIN pacing),
-whose voice change goes to the synth (the emulated DX7 on JACK); controller B's CC goes through a
-bare pass-through (``PassThrough``: the same port classes the device opens, read and written,
-nothing else) to the same synth. Interleaved, so both see the same load.
+Two controller processes (hardware.midi_player) take turns on one schedule, one move each, on a
+private JACK server (dummy backend, the period given): controller A's knob CC goes to the device's
+loop (dexed profile by default: no byte budget, so the loop's own cost is measured, not DIN
+pacing), whose voice change goes to the synth (the emulated DX7 on JACK); controller B's CC goes
+through a bare pass-through (``PassThrough``: a process of its own with the same port classes the
+device opens, read and written, nothing else) to the same synth. Interleaved, so both see the
+same load; each send at a random phase of JACK's cycle.
 
 Two measures, each for both paths:
 
@@ -88,35 +89,71 @@ class MidiLatency:
 class PassThrough:
     """The transport alone: what arrives on ``source`` is sent on to ``target`` at once, through
     the same port classes the device uses (RtMidiInput read in the caller's thread, RtMidiOutput),
-    with no dxmacro code in between. ``latencies`` are arrival stamp -> send returned, seconds."""
+    with no dxmacro code in between; in a process of its own, as the device's loop is (a thread
+    beside the loop would take the GIL from it). ``latencies()`` are arrival stamp -> send
+    returned, in seconds. Run: ``python -m device.bench.midi_latency SOURCE TARGET``."""
 
-    def __init__(self, source: str, target: str) -> None:
-        from hardware.midi import RtMidiInput, RtMidiOutput
+    def __init__(self, source: str, target: str, timeout: float = 15.0) -> None:
+        import subprocess
+        import sys
 
-        self.inp = RtMidiInput(source, "jack", client_name="bench-thru-in", threaded=False)
-        self.out = RtMidiOutput(target, "jack", client_name="bench-thru-out")
-        self.latencies: list[float] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="bench-pass-through", daemon=True)
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        self.timeout = timeout
+        self.process = subprocess.Popen([sys.executable, "-m", "device.bench.midi_latency", source, target],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True, env=env)
+        self._answer()
 
-    def start(self) -> PassThrough:
-        self.thread.start()
-        return self
+    def _answer(self) -> dict:
+        import json
+        import select
 
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            if not self.inp.wait(0.05):
-                self.out.alive()  # the port check, off the path (as the device's watcher does it)
-                continue
-            for t, data in self.inp.drain():
-                self.out.send(data)
-                self.latencies.append(time.monotonic() - t)
+        from hardware.errors import HardwareError
+
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            raise HardwareError(f"the pass-through did not answer (exit code {self.process.poll()})")
+        return json.loads(line)
+
+    def latencies(self) -> list[float]:
+        """Ends the pass-through; what it measured."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        return self._answer()["latencies"]
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=2)
-        self.inp.close()
-        self.out.close()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def _pass_through(source: str, target: str) -> int:
+    """The pass-through process: forward until stdin ends, then print the latencies."""
+    import json
+    import sys
+
+    from hardware.midi import RtMidiInput, RtMidiOutput
+
+    inp = RtMidiInput(source, "jack", client_name="bench-thru-in", threaded=False)
+    out = RtMidiOutput(target, "jack", client_name="bench-thru-out")
+    latencies: list[float] = []
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    print(json.dumps({"ready": True}), flush=True)
+    while not done.is_set():
+        if not inp.wait(0.05):
+            out.alive()  # the port check, off the path (as the device's watcher does it)
+            continue
+        for t, data in inp.drain():
+            out.send(data)
+            latencies.append(time.monotonic() - t)
+    print(json.dumps({"latencies": latencies}), flush=True)
+    inp.close()
+    out.close()
+    return 0
 
 
 def _end_to_end(sent: list[float], arrivals: list[tuple[float, bytes]], window: float, sysex: bool) -> np.ndarray:
@@ -144,9 +181,10 @@ def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0,
 
     rng = np.random.default_rng(seed)
     period_s = period / rate
-    # A path's moves are >= 2 intervals apart (> 2 periods: their arrivals never overlap); a random
-    # extra of up to one period puts each send at a random phase of JACK's cycle on both paths.
-    interval = max(0.03, 1.5 * period_s)
+    # One schedule for both controllers, A and B taking turns every ``interval`` plus a random part
+    # of a period (each send at a random phase of JACK's cycle, on both paths): a path's moves are
+    # >= 3 periods apart, so the arrivals of one never reach into the next one's window.
+    interval = max(0.03, 2 * period_s)
     with JackServer("dxmacro-bench-midi", rate=rate, period=period) as _server:
         emu = DX7Emulator("bench-dx7", 1).start()
         ctl = MidiPlayer("bench-ctl").start()
@@ -159,7 +197,7 @@ def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0,
                                          "input": ctl.port, "input_api": "jack"}}, Path("bench.toml"))
             midi_in = open_midi_input(cfg)
             port = MidiPort(PortSpec("jack", emu.input_port, client_name="dxmacro-bench"))
-            thru = PassThrough(ctl_b.port, emu.input_port).start()
+            thru = PassThrough(ctl_b.port, emu.input_port)
             loop = build_loop(cfg, decoder=decoder, knobs=None, port=port, clock=RealClock(spin_s=3e-4),
                               midi_in=midi_in)
             stop = threading.Event()
@@ -174,16 +212,19 @@ def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0,
             ctl.play([(0.0, bytes([0xB0, 20, pickup]))])  # picked up at its pickup point
             time.sleep(0.3)
             loop.stats.record_ticks = True
-            thru.latencies.clear()
             since = len(emu.log())
+            value, script_a, script_b = pickup, [], []
+            for k in range(2 * moves):
+                if k % 2 == 0:
+                    value = int(np.clip(value + rng.choice([-1, 1]) * rng.integers(3, 12), 0, 127))
+                at = k * interval + rng.uniform(0, period_s)
+                (script_a if k % 2 == 0 else script_b).append((at, bytes([0xB0, 20 if k % 2 == 0 else 21, value])))
             load_start = os.getloadavg()[0]
-            value, sent_full, sent_thru = pickup, [], []
-            for _ in range(moves):
-                value = int(np.clip(value + rng.choice([-1, 1]) * rng.integers(3, 12), 0, 127))
-                sent_full += ctl.play([(0.0, bytes([0xB0, 20, value]))])
-                time.sleep(interval + rng.uniform(0, period_s))
-                sent_thru += ctl_b.play([(0.0, bytes([0xB0, 21, value]))])
-                time.sleep(interval + rng.uniform(0, period_s))
+            start = time.monotonic() + 0.2
+            ctl.start_play(script_a, at=start)  # the players keep the schedule; this process only waits
+            ctl_b.start_play(script_b, at=start)
+            run_s = 2 * moves * interval + 10
+            sent_full, sent_thru = ctl.sent(run_s), ctl_b.sent(run_s)
             time.sleep(max(0.3, 3 * period_s))
             load_end = os.getloadavg()[0]
             stop.set()
@@ -191,10 +232,17 @@ def run_midi_latency(*, moves: int = 200, profile: str = "dexed", seed: int = 0,
             arrivals = [(a.time, a.data) for a in emu.log(since)]
             window = 2 * interval  # the next move of the same path comes later than this
             full = PathFigures(np.array(loop.stats.cc_latencies) * 1e3, _end_to_end(sent_full, arrivals, window, True))
-            transport = PathFigures(np.array(thru.latencies) * 1e3, _end_to_end(sent_thru, arrivals, window, False))
+            transport = PathFigures(np.array(thru.latencies()) * 1e3,
+                                    _end_to_end(sent_thru, arrivals, window, False))
             return MidiLatency(full, transport, moves, period, rate, profile, (load_start, load_end))
         finally:
             for closer in (getattr(thru, "close", None), getattr(midi_in, "close", None),
                            getattr(port, "close", None), ctl_b.stop, ctl.stop, emu.stop):
                 if closer is not None:
                     closer()
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_pass_through(*sys.argv[1:3]))
