@@ -179,3 +179,24 @@ def test_bad_requests_and_a_config_that_cannot_be_written(tmp_path):
     _run(loop, clock, 0.6)
     state = loop.learn_desk.state
     assert state.state == "failed" and "learn one of 1..3" in state.reason and path.read_text() == CONFIG
+
+
+def test_the_flash_service_route_leaves_the_request_in_the_store(tmp_path):
+    from tests.flash_fixtures import Bundles
+    from tests.flash_server import Service
+
+    svc = Service(tmp_path, Bundles(tmp_path / "bundles"))
+    try:
+        body = json.dumps({"knob": 2}).encode()
+        assert svc.request("POST", "/api/learn", body, token=None)[0] == 401  # a write: the flash token
+        code, doc = svc.request("POST", "/api/learn", body, headers={"Content-Type": "application/json"})
+        assert code == 200 and doc["learn"]["knob"] == 2
+        assert read_request(tmp_path / "store" / REQUEST_FILE)["request"] == doc["learn"]["request"]
+        code, doc = svc.request("POST", "/api/learn", json.dumps({"cancel": True}).encode())
+        assert code == 200 and doc["learn"]["knob"] is None
+        for bad in ({"knob": "2"}, {"knob": -1}, {}):
+            code, doc = svc.request("POST", "/api/learn", json.dumps(bad).encode())
+            assert code == 400 and ("knob must be" in doc["error"] or "give" in doc["error"])
+        assert svc.request("POST", "/api/learn", b"not json")[0] == 422
+    finally:
+        svc.close()
