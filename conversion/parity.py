@@ -112,18 +112,18 @@ def to_markdown(report: dict[str, Any]) -> str:
                          "bins x frames (median voice)")
     if "output_grid" in report:
         grid = report["output_grid"] == "dx7"
-        lines.append("- int8 output levels: " + ("on the DX7 steps (one level per step)" if grid
-                                                 else "plain [0, 1] head, 1/255 steps"))
+        lines.append(f"- {report.get('quantization', 'int8')} output levels: " + ("on the DX7 steps (one level per step)" if grid
+                                                 else f"plain [0, 1] head, 1/{65535 if report.get('quantization') == 'int16x8' else 255} steps"))
     if "tflite_fp32_max_abs" in report:
         lines.append(f"- TFLite fp32 vs torch fp32, max |difference| of the output vector: "
                      f"{report['tflite_fp32_max_abs']:.2e}")
     for name, part in report.get("kernels", {}).items():
         audio = f", log-mel median {part['audio']['median_db']:.3f} dB" if "audio" in part else ""
-        lines.append(f"- {name} int8 kernels{' (figures above)' if name == report.get('main_kernels') else ''}: "
+        lines.append(f"- {name} kernels{' (figures above)' if name == report.get('main_kernels') else ''}: "
                      f"{part['values']['within_one_step']:.4f} within one step, categorical "
                      f"{part['values']['categorical_agreement']:.4f}{audio}, invoke {part['invoke_us']:.1f} us "
                      f"-> {'passed' if part['passed'] else 'FAILED'}")
-    lines += [f"- int8 model size: {report['size_bytes']} bytes (fp32: {report.get('fp32_size_bytes', '?')})",
+    lines += [f"- {report.get('quantization', 'int8')} model size: {report['size_bytes']} bytes (fp32: {report.get('fp32_size_bytes', '?')})",
               f"- invoke time (median, 1 thread, this machine): {report['invoke_us']:.1f} us",
               f"- gates: {report['gates']} -> {'PASSED' if report['passed'] else 'FAILED'}", "",
               "| parameter | kind | agreement | exact | max steps |", "|---|---|---|---|---|"]
