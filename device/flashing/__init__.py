@@ -4,5 +4,6 @@
 ``web/``), and the control loop's side of the contract: following the active model and
 writing status.json (``model_follow``, ``status``, ``status_file``).
 
-May import ``dx7``, conversion's device-side reader and ``device.control``'s interfaces.
+May import ``dx7``, conversion's device-side reader, ``device.control``'s interfaces, and aiohttp (the
+flash service's server, from the device extra).
 """

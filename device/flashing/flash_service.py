@@ -135,17 +135,20 @@ class FlashHTTPServer:
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
         with self._lock:
-            self._loop, self._stop = loop, asyncio.Event()
+            self._loop, self._stop = loop, stop
             if self._stopping.is_set():
-                self._stop.set()
+                stop.set()
         http = web.Server(self._handle)
         options = {"loop": loop, "keepalive_timeout": self.header_timeout_s, "lingering_time": LINGER_S,
                    "access_log": None}
         server = await loop.create_server(lambda: _Connection(http, self, **options), sock=self._sock)
         try:
-            await self._stop.wait()
+            await stop.wait()
         finally:
+            with self._lock:
+                self._loop = self._stop = None  # a later shutdown() has no loop to wake
             server.close()
             await http.shutdown(1.0)
 
