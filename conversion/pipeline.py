@@ -182,15 +182,17 @@ def on_grid(model) -> bool:
 
 def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 128, prior: int = 512,
             seed: int = 0, groups: int = equalize.GROUPS, grid: bool = True,
-            quantization: str = "int8") -> tuple[bytes, dict[str, Any], bytes]:
+            quantization: str | None = None) -> tuple[bytes, dict[str, Any], bytes]:
     """Returns (bundle bytes, parity report, fp32 tflite bytes). The reference of the parity
     report stays ``module`` as trained, so the report judges the rewrite in ``device_graph`` too.
-    ``quantization``: export.QUANTIZATIONS; the DX7-step output grid is an int8 device only."""
+    ``quantization``: export.QUANTIZATIONS, by default the one the run names (info "quantization",
+    else int8); the DX7-step output grid is an int8 device only."""
     from conversion.runtime import TFLiteModel, available_kernels, default_kernels
 
     check_info(info)
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
+    quantization = quantization or str(info.get("quantization") or "int8")
     if quantization not in export.QUANTIZATIONS:
         raise DxmacroError(f"unknown quantization {quantization!r} (one of {', '.join(export.QUANTIZATIONS)})")
     grid = grid and quantization == "int8"

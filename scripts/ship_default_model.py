@@ -1,6 +1,6 @@
 """Make a trained run the default model shipped in host_training/default_model/.
 
-    python scripts/ship_default_model.py RUN [--files-from FILE] [--command "..."]
+    python scripts/ship_default_model.py RUN [--files-from FILE] [--command "..."] [--quantization int16x8]
 
 Copies only what the product needs and nothing of the data: the main flow model's weights
 (model.pt) and training curve, RUN/export/ with the encoded latents cut to seeded samples
@@ -30,8 +30,10 @@ def _sample(arr: np.ndarray, n: int) -> np.ndarray:
     return arr[np.sort(idx)]
 
 
-def ship(run: Path, files_from: str | None, command: str | None) -> Path:
+def ship(run: Path, files_from: str | None, command: str | None, quantization: str | None = None) -> Path:
     info = json.loads((run / "export" / "info.json").read_text())
+    if quantization:
+        info["quantization"] = quantization  # what `dxmacro convert` and `make demo` convert it with
     kind = info["kind"]
     rinfo = json.loads((run / "run.json").read_text())
     tmp = DEST.with_name(DEST.name + ".new")
@@ -40,7 +42,7 @@ def ship(run: Path, files_from: str | None, command: str | None) -> Path:
     (tmp / "export").mkdir()
     for name in ("model.pt", "log.jsonl"):
         shutil.copyfile(run / "models" / kind / name, tmp / "models" / kind / name)
-    shutil.copyfile(run / "export" / "info.json", tmp / "export" / "info.json")
+    (tmp / "export" / "info.json").write_text(json.dumps(info, indent=1) + "\n")
     shutil.copyfile(run / "export" / "train_keys.npy", tmp / "export" / "train_keys.npy")
     np.save(tmp / "export" / "latents.npy", _sample(np.load(run / "export" / "latents.npy"), 512))
     np.save(tmp / "export" / "test_latents.npy", _sample(np.load(run / "export" / "test_latents.npy"), 256))
@@ -67,11 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", type=Path)
     p.add_argument("--files-from", help="a text file naming the cartridges the data set was built from")
     p.add_argument("--command", help="the exact training command, recorded in run.json")
+    p.add_argument("--quantization", choices=("int8", "int16x8"),
+                   help="the quantization the model converts with by default (written to export/info.json)")
     args = p.parse_args(argv)
     if not (args.run / "export" / "info.json").is_file():
         print(f"ship_default_model: {args.run}: training has not finished (no export/info.json)", file=sys.stderr)
         return 1
-    print(ship(args.run, args.files_from, args.command))
+    print(ship(args.run, args.files_from, args.command, args.quantization))
     return 0
 
 

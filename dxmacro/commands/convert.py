@@ -21,9 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="voices rendered for the log-mel parity (0: none); fewer than ~100 gives a noisy median")
     p.add_argument("--kind", help="another VAE model of the run than its main one, e.g. vae_mlp (the MLP head, for "
                                   "comparison); needs the run's data set")
-    p.add_argument("--quantization", choices=("int8", "int16x8"), default="int8",
-                   help="int8 throughout (default), or int8 weights with int16 activations (TFLite's 16x8 mode: "
-                        "slower, keeps near-tied choices such as the algorithm where int8 flips them)")
+    p.add_argument("--quantization", choices=("int8", "int16x8"), default=None,
+                   help="int8 throughout, or int8 weights with int16 activations (TFLite's 16x8 mode: slower, "
+                        "keeps near-tied choices such as the algorithm where int8 flips them); default: what the "
+                        "run names (the shipped model: int16x8), else int8")
     g = p.add_argument_group("knob gates", "measure every knob as the device plays it (relative mode, rendered "
                                            "sweeps of validation voices) and ship only those that pass, best first")
     g.add_argument("--knob-gates", action="store_true", help="measure the knobs and ship only those that pass")
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if gates is not None:
         data = gate_knobs(data, report, private, gates, args)
     folder = write_outputs(data, report, args.out, args.report)
-    print(f"wrote {args.out} ({len(data)} bytes; {args.quantization} model {report['size_bytes']} bytes)")
+    print(f"wrote {args.out} ({len(data)} bytes; {report['quantization']} model {report['size_bytes']} bytes)")
     for name, part in report["kernels"].items():  # one line per int8 kernel set a device may run
         v = part["values"]
         audio = f", log-mel median {part['audio']['median_db']:.2f} dB" if "audio" in part else ""

@@ -40,7 +40,7 @@ def demo_bundle(out: Path, run_dir: str | None) -> tuple[Path, Path]:
     data, report, _ = pipeline.convert(module, info, keys.load_private_key(private), audio_voices=0)
     path = out / "model.dxm"
     atomic_write(path, data)
-    print(f"converted {info['model_id']} to {path}: int8 model {report['size_bytes']} bytes, "
+    print(f"converted {info['model_id']} to {path}: {report['quantization']} model {report['size_bytes']} bytes, "
           f"{report['values']['within_one_step']:.1%} of values within one DX7 step of fp32")
     return path, public
 

@@ -219,6 +219,8 @@ def conversion_info(info: dict[str, Any], run_dir: str | Path,
     out = {"model_id": info["model_id"], "model_version": str(info.get("model_version", "1.0.0")),
            "latent_size": int(info["latent_size"]), "dataset_manifest_hash": info["dataset_manifest_sha256"],
            "knobs": knobs, "anchors": anchors, "head": info.get("head")}
+    if info.get("quantization"):  # the quantization the run ships with (scripts/ship_default_model.py)
+        out["quantization"] = str(info["quantization"])
     if arrays is not None:  # encoded in memory (load_decoder with another kind)
         out["calibration_latents"] = _sample(arrays["latents"], 1024)
         out["test_latents"] = arrays["test_latents"]
