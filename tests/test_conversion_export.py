@@ -131,7 +131,8 @@ def test_the_input_affine_runs_on_the_device_in_float(flow_models, mlp_converted
 
 
 def test_shipped_model_meets_the_issue_gates(signing):
-    """Issue 5's gates on the real thing: the default model shipped in host_training/default_model,
+    """Issue 5's gates on the real thing: the default model shipped in host_training/default_model
+    (the whole corpus, converted as it names: int16x8),
     judged on its encoded test-split voices and knob sweeps, audio rendered by Dexed's engine."""
     from host_training.jobs.export import load_decoder as load_run
 
@@ -146,7 +147,10 @@ def test_shipped_model_meets_the_issue_gates(signing):
         assert v["categorical_agreement"] >= parity.CATEGORICAL_MIN, v["categorical_agreement"]
         assert part["audio"]["voices"] == 128
         assert part["audio"]["median_db"] <= parity.LOG_MEL_MEDIAN_MAX_DB, part["audio"]
-    assert report["passed"] and report["size_bytes"] <= 1_000_000 and report["output_grid"] == "dx7"
+    assert report["passed"] and report["size_bytes"] <= 1_000_000
+    # the shipped run names its quantization: int8 weights with int16 activations (int8 throughout
+    # flips 1.4 % of its categorical choices, docs/conversion.md); the DX7-step grid is int8's only
+    assert report["quantization"] == info["quantization"] == "int16x8" and report["output_grid"] == "plain"
     # the bundle self-tests under either kernel set, each against its own golden codes
     dec = TFLiteDecoder(bundle.decode(data, signing[1]))
     affine = dec.bundle.manifest["quantization"]["input"]["affine"]
