@@ -113,8 +113,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: heard at MIDI note {note}, up to the octave, and matched there (--note N if you know it)")
     if result.octave is not None:
         print(f"octave {result.octave}")
-    for path, hold, length in zip(args.audio, result.holds, result.lengths):
-        told = "given" if args.hold is not None else "read from the recording; --hold SECONDS if you know it"
+    how = {"release": "the release heard", "held": "no release heard before the end",
+           "died": "the note died while held: the hold the nearest voices fit best"}
+    for path, hold, length, held_as in zip(args.audio, result.holds, result.lengths,
+                                           result.held or ("",) * len(result.holds)):
+        told = ("given" if args.hold is not None
+                else f"read from the recording, {how.get(held_as, held_as)}; --hold SECONDS if you know it")
         held = "to the end" if hold >= length else f"{hold:.3f} s"
         print(f"{path}: key held {held} of {length:.2f} s ({told})")
     atomic_write(args.out, encode_singles([result.voice]))
