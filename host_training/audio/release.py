@@ -33,13 +33,13 @@ WINDOW_S = 0.15  # the straight lines either side of a bend are fitted over this
 MIN_BEND_DB_S = 15.0  # a bend this much steeper (dB/s) after than before is a release heard
 MIN_DROP_DB = 6.0  # ... and the level falls at least this much within DROP_S after it
 DROP_S = 0.3
-EARLIEST_SHARE = 0.4  # the earliest bend this strong against the strongest is the note-off (a release
+EARLIEST_SHARE = 0.5  # the earliest bend this strong against the strongest is the note-off (a release
 # often steepens again where the engine cuts a dying operator to silence)
 STEEP_DB = 20.0
 HALF_DB = 3.0
-MIN_BEFORE = 3  # frames
+MIN_BEFORE_S = 0.035  # the slope before a bend is read over this much after the loudest frame at least
 SMOOTH_S = 0.03  # the level is smoothed over this much before its rises are read (beating, chorus)
-RISE_DB = 6.0  # after a release starts the level never rises this much again (an envelope's dip does)
+RISE_DB = 4.0  # after a release starts the level never rises this much again (an envelope's dip does)
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def read_note_off(audio: np.ndarray, rate: int, noise_db: float | None = None) -
     n_s = max(1, int(round(SMOOTH_S / HOP_S)))
     padded = np.pad(y, (n_s // 2, n_s - 1 - n_s // 2), mode="edge")
     rises = _rises(np.convolve(padded, np.ones(n_s) / n_s, mode="valid"))
-    start = peak_k + MIN_BEFORE  # the slope before is read over a few frames after the loudest at least
+    start = peak_k + int(round(MIN_BEFORE_S / HOP_S))
     ks = np.arange(start, len(y) - 2)
     if len(ks):
         reach = int(round(DROP_S / HOP_S))
