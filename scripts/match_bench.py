@@ -1,7 +1,7 @@
 """Benchmark of `dxmacro match` on recordings of any timing and note (docs/results.md, "Sound matching").
 
     python scripts/match_bench.py RUN DATA [--voices N] [--seconds S] [--search cma|greedy]
-                                  [--timings H:L,...] [--strata novel,shelf] [--json OUT]
+                                  [--timings H:L,...] [--strata novel,shelf] [--hold read|given] [--json OUT]
 
 Each voice is rendered by Dexed's engine at velocity 100 at one of the notes 48, 60, 67, 72 (in
 turn, so every timing hears every note equally) at every timing: held 0.3, 1.0, 1.5, 3.0 s with
@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--timings", default=None, help="H:L,... (default: all eight)")
     ap.add_argument("--strata", default="novel,shelf")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--hold", choices=("read", "given"), default="read",
+                    help="the note-off read from the recording (as `match` does) or given (--hold: the search alone)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     timings = TIMINGS if a.timings is None else [tuple(map(float, t.split(":"))) for t in a.timings.split(",")]
@@ -141,12 +143,13 @@ def main() -> None:
                 cols = timing.shared_columns(min(hold, length), s, m.retrieval.pool)
                 shared = score(m.train_params[int(timing.nearest_voices(m.retrieval, [heard], cols, 1)[0])])
                 t0 = time.monotonic()
-                res = m.match_recordings([rec], 0.0, [note], seconds=a.seconds, search=a.search, started=t0)
+                res = m.match_recordings([rec], 0.0, [note], seconds=a.seconds, search=a.search, started=t0,
+                                         hold=hold if a.hold == "given" else None)
                 took = time.monotonic() - t0
                 row = {"stratum": stratum, "voice": j, "note": note, "hold": hold, "length": length,
                        "match": score(res.voice.parameters), "printed": res.distance_db, "one_note": base,
                        "shared": shared, "seconds": took, "evals": res.evals, "hold_read": res.holds[0],
-                       "source": res.source}
+                       "held": res.held[0] if res.held else "", "source": res.source}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if a.json:

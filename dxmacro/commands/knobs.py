@@ -1,13 +1,13 @@
 """``dxmacro knobs report``: every knob of a bundle as a performer hears it, relative and absolute.
 
-    dxmacro knobs report --bundle model.dxm --data DIR [--run RUN] [--voices 64] [--fp32] --out REPORT
+    dxmacro knobs report --bundle model.dxm --data DIR [--run RUN] [--voices 64] [--travel-scale 1] [--fp32] --out REPORT
 """
 
 from __future__ import annotations
 
 import argparse
 
-from dxmacro.inputs import arg_int
+from dxmacro.inputs import arg_float, arg_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                               "test voices' latents (default: the shipped default model)")
     r.add_argument("--voices", type=arg_int(1), default=64, help="test-split voices (default 64)")
     r.add_argument("--steps", type=arg_int(2, 1000), default=11, help="positions over each knob's travel (default 11)")
+    r.add_argument("--travel-scale", type=arg_float(0.05, 1.0), default=1.0,
+                   help="sweep this share of each knob's travel, centred (default 1: the whole travel); what a "
+                        "shorter knob would measure")
     r.add_argument("--fp32", action="store_true", help="the run's fp32 decoder in relative mode beside int8")
     r.add_argument("--threads", type=arg_int(1, 256), default=2, help="render threads (default 2)")
     r.add_argument("--out", help="write knobs.json and knobs.md to this folder")
@@ -69,10 +72,11 @@ def run(args: argparse.Namespace) -> int:
                 return layout.decode(vae.to_vector(torch.from_numpy(np.asarray(z, np.float32)[None])).numpy())[0]
 
         decoders["fp32"] = fp32
-    knobs = [{"dim": k.dim, "name": k.name, "low": k.low, "high": k.high} for k in decoder.knobs]
+    half, mid = (lambda k: (k.high - k.low) / 2 * args.travel_scale), (lambda k: (k.high + k.low) / 2)
+    knobs = [{"dim": k.dim, "name": k.name, "low": mid(k) - half(k), "high": mid(k) + half(k)} for k in decoder.knobs]
     report = knob_report.knob_report(decoders, knobs, args.data, latents, idx, steps=args.steps,
                                      threads=args.threads, progress=lambda m: print(f"  {m}", file=sys.stderr))
-    report["bundle"], report["model_id"] = str(args.bundle), model_id
+    report["bundle"], report["model_id"], report["travel_scale"] = str(args.bundle), model_id, args.travel_scale
     print(knob_report.markdown(report), end="")
     if args.out:
         knob_report.write_report(args.out, report)

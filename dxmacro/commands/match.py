@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=1, metavar="N",
                    help="also write the N best distinct voices (1-32) as a 32-voice bank beside --out "
                    "(OUT-candidates.syx), best first, each named by its rank and distance, to audition")
-    p.add_argument("--search", choices=("cma", "greedy"), default="cma",
+    p.add_argument("--search", choices=("cma", "greedy", "greedy+cma"), default="cma",
                    help="parameter search after retrieval: cma (CMA-ES, default) or greedy (line search)")
     p.set_defaults(func=run)
 
@@ -113,8 +113,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: heard at MIDI note {note}, up to the octave, and matched there (--note N if you know it)")
     if result.octave is not None:
         print(f"octave {result.octave}")
-    for path, hold, length in zip(args.audio, result.holds, result.lengths):
-        told = "given" if args.hold is not None else "read from the recording; --hold SECONDS if you know it"
+    how = {"release": "the release heard", "held": "no release heard before the end",
+           "died": "the note died while held: the hold the nearest voices fit best"}
+    for path, hold, length, held_as in zip(args.audio, result.holds, result.lengths,
+                                           result.held or ("",) * len(result.holds)):
+        told = ("given" if args.hold is not None
+                else f"read from the recording, {how.get(held_as, held_as)}; --hold SECONDS if you know it")
         held = "to the end" if hold >= length else f"{hold:.3f} s"
         print(f"{path}: key held {held} of {length:.2f} s ({told})")
     atomic_write(args.out, encode_singles([result.voice]))

@@ -171,8 +171,10 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
 
 
 def markdown(report: dict[str, Any]) -> str:
+    share = float(report.get("travel_scale", 1.0))
+    travel = "travel" if share == 1.0 else f"travel cut to {share:.0%} around its centre"
     lines = [f"Knobs as heard: {report['voices']} test-split voices, {report['steps']} steps over each knob's "
-             f"travel, rendered at the data set's notes.", "",
+             f"{travel}, rendered at the data set's notes.", "",
              "| mode | knob | Spearman | wrong sign | selectivity | largest step dB (max) | pitch-changing |",
              "|---|---|---|---|---|---|---|"]
     for key, entry in report["modes"].items():

@@ -46,6 +46,7 @@ from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.audio.pitch import sounding_note
+from host_training.audio.release import NoteOff, read_note_off
 from host_training.jobs.register import read_register
 from host_training.jobs.search import greedy_moves
 from host_training.audio.features import N_FFT
@@ -66,6 +67,7 @@ class MatchResult:
     octave: str | None = None  # how sure the octave is, where the note was heard
     ranked: tuple[tuple[Voice, float, str], ...] = ()  # the best distinct voices, best first, with distances
     evals: int = 0  # voices rendered and judged
+    held: tuple[str, ...] = ()  # how each note-off was had: "given", or read_note_off's "release", "held", "died"
 
     @property
     def note(self) -> int:
@@ -234,6 +236,13 @@ def prepare(audio: np.ndarray, rate: int, settings: RenderSettings) -> Prepared:
     note = a[onset.start:onset.start + max(2 * n, int(MAX_NOTE_S * settings.rate))]
     return Prepared(_note_mel(note, lead, settings.rate, n), onset.start / settings.rate, noise_db, note, lead,
                     settings.rate, n, offset, _note_mel(note, lead, settings.rate, len(note)))
+
+
+def how_held(rec: Prepared) -> NoteOff:
+    """The recording's note-off read from its level (host_training.audio.release), under the noise
+    floor heard before the note where there was one."""
+    noise = None if rec.lead is None else level_db(rec.lead)
+    return read_note_off(rec.note, rec.rate, noise)
 
 
 POLISH_MOVES = greedy_moves()  # the greedy search's moves (host_training.jobs.search), most audible first
@@ -454,10 +463,16 @@ class Matcher:
                                                                                       HOLD_VOICES)]
         z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
         model_voice = self._register(layout.decode(self.decode(z_m)[0]), takes)
-        # 2. the note-off, read by listening where not given
+        # 2. the note-off, read from the sound where not given (host_training.audio.release); where
+        # the sound does not show it (the note died while held) by listening: the hold at which
+        # the nearest voices render closest, the best distance kept
+        offs = [how_held(rec) for rec in recs] if hold is None else []
+        listened = [off.ended == "died" for off in offs]
         if hold is None:
             spend = t0 + seconds * HOLD_SHARE
-            takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t, deadline=spend)[0]) for t in takes]
+            takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t, deadline=spend)[0]) if by_ear
+                     else t.at(hold=t.length if off.hold is None else off.hold)
+                     for t, off, by_ear in zip(takes, offs, listened)]
         # 3. the octave, where the note was heard: each of three octaves tried
         octave = None
         if len(takes) == 1 and guessed[0]:
@@ -485,8 +500,8 @@ class Matcher:
         starts = [(p, lineage) for p, _, lineage in judge.ranked(SEARCH_STARTS)]
         srch.SEARCHES[search](judge, starts)
         best, d, lineage = judge.best()
-        # 6. the note-off read again for the winner (a hop at a time about the one used)
-        if hold is None and len(takes) == 1:
+        # 6. a note-off read by listening read again for the winner (a hop at a time about the one used)
+        if hold is None and len(takes) == 1 and listened[0]:
             h, d_h = timing.read_hold(renderer, [best], takes[0], around=takes[0].hold)
             if d_h < d - timing.HOLD_TIE_DB:
                 takes, d = [takes[0].at(hold=h)], d_h
@@ -495,7 +510,9 @@ class Matcher:
         ranked = tuple((with_name(p), dist, lin) for p, dist, lin in judge.ranked(keep)) if keep > 1 else ()
         source = lineage.rstrip("0123456789.")
         return MatchResult(with_name(best), source, d, tuple(t.note for t in takes), tuple(gains),
-                           velocities=tuple(t.velocity for t in takes), holds=tuple(t.hold for t in takes), lengths=tuple(t.length for t in takes),
+                           velocities=tuple(t.velocity for t in takes), holds=tuple(t.hold for t in takes),
+                           lengths=tuple(t.length for t in takes),
+                           held=tuple(off.ended for off in offs) if hold is None else ("given",) * len(takes),
                            octave=octave, ranked=ranked, evals=judge.evals)
 
     def _register(self, params: np.ndarray, takes) -> np.ndarray:

@@ -151,4 +151,21 @@ def cma_search(judge: Judge, starts: Sequence[tuple[np.ndarray, str]], sigma: fl
         pass
 
 
-SEARCHES = {"cma": cma_search, "greedy": lambda judge, starts, **_: greedy(judge, *starts[0])}
+def greedy_starts(judge: Judge, starts: Sequence[tuple[np.ndarray, str]]) -> None:
+    """The greedy search from each of ``starts`` in turn (best first) while time is left: a
+    line search stops where no move helps, often well within the time (docs/results.md)."""
+    for start, lineage in starts:
+        if time.monotonic() > judge.deadline:
+            break
+        greedy(judge, start, lineage)
+
+
+def greedy_then_cma(judge: Judge, starts: Sequence[tuple[np.ndarray, str]]) -> None:
+    """The greedy search from each start, then CMA-ES from the best voice found with the time left."""
+    greedy_starts(judge, starts)
+    if time.monotonic() < judge.deadline:
+        best, _, lineage = judge.best()
+        cma_search(judge, [(best, lineage)] + list(starts), sigma=0.04)
+
+
+SEARCHES = {"cma": cma_search, "greedy": greedy_starts, "greedy+cma": greedy_then_cma}
