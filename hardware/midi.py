@@ -205,17 +205,19 @@ class RtMidiOutput(_RtPort):
 
     def __init__(self, port: str, api: str = "jack", client_name: str = "dxmacro", virtual: bool = False) -> None:
         super().__init__("output", port, api, client_name, virtual)
+        self.check_s = SEND_CHECK_S
 
     def send(self, msg: MidiData) -> None:
         """Raises PortGone when the far end or the JACK server is gone: rtmidi itself would
         accept the bytes and drop them. Checked here only when no ``alive()`` said yes in the
-        last 0.1 s (a check costs ~50 us, more on a busy box: the device's watcher asks every
-        50 ms, so a knob's bytes do not wait for it)."""
+        last ``check_s`` (0.1 s; a check costs ~0.5 ms, up to tens of ms on a busy box: a port
+        that ``ReopeningOutput`` watches is checked by its watcher, and here only when the
+        watcher is three intervals late, so a knob's bytes do not wait for a check)."""
         if self.closed:
             raise HardwareError(f"MIDI port {self.name!r} is closed")
         data = to_bytes(msg)
         now = time.monotonic()
-        if now - self._checked_at > SEND_CHECK_S:
+        if now - self._checked_at > self.check_s:
             if not self.alive():
                 raise PortGone(f"MIDI port {self.name!r} is gone (unplugged, or its JACK server died)")
             self._checked_at = now
@@ -425,13 +427,23 @@ class ReopeningOutput:
                 pass
 
     def check(self) -> bool:
-        """Bring the state up to date; True when the port is open."""
+        """Bring the state up to date; True when the port is open.
+
+        A JACK port is checked without the lock: libjack is thread-safe, and the check (a
+        connect to the server, the port list) took 0.5 ms at the median and 3-50 ms at the tail
+        on a busy box, which a send waiting on the lock paid. ALSA's sequencer handle is not
+        to be used from two threads at once: checked under the lock."""
+        with self._lock:
+            port = self._port
+        if port is not None and getattr(port, "api", None) == "jack":
+            ok = self._alive(port)
+            with self._lock:
+                if not ok and self._port is port:
+                    self._drop(f"MIDI port {self.name!r} vanished")
+            return ok
         with self._lock:
             if self._port is not None:
-                try:
-                    ok = self._port.alive()
-                except HardwareError as exc:
-                    ok, self.last_error = False, str(exc)
+                ok = self._alive(self._port)
                 if not ok:
                     self._drop(f"MIDI port {self.name!r} vanished")
                 return ok
@@ -441,10 +453,24 @@ class ReopeningOutput:
                 self.last_error = str(exc)
                 return False
             self.opens += 1
+            self._watched(self._port)
             if self.gone_since is not None or self.opens > 1:
                 self.reopened_at = self.clock.now()
             self.gone_since = None
             return True
+
+    def _alive(self, port: Any) -> bool:
+        try:
+            return bool(port.alive())
+        except HardwareError as exc:
+            self.last_error = str(exc)
+            return False
+
+    def _watched(self, port: Any) -> None:
+        """A port this watcher checks needs no check of its own before each send (unless the
+        watcher is late: three of its intervals)."""
+        if self._thread is not None and hasattr(port, "check_s"):
+            port.check_s = max(port.check_s, 3 * self.poll_interval)
 
     def send(self, msg: MidiData) -> None:
         with self._lock:
@@ -462,6 +488,8 @@ class ReopeningOutput:
             self._stop.clear()
             self._thread = threading.Thread(target=self._watch, name=f"midi-watch:{self.name}", daemon=True)
             self._thread.start()
+            with self._lock:
+                self._watched(self._port)
         return self
 
     def _watch(self) -> None:

@@ -1,6 +1,6 @@
 """Benchmark of `dxmacro match` on recordings of any timing and note (docs/results.md, "Sound matching").
 
-    python scripts/match_bench.py RUN DATA [--voices N] [--seconds S] [--search cma|greedy]
+    python scripts/match_bench.py RUN DATA [--voices N] [--seconds S] [--search greedy+cma|greedy|cma]
                                   [--timings H:L,...] [--strata novel,shelf] [--hold read|given] [--json OUT]
 
 Each voice is rendered by Dexed's engine at velocity 100 at one of the notes 48, 60, 67, 72 (in
@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("data")
     ap.add_argument("--voices", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--search", default="cma")
+    ap.add_argument("--search", default=hm.SEARCH)
     ap.add_argument("--timings", default=None, help="H:L,... (default: all eight)")
     ap.add_argument("--strata", default="novel,shelf")
     ap.add_argument("--json", default=None)

@@ -31,11 +31,14 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.control.learn import Learner, write_binding
 from device.control.midi_knobs import CCBinding
 from dxmacro.errors import DxmacroError
+
+if TYPE_CHECKING:
+    from device.control.loop import ControlLoop
 
 log = logging.getLogger("dxmacro.device")
 
@@ -135,7 +138,7 @@ class LearnDesk:
             self._seen = old["request"] if old else None
 
     # -- what starts and ends a learn ------------------------------------------------------------
-    def start(self, loop, knob: int, source: str, request: str | None = None) -> None:
+    def start(self, loop: ControlLoop, knob: int, source: str, request: str | None = None) -> None:
         """Listen for the next control turned, for [[knob]] ``knob`` (0-based)."""
         self._learner = Learner(quiet_s=self.quiet_s)
         self._started = loop.clock.now()
@@ -144,12 +147,12 @@ class LearnDesk:
         loop._message = f"learn knob {knob + 1}: turn a control"
         log.info("learning", extra={"event": "learn", "knob": knob, "source": source})
 
-    def stop(self, loop, state: str, reason: str | None = None) -> None:
+    def stop(self, loop: ControlLoop, state: str, reason: str | None = None) -> None:
         self._learner = None
         loop.learn(None)
         self.state.state, self.state.reason = state, reason
 
-    def take_press(self, loop, event: str) -> bool:
+    def take_press(self, loop: ControlLoop, event: str) -> bool:
         """True when a button press was a learn action (next / previous while the button is held)."""
         if not self._holding or event not in ("next", "previous") or self.state.knob is None:
             return False
@@ -157,7 +160,7 @@ class LearnDesk:
         self.start(loop, knob, "button")
         return True
 
-    def tick(self, loop, now: float) -> None:
+    def tick(self, loop: ControlLoop, now: float) -> None:
         self._button(loop)
         if self.request_path is not None and now >= self._next_check:
             self._next_check = now + self.check_s
@@ -174,7 +177,7 @@ class LearnDesk:
         elif self.state.source == "page" and now - self._started > self.timeout_s:
             self.stop(loop, "timed out", f"no control was turned within {self.timeout_s:g} s")
 
-    def _button(self, loop) -> None:
+    def _button(self, loop: ControlLoop) -> None:
         held = getattr(loop.buttons, "held", None)
         holding = bool(held is not None and self.has_input and held(HOLD_BUTTON))
         if holding and not self._holding:
@@ -189,7 +192,7 @@ class LearnDesk:
                 else:
                     self.stop(loop, "idle")
 
-    def _page(self, loop) -> None:
+    def _page(self, loop: ControlLoop) -> None:
         assert self.request_path is not None
         try:
             st = os.stat(self.request_path)
@@ -216,7 +219,7 @@ class LearnDesk:
         self.start(loop, doc["knob"], "page", doc["request"])
 
     # -- the binding --------------------------------------------------------------------------------
-    def _bind(self, loop, binding: CCBinding) -> None:
+    def _bind(self, loop: ControlLoop, binding: CCBinding) -> None:
         knob, source = self.state.knob, self.state.source
         assert knob is not None
         try:
@@ -237,7 +240,7 @@ class LearnDesk:
             self.start(loop, min(MAX_KNOB, knob + 1), "button")
             self.state.last = f"knob {knob + 1}: {binding.describe()} ({applies})"
 
-    def _apply(self, loop, knob: int, binding: CCBinding) -> bool:
+    def _apply(self, loop: ControlLoop, knob: int, binding: CCBinding) -> bool:
         """Rebind a knob that was already the controller's when the loop started, in the running
         loop (its position stays until the new control moves: soft takeover); a pot or a new knob
         waits for the next start."""

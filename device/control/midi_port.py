@@ -40,10 +40,10 @@ def opener(spec: PortSpec):
 
 class MidiPort:
     """``MidiOut`` over a ReopeningOutput. ``state`` is what status.json and the screen show.
-    The watcher checks the port every 50 ms, under the 0.1 s after which ``RtMidiOutput.send``
-    would check it itself: the check stays off the path from a knob's CC to its bytes."""
+    The watcher checks the port every 0.1 s, off the path from a knob's CC to its bytes (the
+    port's own check before a send only runs when the watcher is late)."""
 
-    def __init__(self, spec: PortSpec, poll_interval: float = 0.05) -> None:
+    def __init__(self, spec: PortSpec, poll_interval: float = 0.1) -> None:
         self.spec = spec
         self.out = ReopeningOutput(opener(spec), spec.port or spec.describe(), poll_interval=poll_interval).start()
 

@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=int, default=1, metavar="N",
                    help="also write the N best distinct voices (1-32) as a 32-voice bank beside --out "
                    "(OUT-candidates.syx), best first, each named by its rank and distance, to audition")
-    p.add_argument("--search", choices=("cma", "greedy", "greedy+cma"), default="cma",
-                   help="parameter search after retrieval: cma (CMA-ES, default) or greedy (line search)")
+    p.add_argument("--search", choices=("greedy+cma", "greedy", "cma"), default="greedy+cma",
+                   help="parameter search after retrieval: greedy+cma (the line search from each of the best "
+                   "candidates, then CMA-ES with the time left; default, measured best at equal time), "
+                   "greedy (the line search alone) or cma (CMA-ES alone)")
     p.set_defaults(func=run)
 
 

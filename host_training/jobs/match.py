@@ -97,6 +97,7 @@ HOLD_VOICES = 3  # nearest voices over the opening that the note-off is read wit
 OCTAVE_VOICES = 3  # ... and the octave
 OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
 HOLD_SHARE = 0.3  # of the time the note-off reading may take
+SEARCH = "greedy+cma"  # the search after the candidates: it measured best at equal time (docs/results.md)
 SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
 
@@ -407,7 +408,7 @@ class Matcher:
 
     def match_recordings(self, recs: Sequence[Prepared], gain_db: float | None = None,
                          notes: Sequence[int | None] | None = None, name: str = "MATCH",
-                         hold: float | None = None, seconds: float = DEFAULT_SECONDS, search: str = "cma",
+                         hold: float | None = None, seconds: float = DEFAULT_SECONDS, search: str = SEARCH,
                          started: float | None = None, progress: bool = False, keep: int = 1) -> MatchResult:
         """``match_recording`` over several recordings of one sound, one note each (a sampled
         instrument at several pitches): each is read as one recording is (its note heard, its

@@ -4,12 +4,15 @@ Why wall time: Dexed's engine renders a second of audio in well under 2 ms and t
 costs about as much, so a few seconds hold hundreds to thousands of candidates; how many fit
 depends on the note's length and the machine, and the user sets the time (``--seconds``).
 
-Two searches over the same parameters (the ones a listener hears most, as the greedy polish
+Searches over the same parameters (the ones a listener hears most, as the greedy polish
 always used, plus the sustain levels and fine frequencies that a line search cannot couple):
 - ``greedy``: the line search the polish always was, run until the time is spent;
 - ``cma_search``: CMA-ES (``cma``) on those parameters scaled to 0..1, rounded to DX7 values,
-  started from the best candidates in turn (a restart when one run stops improving).
-docs/model.md, "Match: the search", measures them at equal time.
+  started from the best candidates in turn (a restart when one run stops improving);
+- ``greedy_then_cma`` (`match`'s default): the line search from each of the best candidates,
+  then CMA-ES from the best voice found with the time left. At equal time the line search
+  alone beats CMA-ES alone, and CMA-ES after it adds a little (docs/results.md).
+docs/results.md ("Sound matching at a recording's timing") measures them at equal time.
 """
 
 from __future__ import annotations
