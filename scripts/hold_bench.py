@@ -77,7 +77,7 @@ def main() -> None:
 def report(rows: list[dict]) -> None:
     print(f"right: |hold read - hold| <= {TOL_S} s or judging error <= {TOL_DB} dB; "
           f"{len({r['voice'] for r in rows})} voices, {len(rows)} cases")
-    print("| hold (s) | file ends | cases | right | |error| median / 90th pct (s) | judging error median / 90th pct (dB) | release not heard |")
+    print("| hold (s) | file ends | cases | right | error (abs.) median / 90th pct (s) | judging error median / 90th pct (dB) | release not heard |")
     print("|---|---|---|---|---|---|---|")
     for end in ENDS:
         for hold in HOLDS:
@@ -95,7 +95,7 @@ def report(rows: list[dict]) -> None:
           f"{np.percentile(e, 90):.3f} | {np.median(d):.2f} / {np.percentile(d, 90):.2f} "
           f"| {np.mean([r['heard'] != 'release' for r in rows]):.0%} |")
     heard = np.abs([r["error_s"] for r in rows if r["heard"] == "release" and r["end"] != "cut"])
-    print("releases heard in files that keep them: |error| within 10 / 25 / 50 ms: "
+    print("releases heard in files that keep them: error (abs.) within 10 / 25 / 50 ms: "
           + " / ".join(f"{np.mean(heard <= t):.0%}" for t in (0.01, 0.025, 0.05)) + f" of {len(heard)}")
     kept = [r for r in rows if r["end"] != "cut"]
     print(f"files that keep the release: release not heard in {np.mean([r['heard'] != 'release' for r in kept]):.0%}"

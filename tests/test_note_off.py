@@ -97,7 +97,7 @@ def test_the_note_off_of_real_voices_is_read_or_does_not_matter():
     """48 corpus voices (one a file, drawn), note 60, held 0.3 / 1.0 / 3.0 s, the release kept
     (0.5 s) or cut: the hold read is within 25 ms, or the voice itself judged at the hold read
     is within 0.25 dB of the recording (the note died while held, a release as slow as the
-    decay). Measured: 81 % of the 286 cases that sound (scripts/hold_bench.py measures the data set's)."""
+    decay). Measured: 80 % of the 286 cases that sound (scripts/hold_bench.py measures the data set's)."""
     r = DexedRenderer(RATE)
     right = []
     for v in corpus_voices(48):

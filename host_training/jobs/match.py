@@ -97,6 +97,8 @@ HOLD_VOICES = 3  # nearest voices over the opening that the note-off is read wit
 OCTAVE_VOICES = 3  # ... and the octave
 OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
 HOLD_SHARE = 0.3  # of the time the note-off reading may take
+NEAR_COPY_DB = 1.0  # a candidate this close at the hold heard by listening is the voice: its hold is trusted over
+# the one read from the level (a near-copy fits only at the true hold; a far voice fits anywhere a little)
 SEARCH = "greedy+cma"  # the search after the candidates: it measured best at equal time (docs/results.md)
 SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
@@ -497,6 +499,21 @@ class Matcher:
                 judge(p, lineage, force=j < forced)
             except srch.OutOfTime:
                 break
+        # 4b. a note-off read from the sound checked by listening with a candidate that is the voice
+        if hold is None and len(takes) == 1 and not listened[0]:
+            best, d_best, _ = judge.best()
+            if d_best > timing.HOLD_TIE_DB and time.monotonic() < deadline:
+                h, d_h = timing.read_hold(renderer, [best], takes[0], deadline=deadline)
+                if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
+                    takes = [takes[0].at(hold=h)]
+                    judged = judge.ranked(len(judge.seen), distinct=0)
+                    judge = srch.Judge(lambda p: timing.takes_distance(renderer, p, takes), deadline,
+                                       None if bar is None else bar.tick, evals=judge.evals)
+                    for j, (p, _, lineage) in enumerate(judged):
+                        try:  # the candidates again at the hold heard, best first
+                            judge(p, lineage, force=j == 0)
+                        except srch.OutOfTime:
+                            break
         # 5. the search, from the best distinct candidates, until the time is spent
         starts = [(p, lineage) for p, _, lineage in judge.ranked(SEARCH_STARTS)]
         srch.SEARCHES[search](judge, starts)

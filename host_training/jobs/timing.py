@@ -5,8 +5,10 @@ player held it and lasts as long as the file. Judged on the data set's grid, a n
 reads as a voice that dies early, and one held 3 s is cut before its release: the voice that
 matches the grid is not the voice that was played. So a recording is read as (note-on, note-off,
 end): the note-on is its onset (``match.find_onset``), the end is the file's, and the note-off
-(the release start) is read by listening (``read_hold``: the hold at which the nearest candidates
-render closest, which costs a few hundred renders) unless the user gives it (``--hold``). The
+(the release start) is read from the sound (host_training.audio.release) unless the user gives it
+(``--hold``); by listening (``read_hold``: the hold at which the nearest candidates render closest,
+which costs a few hundred renders) only where the note died while held, or to check the reading
+with a candidate that fits within a near-copy's distance (``match.NEAR_COPY_DB``). The
 retrieval compares only the frames both the recording and the data set's render hold the key
 for (``shared_columns``), so it does not depend on the hold either (docs/model.md, "Match:
 timing").
