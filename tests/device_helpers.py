@@ -45,3 +45,16 @@ def wait_until(cond, timeout: float = 5.0, poll_s: float = 0.02) -> bool:
             return True
         time.sleep(poll_s)
     return cond()
+
+
+class Inbox:
+    """A MidiIn twin with the shared port's surface: what a test puts in arrives at the next poll."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+        self.state = "connected"
+        self.connects = 1
+
+    def poll(self) -> list[bytes]:
+        out, self.pending = self.pending, []
+        return out

@@ -19,6 +19,7 @@ from device.twins.linear_decoder import LinearDecoder
 from device.twins.sim import EmulatedDX7, SimClock
 from dxmacro.errors import DxmacroError
 from hardware.gpio import BCM, FakeGPIO
+from tests.device_helpers import Inbox
 
 PANIC, NEXT = 26, 5
 CONFIG = """# my box
@@ -41,19 +42,6 @@ cc = 99             # a controller knob, rebound live
 panic = 26
 next = 5
 """
-
-
-class Inbox:
-    """The shared MIDI input's surface: what a test puts in arrives at the next poll."""
-
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-        self.state = "connected"
-        self.connects = 1
-
-    def poll(self) -> list[bytes]:
-        out, self.pending = self.pending, []
-        return out
 
 
 def _loop(path: Path, store: Path | None = None):

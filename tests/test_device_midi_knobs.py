@@ -19,19 +19,7 @@ from device.twins.linear_decoder import LinearDecoder
 from device.twins.sim import EmulatedDX7, SimClock
 from dx7.sysex import parse_message
 from dxmacro.errors import DxmacroError
-
-
-class Inbox:
-    """A MidiIn twin with the shared port's surface: what a test puts in arrives at the next poll."""
-
-    def __init__(self) -> None:
-        self.pending: list[bytes] = []
-        self.state = "connected"
-        self.connects = 1
-
-    def poll(self) -> list[bytes]:
-        out, self.pending = self.pending, []
-        return out
+from tests.device_helpers import Inbox
 
 
 def _cfg(knobs: list[dict], profile: str = "dexed", **midi) -> object:
