@@ -82,17 +82,12 @@ def _affine_entry(affine, side: str = "input") -> dict[str, Any]:
                        "scale": [float(v) for v in affine[0]], "shift": [float(v) for v in affine[1]]}}
 
 
-def _code_steps_per_int8_step(dtype: np.dtype) -> int:
-    """int16 codes are 256 to an int8 step: the self-test's code tolerance is in int8 steps."""
-    return 256 if np.dtype(dtype) == np.int16 else 1
-
-
 def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -> dict[str, Any]:
     slots = [{"param": s.param, "name": PARAMS[s.param].name, "start": s.start, "width": s.width,
               "kind": "categorical" if s.categorical else "scaled", "high": PARAMS[s.param].high}
              for s in layout.SLOTS]
     (isc, izp), (osc, ozp) = model.input_quant, model.output_quant
-    from conversion.runtime import SELF_TEST_CODE_TOLERANCE, SELF_TEST_VALUE_TOLERANCE
+    from conversion.runtime import SELF_TEST_CODE_TOLERANCE, SELF_TEST_VALUE_TOLERANCE, codes_per_int8_step
 
     return {
         "model_id": str(info["model_id"]), "version": str(info["model_version"]),
@@ -114,7 +109,8 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
                          "output": {"dtype": model.output_dtype.name, "scale": float(osc), "zero_point": int(ozp),
                                     **_affine_entry(model.output_affine, "output")},
                          "calibration": calibration.parts},
-        "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE * _code_steps_per_int8_step(model.output_dtype), "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
+        "self_test": {"code_tolerance": SELF_TEST_CODE_TOLERANCE * codes_per_int8_step(model.output_dtype),
+                      "value_tolerance": SELF_TEST_VALUE_TOLERANCE},
     }
 
 
@@ -192,9 +188,7 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
     check_info(info)
     n = int(info["latent_size"])
     anchors_latent = np.asarray([a["latent"] for a in info["anchors"]], np.float32).reshape(-1, n)
-    quantization = quantization or str(info.get("quantization") or "int8")
-    if quantization not in export.QUANTIZATIONS:
-        raise DxmacroError(f"unknown quantization {quantization!r} (one of {', '.join(export.QUANTIZATIONS)})")
+    quantization = quantization or str(info.get("quantization") or "int8")  # export.converter checks it
     grid = grid and quantization == "int8"
     dg = device_graph(module, info, prior=prior, seed=seed, groups=groups, grid=grid)
     int8_bytes = dg.to_tflite(int8=True, quantization=quantization)

@@ -37,6 +37,12 @@ SELF_TEST_VALUE_TOLERANCE = 1
 KERNELS = ("xnnpack", "builtin")
 
 
+def codes_per_int8_step(dtype) -> int:
+    """Output codes to one int8-sized step: 256 for an int16 output (16x8 mode), else 1. The
+    self-test's code tolerance counts int8-sized steps."""
+    return 256 if np.dtype(dtype) == np.int16 else 1
+
+
 @dataclass(frozen=True)
 class KnobInfo:
     """What the bundle's manifest says about one semantic knob: which latent
@@ -237,8 +243,7 @@ class TFLiteDecoder:
         if codes.shape != want["int8_codes"].shape or want["int8_values"].shape != (len(codes), LEARNABLE_COUNT):
             raise DxmacroError("self-test: the golden vectors do not fit the model's output")
         dev = int(np.max(np.abs(codes.astype(np.int32) - want["int8_codes"].astype(np.int32))))
-        per_step = 256 if self.model.output_dtype == np.int16 else 1  # int16 codes: 256 to an int8 step
-        dev = -(-dev // per_step)
+        dev = -(-dev // codes_per_int8_step(self.model.output_dtype))
         values = layout.decode(self.model.dequantize(codes)).astype(np.int16)
         scaled = np.setdiff1d(np.arange(LEARNABLE_COUNT), [s.param for s in layout.categorical_groups()])
         value_dev = int(np.max(np.abs(values[:, scaled] - want["int8_values"][:, scaled].astype(np.int16))))
