@@ -28,18 +28,18 @@ _HIGHS = np.array(HIGHS[:LEARNABLE_COUNT], dtype=np.int64)
 _CATEGORICAL = np.zeros(LEARNABLE_COUNT, dtype=bool)
 _CATEGORICAL[[g.param for g in categorical_groups()]] = True
 PITCH_PARAMS = ("transpose",) + tuple(f"pitch_eg_{k}{i}" for k in ("rate", "level") for i in range(1, 5))
-_PITCH = np.zeros(LEARNABLE_COUNT, dtype=bool)
-_PITCH[[param(n).index for n in PITCH_PARAMS]] = True
+PITCH = np.zeros(LEARNABLE_COUNT, dtype=bool)
+PITCH[[param(n).index for n in PITCH_PARAMS]] = True
 _ALGORITHM = param("algorithm").index
-# per algorithm, the parameters that set its carriers' frequencies
-_CARRIER_TUNING = np.zeros((len(CARRIERS), LEARNABLE_COUNT), dtype=bool)
+# per algorithm (row), the parameters that set its carriers' frequencies
+CARRIER_TUNING = np.zeros((len(CARRIERS), LEARNABLE_COUNT), dtype=bool)
 for _a, _ops in enumerate(CARRIERS):
-    _CARRIER_TUNING[_a, [param(f"op{n}_{f}").index for n in _ops for f in ("freq_coarse", "freq_fine")]] = True
+    CARRIER_TUNING[_a, [param(f"op{n}_{f}").index for n in _ops for f in ("freq_coarse", "freq_fine")]] = True
 
 
 def held(voice: np.ndarray) -> np.ndarray:
     """(145,) bool: the parameters of ``voice`` that relative knobs never change."""
-    return _CATEGORICAL | _PITCH | _CARRIER_TUNING[int(voice[_ALGORITHM])]
+    return _CATEGORICAL | PITCH | CARRIER_TUNING[int(voice[_ALGORITHM])]
 
 
 def relative_voice(voice: np.ndarray, at_base: np.ndarray, moved: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dx7.algorithms import CARRIERS
-from dx7.layout import VECTOR_SIZE, scaled_highs, slot
+from dx7.layout import SLOTS, VECTOR_SIZE, scaled_highs, slot
 from dx7.params import param
 from host_training.model.slots import GROUP_SPANS, SCALED_SLOTS
 
@@ -70,16 +70,16 @@ def carrier_semitones(vec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _held_slots() -> tuple[torch.Tensor, torch.Tensor]:
-    """((225,) bool, (32, 225) bool): the scaled slots relative knobs never change
-    (dx7.relative.held): the pitch's, and per algorithm its carriers' frequencies'."""
-    from dx7.relative import PITCH_PARAMS
+    """((225,) bool, (32, 225) bool): dx7.relative's held scaled parameters (the pitch's, and per
+    algorithm its carriers' frequencies) as slots of the layout vector."""
+    from dx7.relative import CARRIER_TUNING, PITCH
 
-    pitch = torch.zeros(VECTOR_SIZE, dtype=torch.bool)
-    pitch[[slot(n).start for n in PITCH_PARAMS]] = True
-    tuning = torch.zeros(len(CARRIERS), VECTOR_SIZE, dtype=torch.bool)
-    for a, ops in enumerate(CARRIERS):
-        tuning[a, [slot(f"op{n}_{f}").start for n in ops for f in ("freq_coarse", "freq_fine")]] = True
-    return pitch, tuning
+    def slots(params: np.ndarray) -> torch.Tensor:
+        out = torch.zeros(VECTOR_SIZE, dtype=torch.bool)
+        out[[SLOTS[p].start for p in np.flatnonzero(params)]] = True
+        return out
+
+    return slots(PITCH), torch.stack([slots(row) for row in CARRIER_TUNING])
 
 
 _HELD_PITCH, _HELD_TUNING = _held_slots()
