@@ -122,7 +122,7 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
 
     from conversion import bundle
     from conversion.runtime import TFLiteDecoder
-    from host_training.jobs import knob_gates
+    from host_training.jobs import knob_gates, knob_report
     from host_training.jobs.export import read_run
 
     data_dir = args.gate_data or read_run(args.run)["dataset_dir"]
@@ -131,7 +131,7 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
           file=sys.stderr)
     figures, tags = knob_gates.measure(decoder, args.run, data_dir, args.gate_voices,
                                        progress=lambda m: print(f"  {m}", file=sys.stderr))
-    knobs = [{"dim": k.dim, "name": k.name, "low": k.low, "high": k.high} for k in decoder.knobs]
+    knobs = knob_report.knob_travels(decoder.knobs)
     shipped, verdicts = knob_gates.choose(knobs, figures, gates, tags)
     for v in verdicts:
         print(f"knob {v['name']}: Spearman {v['spearman']:.2f}, wrong sign {v['wrong_sign']:.0%}, selectivity "

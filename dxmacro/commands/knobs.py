@@ -72,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 return layout.decode(vae.to_vector(torch.from_numpy(np.asarray(z, np.float32)[None])).numpy())[0]
 
         decoders["fp32"] = fp32
-    half, mid = (lambda k: (k.high - k.low) / 2 * args.travel_scale), (lambda k: (k.high + k.low) / 2)
-    knobs = [{"dim": k.dim, "name": k.name, "low": mid(k) - half(k), "high": mid(k) + half(k)} for k in decoder.knobs]
+    knobs = knob_report.knob_travels(decoder.knobs, args.travel_scale)
     report = knob_report.knob_report(decoders, knobs, args.data, latents, idx, steps=args.steps,
                                      threads=args.threads, progress=lambda m: print(f"  {m}", file=sys.stderr))
     report["bundle"], report["model_id"], report["travel_scale"] = str(args.bundle), model_id, args.travel_scale

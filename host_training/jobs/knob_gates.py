@@ -110,7 +110,7 @@ def measure(decoder, run_dir: str | Path, data_dir: str | Path, voices: int, *, 
     ds = open_dataset(data_dir)
     idx = knob_report.test_voices(data_dir, voices, split="validation")
     latents = encode_all(load_vae(run_dir), ds.features, idx)
-    knobs = [{"dim": k.dim, "name": k.name, "low": k.low, "high": k.high} for k in decoder.knobs]
+    knobs = knob_report.knob_travels(decoder.knobs)
     report = knob_report.knob_report({"device": decoder.decode}, knobs, data_dir, latents, idx, threads=threads,
                                      progress=progress, device_modes=("relative",))
     figures = {k["dim"]: k for k in report["modes"]["device relative"]["knobs"]}

@@ -80,6 +80,16 @@ class Heard:
         return [self.cache[k] for k in keys]
 
 
+def knob_travels(knobs, scale: float = 1.0) -> list[dict[str, Any]]:
+    """A bundle's knobs (KnobInfo: dim, name, low, high) as the report's dicts, each travel cut to
+    ``scale`` of itself around its centre (1: the whole travel)."""
+    out = []
+    for k in knobs:
+        mid, half = (k.high + k.low) / 2, (k.high - k.low) / 2 * scale
+        out.append({"dim": k.dim, "name": k.name, "low": mid - half, "high": mid + half})
+    return out
+
+
 def sweep_values(decode: Decode, base: np.ndarray, z: np.ndarray, dim: int, travel: np.ndarray,
                  mode: str) -> np.ndarray:
     """(steps, 145): what the synth gets along one knob's travel from voice ``base`` at latent ``z``."""
@@ -207,4 +217,4 @@ def write_report(out: str | Path, report: dict[str, Any]) -> None:
     atomic_write(out / "knobs.md", markdown(report).encode())
 
 
-__all__ = ["knob_report", "markdown", "sweep_values", "changes_pitch", "test_voices", "write_report"]
+__all__ = ["knob_report", "knob_travels", "markdown", "sweep_values", "changes_pitch", "test_voices", "write_report"]
