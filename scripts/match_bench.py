@@ -14,11 +14,14 @@ against the render at the recording's own note and timing. Beside it, on the sam
   nearest (L2, its nearest note slot), rendered at the recording's note and timing;
 - shared-part retrieval: the training voice nearest over the frames both hold the key for
   (host_training.jobs.timing.nearest_voices, at the true note-off), scored the same way.
-Strata (N voices each, seed 0):
-- novel: the data set's test split (its near-copy groups are kept out of training);
-- shelf: voices of ../shared/dx7/corpus outside the data set's files that have a near-copy in its
-  training split (pooled log-mel at note 60 within 2.0 dB RMS of a training voice's: the
-  data set's own near-copy threshold), as a user's shelf has more than half the time.
+Strata (N voices each, seed 0), both from the data set's test split, which the model never saw:
+- novel: test voices; retrieval over the training split (the split keeps every voice's near-copy
+  group out of training, so none has a near-copy there);
+- shelf: test voices with a near-copy elsewhere in the test split (pooled log-mel at note 60
+  within 2.0 dB RMS: the data set's own near-copy threshold), as a user's shelf has more than
+  half the time; every retrieval (match's, one-note, shared-part) is over the training split and
+  the rest of the test split, the voice's exact copies left out, so the near-copy is there to
+  be found and the voice itself is not.
 """
 
 from __future__ import annotations
@@ -33,18 +36,16 @@ import torch
 
 import host_training.jobs.match as hm
 from dx7 import Voice
-from dx7.files import read_voice_file
 from host_training.audio.features import HOP, N_FFT
 from host_training.audio.render import DexedRenderer, Note
 from host_training.audio.sound import RenderSettings, features_of
 from host_training.dataset import open_dataset
 from host_training.jobs import timing
-from host_training.model.baselines import retrieval_features
+from host_training.model.baselines import Retrieval
 
 NOTES = (48, 60, 67, 72)
 TIMINGS = [(h, h + 0.5) for h in (0.3, 1.0, 1.5, 3.0)] + [(h, h) for h in (0.3, 1.0, 1.5, 3.0)]
 OWN = (1.5, 2.0)  # the data set's own timing
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "dx7" / "corpus"
 NEAR_COPY_DB = 2.0
 
 
@@ -53,46 +54,50 @@ def mae(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(a[:, :t] - b[:, :t])))
 
 
-def shelf_voices(ds, retrieval, n: int, seed: int = 0, tried: int = 1200) -> list[Voice]:
-    """Up to ``n`` corpus voices from files outside the data set with a near-copy in its
-    training split (pooled log-mel at note 60, velocity 100, RMS dB), from ``tried`` drawn."""
-    inside = {Path(f).name for f in ds.manifest.get("files", [])} or {
-        Path(line).name for line in (Path(hm.__file__).parents[1] / "default_model" / "dataset_files.txt")
-        .read_text().split()}
-    files = sorted(f for f in CORPUS.glob("*.syx") if f.name not in inside)
-    pool = [lv.voice for f in files for lv in read_voice_file(f).voices]
-    rng = np.random.default_rng(seed)
-    s = RenderSettings.from_manifest(ds.settings)
-    slot = s.notes.index((60, 100))
-    r = DexedRenderer(s.rate)
-    db = retrieval.db[:, slot]  # (N, d)
-    out, seen = [], set()
-    for i in rng.permutation(len(pool))[:tried]:
-        v = pool[int(i)]
-        if v.content_key() in seen:
-            continue
-        seen.add(v.content_key())
-        f = features_of(r.render(v, Note(60, 100, s.hold, s.duration)), s.rate)[0]
-        q = torch.from_numpy(retrieval_features(f[None, None], retrieval.pool))[0, 0]
-        rms = float(torch.sqrt(((db - q) ** 2).mean(1)).min())
-        if rms <= NEAR_COPY_DB:
-            out.append(v)
+def shelf_voices(ds, pool: np.ndarray, n: int, seed: int = 0) -> list[int]:
+    """Up to ``n`` test voices (row indices) with a near-copy among the other test voices of
+    their near-copy group: a distinct voice whose pooled log-mel at note 60 (velocity 100) is
+    within NEAR_COPY_DB RMS. ``pool``: (N, K, d) pooled features of the test rows, in order."""
+    test = ds.indices("test")
+    slot = RenderSettings.from_manifest(ds.settings).notes.index((60, 100))
+    group = np.asarray(ds.group)[test]
+    keys = [ds.params[i].tobytes() for i in test]
+    out = []
+    for j in np.random.default_rng(seed).permutation(len(test)):
+        mates = [k for k in np.flatnonzero(group == group[j]) if keys[k] != keys[j]]
+        if mates and float(np.sqrt(((pool[mates, slot] - pool[j, slot]) ** 2).mean(1)).min()) <= NEAR_COPY_DB:
+            out.append(int(test[j]))
             if len(out) == n:
                 break
     return out
 
 
-def one_note_db(ds, train: np.ndarray) -> np.ndarray:
-    """(N, K, 64, F) 64-band log-mel of every training voice at every note slot."""
-    x = np.asarray(ds.features[train], dtype=np.float32)
-    n, k, m, f = x.shape
-    return x.reshape(n, k, m // 2, 2, f).mean(3)
+def without_copies(matcher: hm.Matcher, rows: np.ndarray, params: np.ndarray, voice: Voice) -> tuple:
+    """``matcher`` and ``rows`` with the voice's exact copies taken out of its retrieval."""
+    keep = np.flatnonzero(np.any(params != voice.parameters, axis=1))
+    r = matcher.retrieval
+    retrieval = Retrieval(None, params[keep], r.pool, pooled=r.db.numpy()[keep])
+    m = hm.Matcher(matcher.model, matcher.s, retrieval, params[keep], hm.Rows(matcher.train_features.array,
+                                                                          rows[keep]), matcher.candidates)
+    return m, keep
+
+
+def one_note_db(ds, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """(N, K, 64, F) 64-band log-mel of the voices ``rows`` at every note slot (float16, read
+    from the memory map a chunk at a time: the whole corpus is 2.3 GB as float32)."""
+    out = []
+    for start in range(0, len(rows), chunk):
+        x = np.asarray(ds.features[rows[start:start + chunk]], dtype=np.float32)
+        n, k, m, f = x.shape
+        out.append(x.reshape(n, k, m // 2, 2, f).mean(3).astype(np.float16))
+    return np.concatenate(out)
 
 
 def one_note_nearest(db: np.ndarray, heard: np.ndarray) -> int:
     m, f = heard.shape
     q = heard.reshape(m // 2, 2, f).mean(1)
-    d = ((db - q) ** 2).sum((2, 3)).min(1)
+    d = np.concatenate([((db[i:i + 1024].astype(np.float32) - q) ** 2).sum((2, 3)).min(1)
+                        for i in range(0, len(db), 1024)])
     return int(np.argmin(d))
 
 
@@ -112,21 +117,29 @@ def main() -> None:
     torch.set_num_threads(1)
     timings = TIMINGS if a.timings is None else [tuple(map(float, t.split(":"))) for t in a.timings.split(",")]
     ds = open_dataset(a.data)
-    m = hm.matcher_for_run(a.run, a.data)
-    s = m.s
-    train = ds.indices("train")
-    db64 = one_note_db(ds, train)
+    train, test = ds.indices("train"), ds.indices("test")
+    m_train = hm.matcher_for_run(a.run, a.data)
+    s = m_train.s
     r = DexedRenderer(s.rate)
     strata = {}
     if "novel" in a.strata:
-        test = np.random.default_rng(0).choice(ds.indices("test"), a.voices, replace=False)
-        strata["novel"] = [ds.voice(int(i)) for i in test]
+        strata["novel"] = [int(i) for i in np.random.default_rng(0).choice(test, a.voices, replace=False)]
+    both = np.concatenate([train, test])
     if "shelf" in a.strata:
-        strata["shelf"] = shelf_voices(ds, m.retrieval, a.voices)
+        m_both = hm.Matcher(m_train.model, s, Retrieval.of_dataset(ds, both), np.asarray(ds.params[both]),
+                            hm.Rows(ds.features, both), m_train.candidates)
+        strata["shelf"] = shelf_voices(ds, m_both.retrieval.db.numpy()[len(train):], a.voices)
+    db64 = one_note_db(ds, both if "shelf" in a.strata else train)
     rows = []
     for stratum, voices in strata.items():
-        for j, v in enumerate(voices):
+        for j, i in enumerate(voices):
+            v = ds.voice(i)
             note = NOTES[j % len(NOTES)]
+            if stratum == "shelf":
+                m, keep = without_copies(m_both, both, np.asarray(ds.params[both]), v)
+                db = db64[keep]
+            else:
+                m, db = m_train, db64[: len(train)]
             for hold, length in timings:
                 audio = r.render(v, Note(note, 100, hold, length)).astype(np.float64)
                 target = features_of(audio.astype(np.float32), s.rate)[0]
@@ -139,14 +152,14 @@ def main() -> None:
                     return mae(features_of(r.render(w, Note(note, 100, hold, length)), s.rate)[0], target)
 
                 heard = rec.shifted(m.grid_shift(note)).at(0.0)
-                base = score(m.train_params[one_note_nearest(db64, heard)])
+                base = score(m.train_params[one_note_nearest(db, heard)])
                 cols = timing.shared_columns(min(hold, length), s, m.retrieval.pool)
                 shared = score(m.train_params[int(timing.nearest_voices(m.retrieval, [heard], cols, 1)[0])])
                 t0 = time.monotonic()
                 res = m.match_recordings([rec], 0.0, [note], seconds=a.seconds, search=a.search, started=t0,
                                          hold=hold if a.hold == "given" else None)
                 took = time.monotonic() - t0
-                row = {"stratum": stratum, "voice": j, "note": note, "hold": hold, "length": length,
+                row = {"stratum": stratum, "voice": int(i), "note": note, "hold": hold, "length": length,
                        "match": score(res.voice.parameters), "printed": res.distance_db, "one_note": base,
                        "shared": shared, "seconds": took, "evals": res.evals, "hold_read": res.holds[0],
                        "held": res.held[0] if res.held else "", "source": res.source}

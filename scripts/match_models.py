@@ -79,7 +79,7 @@ def main() -> None:
         if ds.settings != new_ds.settings:
             raise SystemExit(f"{data}: rendered with other settings than {a.new_data}")
         train = ds.indices("train")
-        matcher = Matcher(load_vae(run), settings, Retrieval(ds.features, np.asarray(ds.params[train]), rows=train),
+        matcher = Matcher(load_vae(run), settings, Retrieval.of_dataset(ds, train),
                           np.asarray(ds.params[train]), Rows(ds.features, train), 12, polish_renders=64)
         one = np.stack([matcher.match(f, note_slot=None).voice.parameters for f in x[:, mid]])
         every = np.stack(pool.map(lambda r, i: matcher.on(r, i).match_notes(list(x[i]), slots).voice.parameters,

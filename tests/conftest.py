@@ -10,6 +10,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory) -> None:
+    """The user's cache (the retrieval's pooled features, `play`'s bundles) in a folder of the
+    test session's, so that tests neither read what another run left nor fill ~/.cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
 def shared_dx7_dir() -> Path | None:
     """``$DXMACRO_SHARED_DX7`` or ``../shared/dx7`` beside the checkout, if present."""
     env = os.environ.get("DXMACRO_SHARED_DX7")

@@ -349,7 +349,7 @@ def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_
 
     ds = open_dataset(data)
     train, test = ds.indices("train"), ds.indices("test")
-    retrieval = Retrieval(ds.features, np.asarray(ds.params[train]), rows=train)
+    retrieval = Retrieval.of_dataset(ds, train)
     own = np.asarray(ds.features[train[3]], dtype=np.float32)
     assert retrieval.query_notes(own) == 3  # a training voice's own notes find it
     assert retrieval.query_notes(own[1:2]) == retrieval.query_single(own[1:2])[0][0]  # one note: query_single's
@@ -362,6 +362,29 @@ def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_
         assert res.notes == tuple(n for n, _ in m.s.notes) and len(res.voice.parameters) == 145
         assert np.isclose(res.distance_db, m.distance_notes(res.voice, feats, slots), atol=1e-4)
         assert res.distance_db <= m.distance_notes(nn, feats, slots) + 1e-6
+
+
+def test_retrieval_keeps_its_pooled_features_in_the_cache_and_survives_a_broken_one(data, tmp_path, monkeypatch):
+    from host_training.model.baselines import Retrieval, pooled_cache_path, retrieval_features
+    from host_training.dataset import open_dataset
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ds = open_dataset(data)
+    train, test = ds.indices("train"), ds.indices("test")
+    sha = ds.manifest["arrays"]["features"]["sha256"]
+    path = pooled_cache_path(sha, train, 4)
+    assert not path.exists()
+    fresh = Retrieval.of_dataset(ds, train)
+    expected = retrieval_features(ds.features, 4, train)
+    assert path.is_file() and np.array_equal(np.load(path), expected)
+    assert np.array_equal(Retrieval.of_dataset(ds, train).db.numpy(), fresh.db.numpy())
+    assert pooled_cache_path(sha, test, 4) != path and pooled_cache_path(sha, train, 2) != path
+    path.write_bytes(path.read_bytes()[:1000])  # half a file: pooled again and written whole
+    assert np.array_equal(Retrieval.of_dataset(ds, train).db.numpy(), expected)
+    assert np.array_equal(np.load(path), expected)
+    np.save(path, expected[:1])  # a file of the wrong shape is not trusted either
+    assert np.array_equal(Retrieval.of_dataset(ds, train).db.numpy(), expected)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
 
 
 def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):

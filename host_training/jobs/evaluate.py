@@ -325,7 +325,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
         for kind in list(preds):
             preds[f"{kind}+register"] = read_registers(pool, preds[kind], x)
     train_feats = Rows(ds.features, train)  # read when used: the float32 copy was 4 GB on the whole corpus
-    retrieval = Retrieval(ds.features, np.asarray(ds.params[train]), rows=train)
+    retrieval = Retrieval.of_dataset(ds, train)
     preds["nn"] = np.asarray(ds.params[train])[retrieval.query(x)]
     preds["median_voice"] = np.repeat(median_voice(np.asarray(ds.params[train]))[None], len(x), 0)
     # One note only (the middle one), as `dxmacro match` sees a recording.

@@ -520,7 +520,7 @@ class Matcher:
         best, d, lineage = judge.best()
         # 6. a note-off read by listening read again for the winner (a hop at a time about the one used)
         if hold is None and len(takes) == 1 and listened[0]:
-            h, d_h = timing.read_hold(renderer, [best], takes[0], around=takes[0].hold)
+            h, d_h = timing.read_hold(renderer, [best], takes[0], around=takes[0].hold, deadline=t0 + seconds)
             if d_h < d - timing.HOLD_TIE_DB:
                 takes, d = [takes[0].at(hold=h)], d_h
         if bar is not None:
@@ -605,8 +605,8 @@ def matcher_for_run(run_dir: str | Path, data_dir: str | Path | None = None, can
     ds = open_dataset(folder)
     train = ds.indices("train")
     feats = ds.features
-    retrieval = Retrieval(feats, np.asarray(ds.params[train]), rows=train)
-    return Matcher(model, settings, retrieval, np.asarray(ds.params[train]), Rows(feats, train), candidates,
+    retrieval = Retrieval.of_dataset(ds, train)
+    return Matcher(model, settings, retrieval, retrieval.params, Rows(feats, train), candidates,
                    polish_renders=polish_renders)
 
 

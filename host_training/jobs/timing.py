@@ -99,7 +99,8 @@ def read_hold(renderer: DexedRenderer, candidates: Sequence[np.ndarray], take: T
     about ``around``, for the first candidate. Of the holds within HOLD_TIE_DB of the best the
     earliest is kept: a note-off after the sound has died is not heard, and a later one would
     let a voice that dies while held pass for one whose release is long. Past ``deadline`` no
-    further candidate is tried."""
+    further candidate is tried, and the fine search stops where it is (``around`` and the end
+    are always judged, nearest holds first)."""
     j = 0
     if around is None:
         scores = []
@@ -111,8 +112,13 @@ def read_hold(renderer: DexedRenderer, candidates: Sequence[np.ndarray], take: T
         around, _, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
     hop = HOP / renderer.sample_rate
     fine = np.arange(around - HOLD_STEP_S, around + HOLD_STEP_S + hop / 2, hop)
-    fine = np.append(fine[(fine > 0) & (fine < take.length)], [around, take.length])
-    scores = [(distance(renderer, candidates[j], take.at(hold=float(h))), float(h)) for h in fine]
+    fine = fine[(fine > 0) & (fine < take.length)]
+    fine = [around, take.length] + sorted(fine.tolist(), key=lambda h: abs(h - around))
+    scores = []
+    for k, h in enumerate(fine):
+        if k >= 2 and time.monotonic() > deadline:
+            break
+        scores.append((distance(renderer, candidates[j], take.at(hold=float(h))), float(h)))
     d0 = min(s[0] for s in scores)
     hold, d = min((h, d) for d, h in scores if d <= d0 + HOLD_TIE_DB)
     return hold, d
