@@ -385,6 +385,12 @@ def test_retrieval_keeps_its_pooled_features_in_the_cache_and_survives_a_broken_
     np.save(path, expected[:1])  # a file of the wrong shape is not trusted either
     assert np.array_equal(Retrieval.of_dataset(ds, train).db.numpy(), expected)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+    n_mels = ds.features.shape[2]
+    levels = Retrieval.of_dataset(ds, train).levels(n_mels)  # computed, then kept beside the features
+    kept = path.with_name(f"{path.stem}-levels{n_mels}.npy")
+    assert np.array_equal(np.load(kept), levels)
+    assert np.array_equal(Retrieval.of_dataset(ds, train).levels(n_mels), levels)
+    assert np.array_equal(Retrieval(ds.features, ds.params[train], rows=train).levels(n_mels), levels)
 
 
 def test_match_several_recordings_of_one_sound(run, data, tmp_path, capsys):

@@ -476,47 +476,66 @@ class Matcher:
             takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t, deadline=spend)[0]) if by_ear
                      else t.at(hold=t.length if off.hold is None else off.hold)
                      for t, off, by_ear in zip(takes, offs, listened)]
-        # 3. the octave, where the note was heard: each of three octaves tried
-        octave = None
+        # 3. the octave, where the note was heard: each of three octaves tried; the two closest
+        # both searched (the time shared) where the closest is not sure
+        octave, at_octaves = None, [takes]
         if len(takes) == 1 and guessed[0]:
-            takes, octave = self._octave(takes[0], near[:OCTAVE_VOICES] + [model_voice], renderer)
+            at_octaves, octave = self._octave(takes[0], near[:OCTAVE_VOICES] + [model_voice], renderer)
+
+        def search_at(takes: list, judge: srch.Judge, until: float) -> tuple[srch.Judge, list]:
+            """Steps 4-5 at one octave's takes, until ``until``: the judge that saw every voice and
+            the takes as finally read."""
+            judge.deadline = until
             judge.distance = lambda p: timing.takes_distance(renderer, p, takes)
-        # 4. retrieval over the part held in both, the model's voice and two between, judged
-        cands: list[tuple[str, np.ndarray]] = [("model", model_voice)]
-        cands += [(f"retrieval_grid{j}", np.asarray(self.train_params[r])) for j, r in enumerate(dict.fromkeys(grid))]
-        forced = len(cands) + 1  # and the nearest voice over the part held in both
-        if self.retrieval is not None:
-            end = min(min(t.hold for t in takes), min(t.length for t in takes))
-            cols = timing.shared_columns(end, self.s, self.retrieval.pool)
-            rows = timing.nearest_voices(self.retrieval, heard, cols, self.retrieve_k)
-            cands += [(f"retrieval{j}", np.asarray(self.train_params[r])) for j, r in enumerate(rows)]
-            feats_r = np.asarray(self.train_features[int(rows[0])], dtype=np.float32)[None]
-            z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
-            for a in (0.25, 0.5):
-                cands.append((f"refined{a}", self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]), takes)))
-        for j, (lineage, p) in enumerate(cands):
-            try:  # the model's voice and the nearest retrieved one at least, the rest while time allows
-                judge(p, lineage, force=j < forced)
-            except srch.OutOfTime:
-                break
-        # 4b. a note-off read from the sound checked by listening with a candidate that is the voice
-        if hold is None and len(takes) == 1 and not listened[0]:
-            best, d_best, _ = judge.best()
-            if d_best > timing.HOLD_TIE_DB and time.monotonic() < deadline:
-                h, d_h = timing.read_hold(renderer, [best], takes[0], deadline=deadline)
-                if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
-                    takes = [takes[0].at(hold=h)]
-                    judged = judge.ranked(len(judge.seen), distinct=0)
-                    judge = srch.Judge(lambda p: timing.takes_distance(renderer, p, takes), deadline,
-                                       None if bar is None else bar.tick, evals=judge.evals)
-                    for j, (p, _, lineage) in enumerate(judged):
-                        try:  # the candidates again at the hold heard, best first
-                            judge(p, lineage, force=j == 0)
-                        except srch.OutOfTime:
-                            break
-        # 5. the search, from the best distinct candidates, until the time is spent
-        starts = [(p, lineage) for p, _, lineage in judge.ranked(SEARCH_STARTS)]
-        srch.SEARCHES[search](judge, starts)
+            start_voice = model_voice if takes[0].note == pitch_taken else self._register(model_voice, takes)
+            # 4. retrieval over the part held in both, the model's voice and two between, judged
+            cands: list[tuple[str, np.ndarray]] = [("model", start_voice)]
+            cands += [(f"retrieval_grid{j}", np.asarray(self.train_params[r])) for j, r in enumerate(dict.fromkeys(grid))]
+            forced = len(cands) + 1  # and the nearest voice over the part held in both
+            if self.retrieval is not None:
+                end = min(min(t.hold for t in takes), min(t.length for t in takes))
+                cols = timing.shared_columns(end, self.s, self.retrieval.pool)
+                rows = timing.nearest_voices(self.retrieval, heard, cols, self.retrieve_k)
+                cands += [(f"retrieval{j}", np.asarray(self.train_params[r])) for j, r in enumerate(rows)]
+                feats_r = np.asarray(self.train_features[int(rows[0])], dtype=np.float32)[None]
+                z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
+                for a in (0.25, 0.5):
+                    cands.append((f"refined{a}", self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]),
+                                                                takes)))
+            for j, (lineage, p) in enumerate(cands):
+                try:  # the model's voice and the nearest retrieved one at least, the rest while time allows
+                    judge(p, lineage, force=j < forced)
+                except srch.OutOfTime:
+                    break
+            # 4b. a note-off read from the sound checked by listening with a candidate that is the voice
+            if hold is None and len(takes) == 1 and not listened[0]:
+                best, d_best, _ = judge.best()
+                if d_best > timing.HOLD_TIE_DB and time.monotonic() < until:
+                    h, d_h = timing.read_hold(renderer, [best], takes[0], deadline=until)
+                    if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
+                        takes = [takes[0].at(hold=h)]
+                        judged = judge.ranked(len(judge.seen), distinct=0)
+                        judge = srch.Judge(lambda p: timing.takes_distance(renderer, p, takes), until,
+                                           None if bar is None else bar.tick, evals=judge.evals)
+                        for j, (p, _, lineage) in enumerate(judged):
+                            try:  # the candidates again at the hold heard, best first
+                                judge(p, lineage, force=j == 0)
+                            except srch.OutOfTime:
+                                break
+            # 5. the search, from the best distinct candidates, until the time is spent
+            starts = [(p, lineage) for p, _, lineage in judge.ranked(SEARCH_STARTS)]
+            srch.SEARCHES[search](judge, starts)
+            return judge, takes
+
+        pitch_taken = takes[0].note
+        found = []
+        for k, tk in enumerate(at_octaves):
+            share = (deadline - time.monotonic()) / (len(at_octaves) - k)
+            evals = found[-1][0].evals if found else judge.evals
+            j_k = judge if k == 0 else srch.Judge(judge.distance, deadline, judge.on_eval, evals=evals)
+            found.append(search_at(tk, j_k, time.monotonic() + share))
+        judge, takes = min(found, key=lambda jt: jt[0].best()[1])
+        judge.evals = found[-1][0].evals
         best, d, lineage = judge.best()
         # 6. a note-off read by listening read again for the winner (a hop at a time about the one used)
         if hold is None and len(takes) == 1 and listened[0]:
@@ -545,9 +564,11 @@ class Matcher:
         tried = [with_transpose(params, v) for v in sorted({own, *REGISTERS})]
         return min(tried, key=lambda p: timing.takes_distance(self.renderer.r, p, takes))
 
-    def _octave(self, take, voices: Sequence[np.ndarray], renderer) -> tuple[list, str]:
-        """The take at the octave where ``voices`` render closest (the note heard, an octave down,
-        an octave up), and how sure that is: the best distance there against the next octave's."""
+    def _octave(self, take, voices: Sequence[np.ndarray], renderer) -> tuple[list[list], str]:
+        """The takes to search, best first: at the octave where ``voices`` render closest (the
+        note heard, an octave down, an octave up), and also at the next closest where that is
+        not sure (the best distance within OCTAVE_SURE_DB of the next octave's); and what was
+        heard, to say."""
         from host_training.jobs import timing
 
         scores = []
@@ -557,9 +578,10 @@ class Matcher:
                 scores.append((min(timing.distance(renderer, p, t) for p in voices), note))
         scores.sort()
         (d0, n0), (d1, n1) = scores[0], scores[1]
-        sure = "sure" if d1 - d0 >= OCTAVE_SURE_DB else "not sure"
-        return [take.at(note=n0)], (f"{sure}: note {n0} renders {d1 - d0:.1f} dB closer than note {n1} "
-                                    f"({d0:.1f} against {d1:.1f} dB)")
+        sure = d1 - d0 >= OCTAVE_SURE_DB
+        said = (f"{'sure' if sure else 'not sure'}: note {n0} renders {d1 - d0:.1f} dB closer than note {n1} "
+                f"({d0:.1f} against {d1:.1f} dB){'' if sure else '; both searched'}")
+        return ([[take.at(note=n0)]] if sure else [[take.at(note=n0)], [take.at(note=n1)]]), said
 
     def polish(self, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int], d: float) -> tuple[Voice, float]:
         """Greedy line search over POLISH_MOVES within ``polish_renders`` renders (a render is

@@ -158,6 +158,7 @@ class Retrieval:
         self.db = torch.from_numpy(pooled)  # (N, K, d)
         self.params = np.asarray(train_params)
         self._levels: np.ndarray | None = None
+        self._cache: Path | None = None  # where of_dataset keeps the pooled features
 
     @classmethod
     def of_dataset(cls, ds, rows: np.ndarray, pool: int = 4) -> Retrieval:
@@ -180,7 +181,9 @@ class Retrieval:
         if pooled is None:
             pooled = retrieval_features(ds.features, pool, rows)
             _save_quietly(path, pooled)
-        return cls(ds.features, np.asarray(ds.params[rows]), pool, pooled=pooled)
+        retrieval = cls(ds.features, np.asarray(ds.params[rows]), pool, pooled=pooled)
+        retrieval._cache = path
+        return retrieval
 
     def query(self, features: np.ndarray) -> np.ndarray:
         """(B, K, M, F) all notes -> (B,) index of the nearest training voice."""
@@ -211,7 +214,17 @@ class Retrieval:
         """(N * K,) level (dB) of every (voice, note) on the pooled grid, computed once."""
         if self._levels is None:
             n, k, d = self.db.shape
-            self._levels = features_level_db(self.db.numpy().reshape(n * k, n_mels // self.pool, -1))
+            path = None if self._cache is None else self._cache.with_name(f"{self._cache.stem}-levels{n_mels}.npy")
+            try:  # 2 s over the whole corpus, of a 10 s match: kept beside the pooled features
+                cached = np.load(path, allow_pickle=False) if path is not None else None
+            except (OSError, ValueError, EOFError):
+                cached = None
+            if cached is not None and cached.shape == (n * k,):
+                self._levels = cached
+            else:
+                self._levels = features_level_db(self.db.numpy().reshape(n * k, n_mels // self.pool, -1))
+                if path is not None:
+                    _save_quietly(path, self._levels)
         return self._levels
 
     def query_level_free(self, at: Callable[[float], np.ndarray], n_mels: int, window_db: float,
