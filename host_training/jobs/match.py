@@ -93,7 +93,8 @@ MAX_NOTE_S = 10.0  # a recording is judged over this much from its note-on at mo
 GAIN_WINDOW_DB = 12.0
 DEFAULT_SECONDS = 10.0  # a match's whole time (docs/model.md, "Match: the search")
 RESERVE = 0.05  # of the time kept for the last note-off reading
-HOLD_VOICES = 3  # nearest voices over the opening that the note-off is read with (and the model's)
+HOLD_VOICES = 3  # nearest voices over the opening that the note-off is read with (and the model's, and the one-note
+# retrieval's), and best candidates it is checked with
 OCTAVE_VOICES = 3  # ... and the octave
 OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
 HOLD_SHARE = 0.3  # of the time the note-off reading may take
@@ -473,7 +474,8 @@ class Matcher:
         listened = [off.ended == "died" for off in offs]
         if hold is None:
             spend = t0 + seconds * HOLD_SHARE
-            takes = [t.at(hold=timing.read_hold(renderer, near + [model_voice], t, deadline=spend)[0]) if by_ear
+            by = near + [model_voice] + [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)]
+            takes = [t.at(hold=timing.read_hold(renderer, by, t, deadline=spend)[0]) if by_ear
                      else t.at(hold=t.length if off.hold is None else off.hold)
                      for t, off, by_ear in zip(takes, offs, listened)]
         # 3. the octave, where the note was heard: each of three octaves tried; the two closest
@@ -507,11 +509,13 @@ class Matcher:
                     judge(p, lineage, force=j < forced)
                 except srch.OutOfTime:
                     break
-            # 4b. a note-off read from the sound checked by listening with a candidate that is the voice
+            # 4b. a note-off read from the sound checked by listening with the best candidates: where
+            # one of them is the voice at another hold, that hold is the one played
             if hold is None and len(takes) == 1 and not listened[0]:
                 best, d_best, _ = judge.best()
                 if d_best > timing.HOLD_TIE_DB and time.monotonic() < until:
-                    h, d_h = timing.read_hold(renderer, [best], takes[0], deadline=until)
+                    h, d_h = timing.read_hold(renderer, [p for p, _, _ in judge.ranked(HOLD_VOICES)], takes[0],
+                                              deadline=until)
                     if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
                         takes = [takes[0].at(hold=h)]
                         judged = judge.ranked(len(judge.seen), distinct=0)
