@@ -474,7 +474,7 @@ class Matcher:
         listened = [off.ended == "died" for off in offs]
         if hold is None:
             spend = t0 + seconds * HOLD_SHARE
-            by = near + [model_voice] + [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)]
+            by = [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)] + near + [model_voice]
             takes = [t.at(hold=timing.read_hold(renderer, by, t, deadline=spend)[0]) if by_ear
                      else t.at(hold=t.length if off.hold is None else off.hold)
                      for t, off, by_ear in zip(takes, offs, listened)]
@@ -509,13 +509,15 @@ class Matcher:
                     judge(p, lineage, force=j < forced)
                 except srch.OutOfTime:
                     break
-            # 4b. a note-off read from the sound checked by listening with the best candidates: where
-            # one of them is the voice at another hold, that hold is the one played
+            # 4b. a note-off read from the sound checked by listening with the best candidates and the
+            # one-note retrieval's voice: where one of them is the voice at another hold, that hold
+            # is the one played
             if hold is None and len(takes) == 1 and not listened[0]:
                 best, d_best, _ = judge.best()
                 if d_best > timing.HOLD_TIE_DB and time.monotonic() < until:
-                    h, d_h = timing.read_hold(renderer, [p for p, _, _ in judge.ranked(HOLD_VOICES)], takes[0],
-                                              deadline=until)
+                    by = [p for p, _, _ in judge.ranked(HOLD_VOICES)]
+                    by += [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)]
+                    h, d_h = timing.read_hold(renderer, by, takes[0], deadline=until)
                     if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
                         takes = [takes[0].at(hold=h)]
                         judged = judge.ranked(len(judge.seen), distinct=0)
