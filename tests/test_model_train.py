@@ -322,7 +322,7 @@ def test_match_prints_the_distance_to_the_recording_at_its_timing(run, data, tmp
     mine = features_of(r.render(voice, Note(60, velocity, hold, length)), rate)[0]
     target = features_of(audio, rate)[0]
     assert mine.shape == target.shape and abs(float(np.mean(np.abs(mine - target))) - printed) < 0.006
-    assert took < 3 * 1.1 + 1.0  # the match's 3 s, and the CLI's start before them
+    assert took < 5 * 1.1 + 1.0  # the match's 5 s, and the CLI's start before them
     assert f"key held {'to the end' if hold >= length else f'{hold:.3f} s'} of {length:.2f} s (given)" in said
     bank = [lv.voice for lv in read_voice_file(tmp_path / "m-candidates.syx", strict=True).voices]
     dists = [float(v.name.split()[1].removesuffix("dB")) for v in bank[:5]]
