@@ -342,6 +342,32 @@ def test_match_prints_the_distance_to_the_recording_at_its_timing(run, data, tmp
     assert abs(float(np.mean(np.abs(mine - target))) - printed) < 0.02  # the hold printed is rounded to 1 ms
 
 
+def test_an_octave_not_sure_is_searched_both_ways_and_the_closer_kept(run, data, monkeypatch):
+    """Where the octave heard is not sure, `match` searches the two closest octaves (the time
+    shared) and keeps the closer match: a training voice played at note 60, offered at 72 first
+    and 60 second, comes back at 60 and close (retrieval finds it there), and says both were searched."""
+    from host_training.audio.render import DexedRenderer, Note
+    from host_training.dataset import open_dataset
+    from host_training.jobs.match import Matcher, matcher_for_run, prepare
+
+    ds = open_dataset(data)
+    m = matcher_for_run(run, data)
+    r = DexedRenderer(m.s.rate)
+    audio = next(a for a in (r.render(ds.voice(int(i)), Note(60, 100, 1.0, 1.5)) for i in ds.indices("train"))
+                 if np.abs(a).max() > 0.01)
+    rec = prepare(audio, m.s.rate, m.s)
+    tried = []
+
+    def unsure(self, take, voices, renderer):
+        tried.append(take.note)
+        return [[take.at(note=72)], [take.at(note=60)]], "not sure: offered by the test; both searched"
+
+    monkeypatch.setattr(Matcher, "_octave", unsure)
+    res = m.match_recordings([rec], 0.0, None, seconds=4, hold=1.0)
+    assert tried and res.notes == (60,) and "both searched" in res.octave
+    assert res.distance_db < 1.0
+
+
 def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):
     from host_training.model.baselines import Retrieval
     from host_training.dataset import open_dataset
