@@ -7,6 +7,7 @@ closest). The "same VAE with an MLP head" baseline is model.FlowVAE with head="m
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,23 +128,31 @@ def pooled_cache_path(features_sha256: str, rows: np.ndarray, pool: int) -> Path
     return root / "dxmacro" / "retrieval" / f"pooled-{key[:24]}.npy"
 
 
-def _save_quietly(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` whole or not at all; a cache that cannot be written (a
-    read-only home, a full disk) only costs the pooling again next time."""
-    import tempfile
+def _cached(path: Path | None, shape: tuple[int, ...], make: Callable[[], np.ndarray]) -> np.ndarray:
+    """The float32 array kept at ``path`` when it has ``shape``, else ``make()``, then kept there whole
+    (``dx7.files.atomic_write``) for the next time. Nothing is read or kept when ``path`` is None;
+    a file that cannot be read (not there yet, cut short) is made again, and one that cannot be
+    written (a read-only home, a full disk) only costs making it again next time."""
+    from dx7.errors import DX7Error
+    from dx7.files import atomic_write
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    if path is not None:
         try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-    except OSError:
-        pass
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == shape and cached.dtype == np.float32:
+                return cached
+        except (OSError, ValueError, EOFError):
+            pass
+    array = make()
+    if path is not None:
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, buffer.getbuffer())
+        except (OSError, DX7Error):
+            pass
+    return array
 
 
 class Retrieval:
@@ -169,18 +178,9 @@ class Retrieval:
         of a 10 s `match`; reading the 250 MB result back takes a fraction of a second."""
         rows = np.asarray(rows, dtype=np.int64)
         path = pooled_cache_path(ds.manifest["arrays"]["features"]["sha256"], rows, pool)
-        expected = (len(rows), int(ds.features.shape[1]),
-                    (ds.features.shape[2] // pool) * (ds.features.shape[3] // pool))
-        pooled = None
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape == expected and cached.dtype == np.float32:
-                pooled = cached
-        except (OSError, ValueError, EOFError):
-            pass  # not there yet, or half a file from another process: pooled again below
-        if pooled is None:
-            pooled = retrieval_features(ds.features, pool, rows)
-            _save_quietly(path, pooled)
+        n, k, m, f = ds.features.shape
+        pooled = _cached(path, (len(rows), k, (m // pool) * (f // pool)),
+                         lambda: retrieval_features(ds.features, pool, rows))
         retrieval = cls(ds.features, np.asarray(ds.params[rows]), pool, pooled=pooled)
         retrieval._cache = path
         return retrieval
@@ -214,17 +214,10 @@ class Retrieval:
         """(N * K,) level (dB) of every (voice, note) on the pooled grid, computed once."""
         if self._levels is None:
             n, k, d = self.db.shape
+            # 2 s over the whole corpus, of a 10 s match: kept beside the pooled features
             path = None if self._cache is None else self._cache.with_name(f"{self._cache.stem}-levels{n_mels}.npy")
-            try:  # 2 s over the whole corpus, of a 10 s match: kept beside the pooled features
-                cached = np.load(path, allow_pickle=False) if path is not None else None
-            except (OSError, ValueError, EOFError):
-                cached = None
-            if cached is not None and cached.shape == (n * k,):
-                self._levels = cached
-            else:
-                self._levels = features_level_db(self.db.numpy().reshape(n * k, n_mels // self.pool, -1))
-                if path is not None:
-                    _save_quietly(path, self._levels)
+            self._levels = _cached(path, (n * k,), lambda: features_level_db(
+                self.db.numpy().reshape(n * k, n_mels // self.pool, -1)))
         return self._levels
 
     def query_level_free(self, at: Callable[[float], np.ndarray], n_mels: int, window_db: float,
