@@ -467,6 +467,8 @@ class Matcher:
                                                                                       HOLD_VOICES)]
         z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
         model_voice = self._register(layout.decode(self.decode(z_m)[0]), takes)
+        pitch_taken = takes[0].note  # the note the model's voice was registered at
+        grid_voices = [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)]  # the one-note retrieval's
         # 2. the note-off, read from the sound where not given (host_training.audio.release); where
         # the sound does not show it (the note died while held) by listening: the hold at which
         # the nearest voices render closest, the best distance kept
@@ -474,7 +476,7 @@ class Matcher:
         listened = [off.ended == "died" for off in offs]
         if hold is None:
             spend = t0 + seconds * HOLD_SHARE
-            by = [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)] + near + [model_voice]
+            by = grid_voices + near + [model_voice]
             takes = [t.at(hold=timing.read_hold(renderer, by, t, deadline=spend)[0]) if by_ear
                      else t.at(hold=t.length if off.hold is None else off.hold)
                      for t, off, by_ear in zip(takes, offs, listened)]
@@ -492,7 +494,7 @@ class Matcher:
             start_voice = model_voice if takes[0].note == pitch_taken else self._register(model_voice, takes)
             # 4. retrieval over the part held in both, the model's voice and two between, judged
             cands: list[tuple[str, np.ndarray]] = [("model", start_voice)]
-            cands += [(f"retrieval_grid{j}", np.asarray(self.train_params[r])) for j, r in enumerate(dict.fromkeys(grid))]
+            cands += [(f"retrieval_grid{j}", p) for j, p in enumerate(grid_voices)]
             forced = len(cands) + 1  # and the nearest voice over the part held in both
             if self.retrieval is not None:
                 end = min(min(t.hold for t in takes), min(t.length for t in takes))
@@ -515,8 +517,7 @@ class Matcher:
             if hold is None and len(takes) == 1 and not listened[0]:
                 best, d_best, _ = judge.best()
                 if d_best > timing.HOLD_TIE_DB and time.monotonic() < until:
-                    by = [p for p, _, _ in judge.ranked(HOLD_VOICES)]
-                    by += [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)]
+                    by = [p for p, _, _ in judge.ranked(HOLD_VOICES)] + grid_voices
                     h, d_h = timing.read_hold(renderer, by, takes[0], deadline=until)
                     if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
                         takes = [takes[0].at(hold=h)]
@@ -533,7 +534,6 @@ class Matcher:
             srch.SEARCHES[search](judge, starts)
             return judge, takes
 
-        pitch_taken = takes[0].note
         found = []
         for k, tk in enumerate(at_octaves):
             share = (deadline - time.monotonic()) / (len(at_octaves) - k)
