@@ -76,8 +76,9 @@ def command_started() -> float:
     process (tests, scripts) or the start cannot be read."""
     import os
 
-    if os.path.basename(sys.argv[0]) not in ("dxmacro", "cli.py", "__main__.py"):
-        return time.monotonic()
+    prog = Path(sys.argv[0])
+    if not (prog.name == "dxmacro" or (prog.parent.name == "dxmacro" and prog.name in ("cli.py", "__main__.py"))):
+        return time.monotonic()  # not `dxmacro` itself (`python -m pytest` is a __main__.py too)
     try:
         with open("/proc/self/stat") as f:
             ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
