@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 DEFAULT_SECONDS = 10.0  # host_training.jobs.match.DEFAULT_SECONDS (not imported here: torch loads late)
-# below this the start (Python, torch, the model, the whole corpus's retrieval: 2-3 s on 2 cores)
+# below this the start (Python, torch, scipy, the whole corpus's retrieval: 3-4 s on 2 busy cores)
 # and the candidates always judged leave --seconds unkept (docs/results.md, "How long a match takes")
 MIN_SECONDS = 5.0
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise DxmacroError(f"--hold must be in (0, 60] seconds (got {args.hold:g})")
     if not MIN_SECONDS <= args.seconds <= 3600.0:
         raise DxmacroError(f"--seconds must be {MIN_SECONDS:g} to 3600 (got {args.seconds:g}): Python, the model "
-                           "and the data set take 2-3 s to start before the first voice is judged")
+                           "and the data set take about 3-4 s to start before the first voice is judged")
     if not 1 <= args.candidates <= 32:
         raise DxmacroError(f"--candidates must be 1 to 32 (got {args.candidates})")
     from dxmacro.outputs import check_output_file
