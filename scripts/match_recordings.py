@@ -49,6 +49,7 @@ from collections import Counter
 import numpy as np
 import torch
 
+from host_training.audio.onset import ONSET_FRAME_S, find_onset
 import host_training.jobs.match as hm
 from host_training.dataset import open_dataset
 from host_training.audio.sound import (RenderSettings, VoiceRenderer, feature_distance, features_level_db, features_of,
@@ -69,7 +70,7 @@ def onset_table(data: str) -> None:
     r = VoiceRenderer(s)
     rng = np.random.default_rng(0)
     idx = rng.choice(ds.indices("train"), 600, replace=False)
-    hop = int(round(s.rate * hm.ONSET_FRAME_S))
+    hop = int(round(s.rate * ONSET_FRAME_S))
     lead = int(LEAD_S * s.rate)
     print("| opening | voices | onset within one 5 ms frame of the note | later by more | earlier by more "
           "| largest error (s) | noise floor heard |")
@@ -85,7 +86,7 @@ def onset_table(data: str) -> None:
                 a = a + DC_OFFSET
             if not isinstance(noise, str):
                 a = a + rng.normal(0, 10 ** (noise / 20), a.size)
-            o = hm.find_onset(a, s.rate)
+            o = find_onset(a, s.rate)
             err.append(o.start - (0 if noise == "alone" else lead))
             heard.append(o.noise_db is not None)
         e = np.array(err) / hop

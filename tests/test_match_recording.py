@@ -7,7 +7,8 @@ import pytest
 
 from dx7 import Voice
 from dx7.params import param
-from host_training.jobs.match import ONSET_FRAME_S, _note_mel, find_onset, one_octave, prepare
+from host_training.audio.onset import ONSET_FRAME_S, find_onset
+from host_training.jobs.match import _note_mel, one_octave, prepare
 from host_training.audio.sound import RenderSettings, features_of
 
 pytest.importorskip("dexed", reason="dexed-py (the renderer) is not installed")

@@ -300,7 +300,7 @@ def test_match_prints_the_distance_to_the_recording_at_its_timing(run, data, tmp
     from host_training.audio.sound import features_of
     from host_training.dataset import open_dataset
 
-    from host_training.jobs.match import find_onset
+    from host_training.audio.onset import find_onset
 
     ds = open_dataset(data)
     rate = 16000  # the data set's rate: a recording is judged at it (resampled when it is not)

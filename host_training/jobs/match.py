@@ -46,6 +46,7 @@ from dx7 import Voice, layout
 from dx7.params import param
 from dxmacro.errors import DxmacroError
 from host_training.audio.pitch import sounding_note
+from host_training.audio.onset import find_onset
 from host_training.audio.release import NoteOff, read_note_off
 from host_training.jobs.register import read_register
 from host_training.jobs.search import greedy_moves
@@ -82,62 +83,19 @@ def vector_to_voice(vec: np.ndarray, name: str) -> Voice:
     return Voice.from_parameters(layout.decode(vec), name)
 
 
-ONSET_FRAME_S = 0.005
-ONSET_DB = 60.0  # a frame this close to the loudest one sounds (the descriptors' "active" frames)
-LEAD_S = 0.1  # the opening that may be a noise floor
-LEAD_STEADY_DB = 1.5  # ... when its frames' levels vary this little (an attack rises faster)
-LEAD_BELOW_PEAK_DB = 30.0  # ... and it is this far under the note
-ONSET_OVER_NOISE_DB = 6.0  # the note starts where it rises this far over the noise
 NOISE_SUBTRACT = 1.0  # noise power taken out, in multiples of its mean (1 matched best of 1, 2, 4: docs/model.md)
 MAX_NOTE_S = 10.0  # a recording is judged over this much from its note-on at most
 GAIN_WINDOW_DB = 12.0
 DEFAULT_SECONDS = 10.0  # a match's whole time (docs/model.md, "Match: the search")
-RESERVE = 0.05  # of the time kept for the last note-off reading
-HOLD_VOICES = 3  # nearest voices over the opening that the note-off is read with (and the model's, and the one-note
-# retrieval's), and best candidates it is checked with
-OCTAVE_VOICES = 3  # ... and the octave
+RESERVE = 0.02  # of the time kept for the last judgement under way at the deadline, and the result
+HOLD_VOICES = 3  # best candidates the note-off read from the sound is checked with (and the one-note retrieval's)
+OCTAVE_VOICES = 3  # nearest voices over the opening that the octave is heard with (and the model's)
 OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
-HOLD_SHARE = 0.3  # of the time the note-off reading may take
 NEAR_COPY_DB = 1.0  # a candidate this close at the hold heard by listening is the voice: its hold is trusted over
-# the one read from the level (a near-copy fits only at the true hold; a far voice fits anywhere a little)
+# the one read from the level (a near-copy fits only at the true hold; a far voice fits anywhere a little) ...
+LISTENED_SHARE = 0.5  # ... and so is one this much closer than every candidate at the hold read from the level
 SEARCH = "greedy+cma"  # the search after the candidates: it measured best at equal time (docs/results.md)
 SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
-
-
-@dataclass(frozen=True)
-class Onset:
-    start: int  # first sample of the note
-    noise_db: float | None  # level (dBFS) of a steady noise floor before it, None if none was heard
-
-
-def find_onset(audio: np.ndarray, rate: int) -> Onset:
-    """Where the played note starts in a recording, and the noise floor before it.
-
-    The data set's renders begin at note-on; a recording usually begins some time before,
-    in digital silence or over the noise floor of the synth and the interface. The note
-    starts with the first 5 ms frame within ONSET_DB of the loudest one, or,
-    when the first 100 ms are a steady noise floor, ONSET_OVER_NOISE_DB over that floor
-    (whichever is higher). A steady opening is told from an attack by how little it
-    varies: on 600 training renders, which begin at note-on, the onset is within one frame
-    of the start for 99 %, and with 0.3 s of -80 or -90 dBFS noise before them within one
-    frame of the note for 99.5 % (docs/model.md, "Recordings"). A frame's level is read about
-    its own mean, so a DC offset reads as the silence it is (a high-pass would do it too, but
-    rings at the start; the median of the frames' means is a voice's own DC where it has some)."""
-    hop = max(1, int(round(rate * ONSET_FRAME_S)))
-    n = len(audio) // hop
-    if n == 0:
-        return Onset(0, None)
-    frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
-    level = 10 * np.log10(np.maximum(np.var(frames, axis=1), 1e-24))  # about the frame's mean: blind to DC
-    peak = float(level.max())
-    threshold, noise = peak - ONSET_DB, None
-    lead = level[: int(round(LEAD_S / ONSET_FRAME_S))]
-    if (len(lead) < n and lead.min() > -200 and lead.max() < peak - LEAD_BELOW_PEAK_DB
-            and lead.std() < LEAD_STEADY_DB):
-        noise = float(10 * np.log10(np.mean(10 ** (lead / 10))))
-        threshold = max(threshold, noise + ONSET_OVER_NOISE_DB)
-    first = int(np.argmax(level >= threshold))
-    return Onset(first * hop, noise)
 
 
 @dataclass(frozen=True)
@@ -422,9 +380,9 @@ class Matcher:
         Steps, all within ``seconds`` from ``started`` (default: now): retrieval over the part of
         the note held in both the recording and the data set; the note-off read (``hold``
         seconds where given); the octave tried both ways where the note is not given; the
-        retrieved voices, the model's and two points between their latents judged; then
-        ``search`` (host_training.jobs.search) from the best until the time is spent; then the
-        note-off read again for the winner. ``keep``: how many distinct voices the result ranks."""
+        retrieved voices, the model's and two points between their latents judged; the note-off
+        checked by listening with the best of them; then ``search`` (host_training.jobs.search)
+        from the best until the time is spent. ``keep``: how many distinct voices the result ranks."""
         from host_training.jobs import search as srch
         from host_training.jobs import timing
 
@@ -458,33 +416,29 @@ class Matcher:
         judge = srch.Judge(lambda p: timing.takes_distance(renderer, p, takes), deadline,
                            None if bar is None else bar.tick)
         with_name = lambda p: Voice.from_parameters(p, name)  # noqa: E731
-        # 1. retrieval over the opening both hold the key for, before the note-off is known
+        # 1. retrieval over the opening both hold the key for, before the octave and note-off are known
         first = hold if hold is not None else timing.SAFE_HOLD_S
         near: list[np.ndarray] = []
         if self.retrieval is not None:
             cols = timing.shared_columns(min(first, *(t.length for t in takes)), self.s, self.retrieval.pool)
             near = [np.asarray(self.train_params[r]) for r in timing.nearest_voices(self.retrieval, heard, cols,
-                                                                                      HOLD_VOICES)]
+                                                                                      OCTAVE_VOICES)]
         z_m = np.mean([self.model_latent(h) for h in heard], axis=0)
         model_voice = self._register(layout.decode(self.decode(z_m)[0]), takes)
         pitch_taken = takes[0].note  # the note the model's voice was registered at
         grid_voices = [np.asarray(self.train_params[r]) for r in dict.fromkeys(grid)]  # the one-note retrieval's
         # 2. the note-off, read from the sound where not given (host_training.audio.release); where
-        # the sound does not show it (the note died while held) by listening: the hold at which
-        # the nearest voices render closest, the best distance kept
+        # the sound does not show one (cut at it, or the note died while held) the key is taken as
+        # held to the end: a voice that dies by itself then fits, whenever it was let go. Step 4b
+        # checks the reading by listening.
         offs = [how_held(rec) for rec in recs] if hold is None else []
-        listened = [off.ended == "died" for off in offs]
         if hold is None:
-            spend = t0 + seconds * HOLD_SHARE
-            by = grid_voices + near + [model_voice]
-            takes = [t.at(hold=timing.read_hold(renderer, by, t, deadline=spend)[0]) if by_ear
-                     else t.at(hold=t.length if off.hold is None else off.hold)
-                     for t, off, by_ear in zip(takes, offs, listened)]
+            takes = [t.at(hold=t.length if off.hold is None else off.hold) for t, off in zip(takes, offs)]
         # 3. the octave, where the note was heard: each of three octaves tried; the two closest
         # both searched (the time shared) where the closest is not sure
         octave, at_octaves = None, [takes]
         if len(takes) == 1 and guessed[0]:
-            at_octaves, octave = self._octave(takes[0], near[:OCTAVE_VOICES] + [model_voice], renderer)
+            at_octaves, octave = self._octave(takes[0], near + [model_voice], renderer)
 
         def search_at(takes: list, judge: srch.Judge, until: float) -> tuple[srch.Judge, list]:
             """Steps 4-5 at one octave's takes, until ``until``: the judge that saw every voice and
@@ -511,15 +465,15 @@ class Matcher:
                     judge(p, lineage, force=j < forced)
                 except srch.OutOfTime:
                     break
-            # 4b. a note-off read from the sound checked by listening with the best candidates and the
-            # one-note retrieval's voice: where one of them is the voice at another hold, that hold
-            # is the one played
-            if hold is None and len(takes) == 1 and not listened[0]:
+            # 4b. the note-off read from the sound checked by listening with the best candidates and
+            # the one-note retrieval's voice: where one of them renders much closer at another hold
+            # (a near-copy's distance, or LISTENED_SHARE of the best), that hold is the one played
+            if hold is None and len(takes) == 1:
                 best, d_best, _ = judge.best()
                 if d_best > timing.HOLD_TIE_DB and time.monotonic() < until:
                     by = [p for p, _, _ in judge.ranked(HOLD_VOICES)] + grid_voices
                     h, d_h = timing.read_hold(renderer, by, takes[0], deadline=until)
-                    if d_h < NEAR_COPY_DB and d_h < d_best - timing.HOLD_TIE_DB:
+                    if d_h < d_best - timing.HOLD_TIE_DB and (d_h < NEAR_COPY_DB or d_h < LISTENED_SHARE * d_best):
                         takes = [takes[0].at(hold=h)]
                         judged = judge.ranked(len(judge.seen), distinct=0)
                         judge = srch.Judge(lambda p: timing.takes_distance(renderer, p, takes), until,
@@ -543,11 +497,6 @@ class Matcher:
         judge, takes = min(found, key=lambda jt: jt[0].best()[1])
         judge.evals = found[-1][0].evals
         best, d, lineage = judge.best()
-        # 6. a note-off read by listening read again for the winner (a hop at a time about the one used)
-        if hold is None and len(takes) == 1 and listened[0]:
-            h, d_h = timing.read_hold(renderer, [best], takes[0], around=takes[0].hold, deadline=t0 + seconds)
-            if d_h < d - timing.HOLD_TIE_DB:
-                takes, d = [takes[0].at(hold=h)], d_h
         if bar is not None:
             bar.close()
         ranked = tuple((with_name(p), dist, lin) for p, dist, lin in judge.ranked(keep)) if keep > 1 else ()

@@ -4,7 +4,7 @@ Why: the data set renders every voice held 1.5 s in 2.0 s, but a recording is he
 player held it and lasts as long as the file. Judged on the data set's grid, a note held 0.5 s
 reads as a voice that dies early, and one held 3 s is cut before its release: the voice that
 matches the grid is not the voice that was played. So a recording is read as (note-on, note-off,
-end): the note-on is its onset (``match.find_onset``), the end is the file's, and the note-off
+end): the note-on is its onset (``host_training.audio.onset``), the end is the file's, and the note-off
 (the release start) is read from the sound (host_training.audio.release) unless the user gives it
 (``--hold``); by listening (``read_hold``: the hold at which the nearest candidates render closest,
 which costs a few hundred renders) only where the note died while held, or to check the reading
@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from dx7 import Voice
 from host_training.audio.features import HOP, N_FFT, mel_filterbank
+from host_training.audio.onset import find_onset
 from host_training.audio.render import DexedRenderer, Note
 from host_training.audio.sound import FLOOR_DB, RenderSettings
 from host_training.model.baselines import Retrieval, retrieval_features
@@ -52,12 +53,24 @@ class Take:
                     self.hold if hold is None else min(hold, self.length))
 
 
-def distance(renderer: DexedRenderer, params: np.ndarray, take: Take) -> float:
-    """Mean absolute log-mel difference (dB) between the voice rendered at the take's note and
-    timing and the take, over the take's own length: what `match` minimises and prints."""
+def played(renderer: DexedRenderer, params: np.ndarray, take: Take) -> np.ndarray:
+    """The voice played as the take was, from its own onset (``find_onset``, as the recording was
+    read): a voice whose sound starts late (an LFO-gated or delayed one) is heard from where it
+    sounds, with the key held and the render lasting as much longer, so it lines up with a
+    recording of itself. Most voices sound at once: one render; the late ones need a second."""
     voice = Voice.from_parameters(np.asarray(params, dtype=np.uint8), "JUDGE")
     audio = renderer.render(voice, Note(take.note, take.velocity, take.hold, take.length))
-    f = fast_logmel(audio, renderer.sample_rate)
+    start = find_onset(audio, renderer.sample_rate).start
+    if start == 0:
+        return audio
+    late = start / renderer.sample_rate
+    return renderer.render(voice, Note(take.note, take.velocity, take.hold + late, take.length + late))[start:]
+
+
+def distance(renderer: DexedRenderer, params: np.ndarray, take: Take) -> float:
+    """Mean absolute log-mel difference (dB) between the voice played as the take was
+    (``played``) and the take, over the take's own length: what `match` minimises and prints."""
+    f = fast_logmel(played(renderer, params, take), renderer.sample_rate)
     t = min(f.shape[1], take.feat.shape[1])
     return float(np.mean(np.abs(f[:, :t] - take.feat[:, :t])))
 
