@@ -221,3 +221,24 @@ def test_retrieval_compares_only_the_frames_both_hold_the_key_for():
     assert shared_columns(0.3, s, 4) == 2  # frames 0-10 end before 0.3 s: two pooled columns of four
     assert shared_columns(3.0, s, 4) == shared_columns(1.5, s, 4) == 15  # the data set's own note-off
     assert shared_columns(0.01, s, 4) == 1
+
+
+def test_a_voice_whose_sound_starts_late_is_judged_from_its_own_onset():
+    """A recording is read from where its note is heard; a candidate is heard the same way, so a
+    voice gated by a square LFO that starts in its silent half is judged next to nothing from its
+    own recording, where judged from its note-on it would be off by the delay."""
+    from host_training.jobs.timing import Take, distance, fast_logmel
+
+    p = Voice.init().parameters.copy()
+    for name, value in {"lfo_wave": 3, "lfo_am_depth": 99, "lfo_speed": 41, "lfo_key_sync": 1,
+                        "op1_amp_mod_sens": 3}.items():
+        p[param(name).index] = value
+    v = Voice.from_parameters(p, "LATE")
+    r = DexedRenderer(RATE)
+    rec = prepare(r.render(v, Note(60, 100, 1.0, 1.5)).astype(np.float64), RATE, SETTINGS)
+    assert rec.skipped_s > 0.05  # the sound starts well after the note-on
+    take = Take(rec.own_at(0.0), 60, 100, rec.length_s, 1.0 - rec.skipped_s)
+    assert distance(r, v.parameters, take) < 0.1
+    from_note_on = fast_logmel(r.render(v, Note(60, 100, take.hold, take.length)), RATE)
+    t = min(from_note_on.shape[1], take.feat.shape[1])
+    assert mae(from_note_on[:, :t], take.feat[:, :t]) > 1.0

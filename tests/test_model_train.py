@@ -368,6 +368,41 @@ def test_an_octave_not_sure_is_searched_both_ways_and_the_closer_kept(run, data,
     assert res.distance_db < 1.0
 
 
+def test_a_note_that_died_while_held_is_judged_held_to_the_end_and_the_reading_checked_by_ear(run, data,
+                                                                                              monkeypatch):
+    """A percussive note silent long before the file ends shows no note-off: `match` judges every
+    candidate with the key held to the end (a voice that dies by itself fits whenever it was let
+    go), unless listening finds a hold where a candidate renders much closer; a sustained note
+    whose release the level misreads is put right by listening with its near-copy."""
+    from dx7 import Voice
+    from dx7.params import param
+    from host_training.audio.render import DexedRenderer, Note
+    from host_training.jobs import match as hm
+
+    m = hm.matcher_for_run(run, data)
+    r = DexedRenderer(m.s.rate)
+    p = Voice.init().parameters.copy()
+    for name, value in {"eg_rate1": 99, "eg_rate2": 60, "eg_level2": 0, "eg_level3": 0, "eg_rate4": 99}.items():
+        p[param(f"op1_{name}").index] = value
+    rec = hm.prepare(r.render(Voice.from_parameters(p, "PLUCK"), Note(60, 100, 1.5, 2.0)), m.s.rate, m.s)
+    monkeypatch.setattr(hm, "NEAR_COPY_DB", 0.0)  # listening never overrules the reading
+    monkeypatch.setattr(hm, "LISTENED_SHARE", 0.0)
+    res = m.match_recordings([rec], 0.0, [60], seconds=3)
+    assert res.held == ("died",) and res.holds[0] == pytest.approx(res.lengths[0])
+    # a sustained training voice; the level reading is made wrong (a note-off 0.1 s after the
+    # onset): listening with the one-note retrieval's voice (the voice itself) restores 1.0 s
+    monkeypatch.undo()
+    from host_training.audio.release import NoteOff
+    from host_training.dataset import open_dataset
+
+    ds = open_dataset(data)
+    audio = next(a for a in (r.render(ds.voice(int(i)), Note(60, 100, 1.0, 1.5)) for i in ds.indices("train"))
+                 if np.abs(a).max() > 0.01 and hm.read_note_off(a, m.s.rate).ended == "release")
+    monkeypatch.setattr(hm, "how_held", lambda rec: NoteOff(0.1, 30.0, "release", rec.length_s))
+    res = m.match_recordings([hm.prepare(audio, m.s.rate, m.s)], 0.0, [60], seconds=4)
+    assert abs(res.holds[0] - 1.0) < 0.03 and res.distance_db < 0.5
+
+
 def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):
     from host_training.model.baselines import Retrieval
     from host_training.dataset import open_dataset

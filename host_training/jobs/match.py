@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -94,6 +94,7 @@ OCTAVE_SURE_DB = 1.0  # an octave this much closer than the next is sure
 NEAR_COPY_DB = 1.0  # a candidate this close at the hold heard by listening is the voice: its hold is trusted over
 # the one read from the level (a near-copy fits only at the true hold; a far voice fits anywhere a little) ...
 LISTENED_SHARE = 0.5  # ... and so is one this much closer than every candidate at the hold read from the level
+LISTEN_SHARE = 0.5  # of the time left that listening for the note-off may take (the search has the rest)
 SEARCH = "greedy+cma"  # the search after the candidates: it measured best at equal time (docs/results.md)
 SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
@@ -447,7 +448,7 @@ class Matcher:
             judge.distance = lambda p: timing.takes_distance(renderer, p, takes)
             start_voice = model_voice if takes[0].note == pitch_taken else self._register(model_voice, takes)
             # 4. retrieval over the part held in both, the model's voice and two between, judged
-            cands: list[tuple[str, np.ndarray]] = [("model", start_voice)]
+            cands: list[tuple[str, np.ndarray | Callable[[], np.ndarray]]] = [("model", start_voice)]
             cands += [(f"retrieval_grid{j}", p) for j, p in enumerate(grid_voices)]
             forced = len(cands) + 1  # and the nearest voice over the part held in both
             if self.retrieval is not None:
@@ -455,13 +456,19 @@ class Matcher:
                 cols = timing.shared_columns(end, self.s, self.retrieval.pool)
                 rows = timing.nearest_voices(self.retrieval, heard, cols, self.retrieve_k)
                 cands += [(f"retrieval{j}", np.asarray(self.train_params[r])) for j, r in enumerate(rows)]
-                feats_r = np.asarray(self.train_features[int(rows[0])], dtype=np.float32)[None]
-                z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
-                for a in (0.25, 0.5):
-                    cands.append((f"refined{a}", self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]),
-                                                                takes)))
+
+                def between(a: float) -> np.ndarray:  # made only when judged: its register costs six renders
+                    feats_r = np.asarray(self.train_features[int(rows[0])], dtype=np.float32)[None]
+                    z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
+                    return self._register(layout.decode(self.decode(z_r + a * (z_m - z_r))[0]), takes)
+
+                cands += [(f"refined{a}", lambda a=a: between(a)) for a in (0.25, 0.5)]
             for j, (lineage, p) in enumerate(cands):
                 try:  # the model's voice and the nearest retrieved one at least, the rest while time allows
+                    if callable(p):
+                        if time.monotonic() > judge.deadline:
+                            break
+                        p = p()
                     judge(p, lineage, force=j < forced)
                 except srch.OutOfTime:
                     break
@@ -470,9 +477,11 @@ class Matcher:
             # (a near-copy's distance, or LISTENED_SHARE of the best), that hold is the one played
             if hold is None and len(takes) == 1:
                 best, d_best, _ = judge.best()
-                if d_best > timing.HOLD_TIE_DB and time.monotonic() < until:
-                    by = [p for p, _, _ in judge.ranked(HOLD_VOICES)] + grid_voices
-                    h, d_h = timing.read_hold(renderer, by, takes[0], deadline=until)
+                now = time.monotonic()
+                if d_best > timing.HOLD_TIE_DB and now < until:
+                    by = grid_voices + [p for p, _, _ in judge.ranked(HOLD_VOICES)]  # the likeliest near-copy
+                    by = list({np.asarray(p, np.uint8).tobytes(): p for p in by}.values())  # first: time may run out
+                    h, d_h = timing.read_hold(renderer, by, takes[0], deadline=now + LISTEN_SHARE * (until - now))
                     if d_h < d_best - timing.HOLD_TIE_DB and (d_h < NEAR_COPY_DB or d_h < LISTENED_SHARE * d_best):
                         takes = [takes[0].at(hold=h)]
                         judged = judge.ranked(len(judge.seen), distinct=0)

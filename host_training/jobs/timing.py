@@ -111,16 +111,17 @@ def read_hold(renderer: DexedRenderer, candidates: Sequence[np.ndarray], take: T
     time within a step of the best for the best candidate; ``around``: only that fine search,
     about ``around``, for the first candidate. Of the holds within HOLD_TIE_DB of the best the
     earliest is kept: a note-off after the sound has died is not heard, and a later one would
-    let a voice that dies while held pass for one whose release is long. Past ``deadline`` no
-    further candidate is tried, and the fine search stops where it is (``around`` and the end
-    are always judged, nearest holds first)."""
+    let a voice that dies while held pass for one whose release is long. Past ``deadline`` the
+    search stops where it is: one hold at least is judged, and in the fine search ``around`` and
+    the end, then the nearest holds first."""
     j = 0
     if around is None:
         scores = []
         for i, p in enumerate(candidates):
-            if i and time.monotonic() > deadline:
-                break
-            scores += [(distance(renderer, p, take.at(hold=float(h))), float(h), i) for h in hold_grid(take.length)]
+            for h in hold_grid(take.length):
+                if scores and time.monotonic() > deadline:
+                    break
+                scores.append((distance(renderer, p, take.at(hold=float(h))), float(h), i))
         d0 = min(s[0] for s in scores)
         around, _, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
     hop = HOP / renderer.sample_rate
