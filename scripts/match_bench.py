@@ -162,7 +162,8 @@ def main() -> None:
                 row = {"stratum": stratum, "voice": int(i), "note": note, "hold": hold, "length": length,
                        "match": score(res.voice.parameters), "printed": res.distance_db, "one_note": base,
                        "shared": shared, "seconds": took, "evals": res.evals, "hold_read": res.holds[0],
-                       "held": res.held[0] if res.held else "", "source": res.source}
+                       "held": res.held[0] if res.held else "", "source": res.source,
+                       "params": res.voice.parameters.tolist()}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if a.json:

@@ -224,9 +224,10 @@ def test_retrieval_compares_only_the_frames_both_hold_the_key_for():
 
 
 def test_a_voice_whose_sound_starts_late_is_judged_from_its_own_onset():
-    """A recording is read from where its note is heard; a candidate is heard the same way, so a
-    voice gated by a square LFO that starts in its silent half is judged next to nothing from its
-    own recording, where judged from its note-on it would be off by the delay."""
+    """A recording is read from where its note is heard; a candidate is heard the same way, as far
+    as the file has room before that for its note-on: a voice gated by a square LFO that starts in
+    its silent half is judged next to nothing from its own recording, where judged from its
+    note-on it would be off by the delay."""
     from host_training.jobs.timing import Take, distance, fast_logmel
 
     p = Voice.init().parameters.copy()
@@ -237,8 +238,12 @@ def test_a_voice_whose_sound_starts_late_is_judged_from_its_own_onset():
     r = DexedRenderer(RATE)
     rec = prepare(r.render(v, Note(60, 100, 1.0, 1.5)).astype(np.float64), RATE, SETTINGS)
     assert rec.skipped_s > 0.05  # the sound starts well after the note-on
-    take = Take(rec.own_at(0.0), 60, 100, rec.length_s, 1.0 - rec.skipped_s)
+    take = Take(rec.own_at(0.0), 60, 100, rec.length_s, 1.0 - rec.skipped_s, lead=rec.skipped_s)
     assert distance(r, v.parameters, take) < 0.1
     from_note_on = fast_logmel(r.render(v, Note(60, 100, take.hold, take.length)), RATE)
     t = min(from_note_on.shape[1], take.feat.shape[1])
     assert mae(from_note_on[:, :t], take.feat[:, :t]) > 1.0
+    # in a file that starts with the note heard, the same voice may not hide its delay: a note-on
+    # before the file's start is no note-on, so it is judged with its silence
+    at_once = replace(take, lead=0.0)
+    assert distance(r, v.parameters, at_once) > 1.0

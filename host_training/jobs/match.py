@@ -405,7 +405,7 @@ class Matcher:
             heard.append(moved.at(gain or 0.0))
             length = rec.length_s
             takes.append(timing.Take(rec.own_at(gain or 0.0), at, self.velocity(slot), length,
-                                     length if hold is None else min(hold, length)))
+                                     length if hold is None else min(hold, length), lead=rec.skipped_s))
             gains.append(gain)
             pitches.append(pitch)
             guessed.append(given is None)

@@ -4,11 +4,11 @@ Why: the data set renders every voice held 1.5 s in 2.0 s, but a recording is he
 player held it and lasts as long as the file. Judged on the data set's grid, a note held 0.5 s
 reads as a voice that dies early, and one held 3 s is cut before its release: the voice that
 matches the grid is not the voice that was played. So a recording is read as (note-on, note-off,
-end): the note-on is its onset (``host_training.audio.onset``), the end is the file's, and the note-off
-(the release start) is read from the sound (host_training.audio.release) unless the user gives it
-(``--hold``); by listening (``read_hold``: the hold at which the nearest candidates render closest,
-which costs a few hundred renders) only where the note died while held, or to check the reading
-with a candidate that fits within a near-copy's distance (``match.NEAR_COPY_DB``). The
+end): the note-on is its onset (host_training.audio.onset; every candidate is heard from its own,
+``played``), the end is the file's, and the note-off (the release start) is read from the sound
+(host_training.audio.release) unless the user gives it (``--hold``), then checked by listening
+(``read_hold``: the hold at which the best candidates render closest, a few hundred renders; kept
+where one fits much closer there, ``match.NEAR_COPY_DB`` and ``match.LISTENED_SHARE``). The
 retrieval compares only the frames both the recording and the data set's render hold the key
 for (``shared_columns``), so it does not depend on the hold either (docs/model.md, "Match:
 timing").
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -47,20 +47,24 @@ class Take:
     velocity: int
     length: float
     hold: float
+    lead: float = 0.0  # seconds of the file before the note was heard: how late a voice may start (``played``)
 
     def at(self, note: int | None = None, hold: float | None = None) -> Take:
-        return Take(self.feat, self.note if note is None else note, self.velocity, self.length,
-                    self.hold if hold is None else min(hold, self.length))
+        return replace(self, note=self.note if note is None else note,
+                       hold=self.hold if hold is None else min(hold, self.length))
 
 
 def played(renderer: DexedRenderer, params: np.ndarray, take: Take) -> np.ndarray:
-    """The voice played as the take was, from its own onset (``find_onset``, as the recording was
-    read): a voice whose sound starts late (an LFO-gated or delayed one) is heard from where it
-    sounds, with the key held and the render lasting as much longer, so it lines up with a
-    recording of itself. Most voices sound at once: one render; the late ones need a second."""
+    """The voice played as the take was, from where it is first heard (``find_onset``, as the
+    recording was read) but no later than the file lets it start: its note-on may lie as far
+    before the recording's onset as the file has room (``take.lead``), no farther. So a voice
+    that sounds 70 ms after its note-on (LFO-gated) lines up with a recording of itself made from
+    its note-on, and a voice silent for 0.2 s is not judged against one heard at once in a file
+    that starts with it (the delay would pass unheard). The key is held and the render lasts as
+    much longer. Most voices sound at once: one render; the late ones need a second."""
     voice = Voice.from_parameters(np.asarray(params, dtype=np.uint8), "JUDGE")
     audio = renderer.render(voice, Note(take.note, take.velocity, take.hold, take.length))
-    start = find_onset(audio, renderer.sample_rate).start
+    start = min(find_onset(audio, renderer.sample_rate).start, int(take.lead * renderer.sample_rate))
     if start == 0:
         return audio
     late = start / renderer.sample_rate
@@ -105,25 +109,22 @@ def hold_grid(length: float, step: float = HOLD_STEP_S) -> np.ndarray:
 
 
 def read_hold(renderer: DexedRenderer, candidates: Sequence[np.ndarray], take: Take,
-              around: float | None = None, deadline: float = float("inf")) -> tuple[float, float]:
+              deadline: float = float("inf")) -> tuple[float, float]:
     """(note-off time, the best distance there): the hold at which one of ``candidates`` renders
     closest to ``take``. Coarse grid (``hold_grid``) over every candidate, then one STFT hop at a
-    time within a step of the best for the best candidate; ``around``: only that fine search,
-    about ``around``, for the first candidate. Of the holds within HOLD_TIE_DB of the best the
-    earliest is kept: a note-off after the sound has died is not heard, and a later one would
-    let a voice that dies while held pass for one whose release is long. Past ``deadline`` the
-    search stops where it is: one hold at least is judged, and in the fine search ``around`` and
-    the end, then the nearest holds first."""
-    j = 0
-    if around is None:
-        scores = []
-        for i, p in enumerate(candidates):
-            for h in hold_grid(take.length):
-                if scores and time.monotonic() > deadline:
-                    break
-                scores.append((distance(renderer, p, take.at(hold=float(h))), float(h), i))
-        d0 = min(s[0] for s in scores)
-        around, _, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
+    time within a step of the best for the best candidate. Of the holds within HOLD_TIE_DB of the
+    best the earliest is kept: a note-off after the sound has died is not heard, and a later one
+    would let a voice that dies while held pass for one whose release is long. Past ``deadline``
+    the search stops where it is: one hold at least is judged, and in the fine search the best
+    coarse one and the end, then the nearest holds first."""
+    scores = []
+    for i, p in enumerate(candidates):
+        for h in hold_grid(take.length):
+            if scores and time.monotonic() > deadline:
+                break
+            scores.append((distance(renderer, p, take.at(hold=float(h))), float(h), i))
+    d0 = min(s[0] for s in scores)
+    around, _, j = min((h, d, i) for d, h, i in scores if d <= d0 + HOLD_TIE_DB)
     hop = HOP / renderer.sample_rate
     fine = np.arange(around - HOLD_STEP_S, around + HOLD_STEP_S + hop / 2, hop)
     fine = fine[(fine > 0) & (fine < take.length)]
