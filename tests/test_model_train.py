@@ -400,7 +400,7 @@ def test_a_note_that_died_while_held_is_judged_held_to_the_end_and_the_reading_c
                  if np.abs(a).max() > 0.01 and hm.read_note_off(a, m.s.rate).ended == "release")
     monkeypatch.setattr(hm, "how_held", lambda rec: NoteOff(0.1, 30.0, "release", rec.length_s))
     res = m.match_recordings([hm.prepare(audio, m.s.rate, m.s)], 0.0, [60], seconds=4)
-    assert abs(res.holds[0] - 1.0) < 0.03 and res.distance_db < 0.5
+    assert abs(res.holds[0] - 1.0) < 0.03 and res.distance_db < 0.5 and res.held == ("listened",)
 
 
 def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):

@@ -75,7 +75,7 @@ def test_a_release_too_slow_to_hear_is_not_read(rate4):
 
 
 def test_a_note_that_dies_while_held_shows_no_note_off():
-    """A percussive voice silent long before the note-off: "died" (match then listens for it)."""
+    """A percussive voice silent long before the note-off: "died" (match then judges it held to the end)."""
     v = voice(eg_rate1=99, eg_rate2=60, eg_level2=0, eg_level3=0, eg_rate4=99)
     off = read_note_off(render(v, 2.0, 2.5), RATE)
     assert off.hold is None and off.ended == "died" and off.sounding_s < 1.5

@@ -13,6 +13,9 @@ DEFAULT_SECONDS = 10.0  # host_training.jobs.match.DEFAULT_SECONDS (not imported
 # below this the start (Python, torch, scipy, the whole corpus's retrieval: 3-4 s on 2 busy cores)
 # and the candidates always judged leave --seconds unkept (docs/results.md, "How long a match takes")
 MIN_SECONDS = 5.0
+# the process's exit after the match: Python unloading torch takes 0.4-0.7 s (measured on 1 core),
+# which the user waits for too
+EXIT_S = 0.6
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: noise floor {rec.noise_db:.0f} dBFS before the note, taken out")
         recs.append(rec)
     result = matcher.match_recordings(recs, args.gain, args.note, name=args.name[:10], hold=args.hold,
-                                      seconds=args.seconds, search=args.search, started=started,
+                                      seconds=args.seconds - EXIT_S, search=args.search, started=started,
                                       progress=sys.stderr.isatty(), keep=args.candidates)
     for path, gain, note in zip(args.audio, result.gains_db, result.notes):
         if args.gain is None and gain is None:
@@ -139,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if result.octave is not None:
         print(f"octave {result.octave}")
     how = {"release": "the release heard", "held": "no release heard before the end",
-           "died": "the note died while held: the hold the nearest voices fit best"}
+           "died": "the note died while held, judged held to the end",
+           "listened": "the hold at which a candidate renders much closer than at the one the level shows"}
     for path, hold, length, held_as in zip(args.audio, result.holds, result.lengths,
                                            result.held or ("",) * len(result.holds)):
         told = ("given" if args.hold is not None

@@ -68,7 +68,8 @@ class MatchResult:
     octave: str | None = None  # how sure the octave is, where the note was heard
     ranked: tuple[tuple[Voice, float, str], ...] = ()  # the best distinct voices, best first, with distances
     evals: int = 0  # voices rendered and judged
-    held: tuple[str, ...] = ()  # how each note-off was had: "given", or read_note_off's "release", "held", "died"
+    held: tuple[str, ...] = ()  # how each note-off was had: "given", read_note_off's "release", "held", "died",
+    # or "listened" (another hold where a candidate renders much closer: step 4b)
 
     @property
     def note(self) -> int:
@@ -513,7 +514,9 @@ class Matcher:
         return MatchResult(with_name(best), source, d, tuple(t.note for t in takes), tuple(gains),
                            velocities=tuple(t.velocity for t in takes), holds=tuple(t.hold for t in takes),
                            lengths=tuple(t.length for t in takes),
-                           held=tuple(off.ended for off in offs) if hold is None else ("given",) * len(takes),
+                           held=(("given",) * len(takes) if hold is not None else
+                                 tuple("listened" if t.hold != (t.length if off.hold is None else off.hold)
+                                       else off.ended for t, off in zip(takes, offs))),
                            octave=octave, ranked=ranked, evals=judge.evals)
 
     def _register(self, params: np.ndarray, takes) -> np.ndarray:
