@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"octave {result.octave}")
     how = {"release": "the release heard", "held": "no release heard before the end",
            "died": "the note died while held, judged held to the end",
-           "listened": "the hold at which a candidate renders much closer than at the one the level shows"}
+           "listened": "the hold at which a candidate renders much closer than at the one the level shows",
+           "decaying": "the bend heard judged a faster stage of the decay, the key held to the end"}
     for path, hold, length, held_as in zip(args.audio, result.holds, result.lengths,
                                            result.held or ("",) * len(result.holds)):
         told = ("given" if args.hold is not None

@@ -50,6 +50,8 @@ class NoteOff:
     bend_db_s: float  # how much faster (dB/s) the level falls after ``hold`` than before (the best bend)
     ended: str  # "release" (heard), "held" (sounding to the end: cut at or before the note-off), "died"
     sounding_s: float  # seconds from the note-on to the last frame over the floor
+    falling_db_s: float = 0.0  # how fast (dB/s) the level fell before ``hold``: a note already decaying
+    # there may have only reached a faster stage of its decay (``match`` then searches both readings)
 
 
 def level_curve(audio: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +171,7 @@ def read_note_off(audio: np.ndarray, rate: int, noise_db: float | None = None) -
             j += int(np.argmax(score[j:j + w]))  # that bend's own peak
             k = int(ks[j])
             hold = _steep(tt, y, _hinge(tt, y, k, w // 2))
-            return NoteOff(min(max(hold, 0.0), length), float(score[j]), "release", sounding)
+            return NoteOff(min(max(hold, 0.0), length), float(score[j]), "release", sounding, float(-before[k]))
         best = float(np.max(bend[ks]))
     else:
         best = 0.0

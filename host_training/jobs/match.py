@@ -69,7 +69,7 @@ class MatchResult:
     ranked: tuple[tuple[Voice, float, str], ...] = ()  # the best distinct voices, best first, with distances
     evals: int = 0  # voices rendered and judged
     held: tuple[str, ...] = ()  # how each note-off was had: "given", read_note_off's "release", "held", "died",
-    # or "listened" (another hold where a candidate renders much closer: step 4b)
+    # "listened" (another hold where a candidate renders much closer: step 4b) or "decaying" (``_how_held``)
 
     @property
     def note(self) -> int:
@@ -96,6 +96,7 @@ NEAR_COPY_DB = 1.0  # a candidate this close at the hold heard by listening is t
 # the one read from the level (a near-copy fits only at the true hold; a far voice fits anywhere a little) ...
 LISTENED_SHARE = 0.5  # ... and so is one this much closer than every candidate at the hold read from the level
 LISTEN_SHARE = 0.5  # of the time left that listening for the note-off may take (the search has the rest)
+DECAYING_DB_S = 10.0  # a release read where the level already fell this fast is searched held to the end too
 SEARCH = "greedy+cma"  # the search after the candidates: it measured best at equal time (docs/results.md)
 SEARCH_STARTS = 3  # distinct best candidates the search starts from  # a recording's gain is read within this of the data set's median level (docs/model.md)
 
@@ -207,6 +208,16 @@ def how_held(rec: Prepared) -> NoteOff:
     floor heard before the note where there was one."""
     noise = None if rec.lead is None else level_db(rec.lead)
     return read_note_off(rec.note, rec.rate, noise)
+
+
+def _how_held(take, off: NoteOff) -> str:
+    """How a take's note-off was had, for MatchResult.held: the level's reading (``off.ended``),
+    "decaying" (a release heard, but judged held to the end: a faster stage of the decay) or
+    "listened" (another hold, where a candidate renders much closer)."""
+    read = take.length if off.hold is None else off.hold
+    if take.hold == read:
+        return off.ended
+    return "decaying" if take.hold >= take.length and off.ended == "release" else "listened"
 
 
 POLISH_MOVES = greedy_moves()  # the greedy search's moves (host_training.jobs.search), most audible first
@@ -498,6 +509,10 @@ class Matcher:
             srch.SEARCHES[search](judge, starts)
             return judge, takes
 
+        # where the level was already falling before the release it shows, the bend may be a faster
+        # stage of the decay while the key was held: both readings searched, the time shared
+        if hold is None and len(takes) == 1 and offs[0].hold is not None and offs[0].falling_db_s >= DECAYING_DB_S:
+            at_octaves = [alt for tk in at_octaves for alt in (tk, [tk[0].at(hold=tk[0].length)])]
         found = []
         for k, tk in enumerate(at_octaves):
             share = (deadline - time.monotonic()) / (len(at_octaves) - k)
@@ -515,8 +530,7 @@ class Matcher:
                            velocities=tuple(t.velocity for t in takes), holds=tuple(t.hold for t in takes),
                            lengths=tuple(t.length for t in takes),
                            held=(("given",) * len(takes) if hold is not None else
-                                 tuple("listened" if t.hold != (t.length if off.hold is None else off.hold)
-                                       else off.ended for t, off in zip(takes, offs))),
+                                 tuple(_how_held(t, off) for t, off in zip(takes, offs))),
                            octave=octave, ranked=ranked, evals=judge.evals)
 
     def _register(self, params: np.ndarray, takes) -> np.ndarray:
