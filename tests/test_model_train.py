@@ -401,6 +401,16 @@ def test_a_note_that_died_while_held_is_judged_held_to_the_end_and_the_reading_c
     monkeypatch.setattr(hm, "how_held", lambda rec: NoteOff(0.1, 30.0, "release", rec.length_s))
     res = m.match_recordings([hm.prepare(audio, m.s.rate, m.s)], 0.0, [60], seconds=4)
     assert abs(res.holds[0] - 1.0) < 0.03 and res.distance_db < 0.5 and res.held == ("listened",)
+    # a release read where the level was already falling may be a faster stage of the decay: the
+    # same voice cut while held, read as let go at 0.2 s with the level falling before, is
+    # searched held to the end as well, and kept there (the voice renders closest there)
+    cut = next(a for a in (r.render(ds.voice(int(i)), Note(60, 100, 1.2, 1.2)) for i in ds.indices("train"))
+               if np.abs(a).max() > 0.01 and hm.read_note_off(a, m.s.rate).ended == "held")
+    monkeypatch.setattr(hm, "how_held", lambda rec: NoteOff(0.2, 30.0, "release", rec.length_s, 25.0))
+    monkeypatch.setattr(hm, "NEAR_COPY_DB", 0.0)  # listening alone would find it too: left out here
+    monkeypatch.setattr(hm, "LISTENED_SHARE", 0.0)
+    res = m.match_recordings([hm.prepare(cut, m.s.rate, m.s)], 0.0, [60], seconds=4)
+    assert res.held == ("decaying",) and res.holds[0] == pytest.approx(res.lengths[0]) and res.distance_db < 0.5
 
 
 def test_match_at_several_notes_retrieves_over_all_of_them_and_is_never_farther_than_retrieval(run, data):
