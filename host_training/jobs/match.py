@@ -488,7 +488,7 @@ class Matcher:
             # the one-note retrieval's voice: where one of them renders much closer at another hold
             # (a near-copy's distance, or LISTENED_SHARE of the best), that hold is the one played
             if hold is None and len(takes) == 1:
-                best, d_best, _ = judge.best()
+                _, d_best, _ = judge.best()
                 now = time.monotonic()
                 if d_best > timing.HOLD_TIE_DB and now < until:
                     by = grid_voices + [p for p, _, _ in judge.ranked(HOLD_VOICES)]  # the likeliest near-copy

@@ -64,7 +64,10 @@ def played(renderer: DexedRenderer, params: np.ndarray, take: Take) -> np.ndarra
     much longer. Most voices sound at once: one render; the late ones need a second."""
     voice = Voice.from_parameters(np.asarray(params, dtype=np.uint8), "JUDGE")
     audio = renderer.render(voice, Note(take.note, take.velocity, take.hold, take.length))
-    start = min(find_onset(audio, renderer.sample_rate).start, int(take.lead * renderer.sample_rate))
+    room = int(take.lead * renderer.sample_rate)
+    if room == 0:  # a file that starts with its note (the usual case): no onset to read
+        return audio
+    start = min(find_onset(audio, renderer.sample_rate).start, room)
     if start == 0:
         return audio
     late = start / renderer.sample_rate
