@@ -61,6 +61,8 @@ class Anchor:
     name: str
     voice: Voice
     latent: np.ndarray = field(compare=False)
+    # per knob dim, the parameters that knob moves on this voice (a tuned bank's, format 2); None: all
+    knob_masks: dict[int, np.ndarray] | None = field(default=None, compare=False)
 
 
 def _runtime():

@@ -4,6 +4,11 @@ Layout (integers big-endian, as the model bundle's; conversion/bundle.py's ``fra
 
     b"DXVB"  u16 format_version  u32 manifest_length  manifest (UTF-8 JSON)  64-byte Ed25519 signature
     voices: N records of 155 unpacked (VCED) voice bytes + latent_size float32 (little-endian)
+            [+ format 2: one 19-byte bit mask (145 bits, np.packbits order) per knob of "knob_dims"]
+
+Format 2 adds, per voice and knob, the parameters that knob may move on that voice
+(host_training.jobs.knob_tune, chosen by rendering when the bank is built; dx7.relative.tuned_voice
+plays them). A bank without tuned knobs is written as format 1, which every device reads.
 
 The signature covers magic, version and manifest; the manifest holds the records' size and
 SHA-256, so every byte is covered, as in a bundle, with the same keys (conversion/keys.py).
@@ -36,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from conversion.bundle import frame, unframe
 from conversion.runtime import Anchor
-from dx7 import PARAM_COUNT, Voice
+from dx7 import LEARNABLE_COUNT, PARAM_COUNT, Voice
 from dx7.errors import DX7Error
 from dx7.files import atomic_write
 from dxmacro.errors import DxmacroError
@@ -44,12 +49,15 @@ from dxmacro.errors import DxmacroError
 MAGIC = b"DXVB"  # signed by the host's key
 LOCAL_MAGIC = b"DXVL"  # made on the device, unsigned, read only from the device's own store
 FORMAT = "dxmacro-voice-bank"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 1  # no tuned knobs
+TUNED_VERSION = 2  # with "knob_dims" and a mask per voice and knob
+SUPPORTED_VERSIONS = (1, 2)
+MASK_BYTES = (LEARNABLE_COUNT + 7) // 8  # 145 learnable parameters -> 19 bytes
+MAX_KNOBS = 16
 MAX_VOICES = 1024
 MAX_LATENT = 256
 MAX_MANIFEST_BYTES = 256 * 1024
-MAX_BANK_BYTES = 80 + MAX_MANIFEST_BYTES + MAX_VOICES * (PARAM_COUNT + 4 * MAX_LATENT)
+MAX_BANK_BYTES = 80 + MAX_MANIFEST_BYTES + MAX_VOICES * (PARAM_COUNT + 4 * MAX_LATENT + MAX_KNOBS * MASK_BYTES)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,47}$")
 MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 METHODS = ("encoder", "inverse", "anchor", "nearest")  # how the latents were found
@@ -65,6 +73,7 @@ class VoiceBank:
     voices: tuple[Voice, ...] = field(repr=False)
     latents: np.ndarray = field(repr=False)  # (N, latent_size) float32
     signed_by: str | None  # key id that verified it; None: read without a key, or device-made
+    knob_masks: tuple[dict[int, np.ndarray], ...] | None = field(default=None, repr=False)  # per voice: dim -> (145,) bool
 
     @property
     def name(self) -> str:
@@ -84,7 +93,8 @@ class VoiceBank:
 
     def anchors(self) -> tuple[Anchor, ...]:
         """The voices as the control loop steps through them (``ControlLoop.set_voices``)."""
-        return tuple(Anchor(v.name.strip() or f"voice {i + 1}", v, self.latents[i].copy())
+        masks = self.knob_masks or (None,) * len(self.voices)
+        return tuple(Anchor(v.name.strip() or f"voice {i + 1}", v, self.latents[i].copy(), masks[i])
                      for i, v in enumerate(self.voices))
 
     def require_model(self, model_id: str) -> None:
@@ -95,13 +105,27 @@ class VoiceBank:
 
 
 # -- writing --------------------------------------------------------------------------------------
-def _body(voices: Sequence[Voice], latents: np.ndarray) -> bytes:
+def _body(voices: Sequence[Voice], latents: np.ndarray, masks: np.ndarray | None) -> bytes:
     lat = np.asarray(latents, dtype="<f4")
-    return b"".join(v.to_unpacked() + lat[i].tobytes() for i, v in enumerate(voices))
+    bits = [b""] * len(voices) if masks is None else [np.packbits(m, axis=1).tobytes() for m in masks]
+    return b"".join(v.to_unpacked() + lat[i].tobytes() + bits[i] for i, v in enumerate(voices))
+
+
+def _check_masks(knob_masks: tuple[Sequence[int], np.ndarray] | None, n: int, latent_size: int) -> np.ndarray | None:
+    """``(dims, masks (N voices, K knobs, 145) bool)`` checked, the masks as bool; None stays None."""
+    if knob_masks is None:
+        return None
+    dims, masks = knob_masks
+    masks = np.asarray(masks)
+    if not 1 <= len(dims) <= MAX_KNOBS or len(set(dims)) != len(dims) or not all(0 <= d < latent_size for d in dims):
+        raise BankError(f"knob dims {list(dims)} are not 1 to {MAX_KNOBS} distinct latent dimensions")
+    if masks.shape != (n, len(dims), LEARNABLE_COUNT) or masks.dtype != bool:
+        raise BankError(f"knob masks of shape {masks.shape} do not fit {n} voices and {len(dims)} knobs")
+    return masks
 
 
 def _manifest(name: str, model_id: str, voices: Sequence[Voice], latents: np.ndarray, origin: str, method: str,
-              extra: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+              extra: dict[str, Any], knob_masks=None) -> tuple[dict[str, Any], bytes]:
     lat = np.asarray(latents, dtype=np.float32)
     if not NAME_RE.match(name):
         raise BankError(f"bank name {name!r} is not a plain word (letters, digits, '.', '_', '+', '-'; at most 48)")
@@ -115,20 +139,26 @@ def _manifest(name: str, model_id: str, voices: Sequence[Voice], latents: np.nda
         raise BankError("a latent is not finite")
     if method not in METHODS:
         raise BankError(f"unknown latent method {method!r} (one of {', '.join(METHODS)})")
-    body = _body(voices, lat)
-    doc = dict(extra) | {"format": FORMAT, "format_version": FORMAT_VERSION, "origin": origin, "name": name,
+    masks = _check_masks(knob_masks, len(voices), lat.shape[1])
+    body = _body(voices, lat, masks)
+    version = FORMAT_VERSION if masks is None else TUNED_VERSION
+    doc = dict(extra) | {"format": FORMAT, "format_version": version, "origin": origin, "name": name,
                          "model_id": str(model_id), "latent_size": int(lat.shape[1]), "voices": len(voices),
                          "latent_method": method,
                          "body": {"size": len(body), "sha256": hashlib.sha256(body).hexdigest()}}
+    if masks is not None:
+        doc["knob_dims"] = [int(d) for d in knob_masks[0]]
     return doc, body
 
 
 def encode(name: str, model_id: str, voices: Sequence[Voice], latents: np.ndarray, key: Ed25519PrivateKey, *,
-           method: str = "encoder", extra: dict[str, Any] | None = None) -> bytes:
-    """A signed bank's bytes. ``extra``: more manifest entries (model_version, sources, ...)."""
+           method: str = "encoder", extra: dict[str, Any] | None = None,
+           knob_masks: tuple[Sequence[int], np.ndarray] | None = None) -> bytes:
+    """A signed bank's bytes. ``extra``: more manifest entries (model_version, sources, ...);
+    ``knob_masks``: (the knobs' latent dims, (N, K, 145) bool), each voice's tuned knobs (format 2)."""
     from conversion.keys import key_id
 
-    doc, body = _manifest(name, model_id, voices, latents, "host", method, extra or {})
+    doc, body = _manifest(name, model_id, voices, latents, "host", method, extra or {}, knob_masks)
     doc["key_id"] = key_id(key.public_key())
     return _finish(MAGIC, doc, body, key)
 
@@ -144,7 +174,7 @@ def _finish(magic: bytes, doc: dict[str, Any], body: bytes, key: Ed25519PrivateK
     text = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     if len(text) > MAX_MANIFEST_BYTES:
         raise BankError(f"manifest would be {len(text)} bytes, over the {MAX_MANIFEST_BYTES}-byte limit")
-    data = frame(magic, FORMAT_VERSION, text, key) + body
+    data = frame(magic, int(doc["format_version"]), text, key) + body
     if len(data) > MAX_BANK_BYTES:
         raise BankError(f"bank would be {len(data)} bytes, over the {MAX_BANK_BYTES}-byte limit")
     return data
@@ -209,7 +239,15 @@ def _parse(version: int, text: bytes, body: bytes, signed_by: str | None, origin
         raise fail(f"holds {n!r} voices; a bank holds 1 to {MAX_VOICES}")
     if n > MAX_VOICES:
         raise fail(f"holds {n} voices, over the limit of {MAX_VOICES}")
-    record = PARAM_COUNT + 4 * size
+    dims = m.get("knob_dims", [])
+    if version == 1 and "knob_dims" in m:
+        raise fail("a format 1 bank carries no tuned knobs, yet its manifest lists knob_dims")
+    if version >= TUNED_VERSION and (not isinstance(dims, list) or not 1 <= len(dims) <= MAX_KNOBS
+                                     or not all(isinstance(d, int) and 0 <= d < size for d in dims)
+                                     or len(set(dims)) != len(dims)):
+        raise fail(f"knob_dims {dims!r} are not 1 to {MAX_KNOBS} distinct latent dimensions")
+    latent_bytes = PARAM_COUNT + 4 * size
+    record = latent_bytes + len(dims) * MASK_BYTES
     entry = m.get("body")
     if not isinstance(entry, dict) or entry.get("size") != n * record:
         raise fail(f"manifest's voice table does not fit {n} voices of latent size {size}")
@@ -219,17 +257,22 @@ def _parse(version: int, text: bytes, body: bytes, signed_by: str | None, origin
         raise fail(f"{len(body) - n * record} unexpected bytes after the last voice")
     if hashlib.sha256(body).hexdigest() != entry.get("sha256"):
         raise fail("the voices do not match their SHA-256 (tampered or corrupt)")
-    voices, latents = [], np.empty((n, size), np.float32)
+    voices, latents, masks = [], np.empty((n, size), np.float32), []
     for i in range(n):
         rec = body[i * record : (i + 1) * record]
         try:
             voices.append(Voice(tuple(rec[:PARAM_COUNT])))
         except DX7Error as exc:
             raise fail(f"voice {i + 1} is not a valid DX7 voice ({exc})") from None
-        latents[i] = np.frombuffer(rec[PARAM_COUNT:], dtype="<f4")
+        latents[i] = np.frombuffer(rec[PARAM_COUNT:latent_bytes], dtype="<f4")
+        if dims:
+            bits = np.unpackbits(np.frombuffer(rec[latent_bytes:], np.uint8).reshape(len(dims), MASK_BYTES), axis=1)
+            if bits[:, LEARNABLE_COUNT:].any():
+                raise fail(f"voice {i + 1}: a knob mask sets bits past the last parameter")
+            masks.append({d: bits[j, :LEARNABLE_COUNT].astype(bool) for j, d in enumerate(dims)})
     if not np.isfinite(latents).all():
         raise fail("a latent is not finite")
-    return VoiceBank(m, tuple(voices), latents, signed_by)
+    return VoiceBank(m, tuple(voices), latents, signed_by, tuple(masks) if dims else None)
 
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:

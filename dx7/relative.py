@@ -48,3 +48,19 @@ def relative_voice(voice: np.ndarray, at_base: np.ndarray, moved: np.ndarray) ->
     voice, at_base, moved = (np.asarray(a, dtype=np.int64) for a in (voice, at_base, moved))
     out = np.clip(voice + (moved - at_base), 0, _HIGHS)
     return np.where(held(voice), voice, out)
+
+
+def tuned_voice(voice: np.ndarray, at_base: np.ndarray,
+                moves: "list[tuple[np.ndarray, np.ndarray | None]]") -> np.ndarray:
+    """Several knobs at once, each passing on only the parameters tuned for this voice: ``voice``
+    plus, for every ``(moved, mask)``, the decoder's change from ``at_base`` to ``moved`` (the
+    latent with that one knob's dimension moved) where ``mask`` (145 bool; None: every parameter)
+    allows it; clipped, and what relative knobs hold kept. One knob with mask None is
+    :func:`relative_voice`. Why per knob: a mask says which changes carry that knob's sound on this
+    voice (host_training.jobs.knob_tune); a joint decode would mix the knobs' changes."""
+    voice, at_base = np.asarray(voice, dtype=np.int64), np.asarray(at_base, dtype=np.int64)
+    out = voice.copy()
+    for moved, mask in moves:
+        change = np.asarray(moved, dtype=np.int64) - at_base
+        out += change if mask is None else np.where(mask, change, 0)
+    return np.where(held(voice), voice, np.clip(out, 0, _HIGHS))

@@ -123,6 +123,57 @@ def test_hostile_manifests_are_refused(key):
         voice_bank.decode(forged(private, doc, bytes(bad_voice)), public)
 
 
+def forged_v2(private, manifest: dict, body: bytes) -> bytes:
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return bundle.frame(voice_bank.MAGIC, 2, text, private) + body
+
+
+def test_tuned_knobs_round_trip_and_reach_the_anchors(key):
+    """Format 2: each voice's tuned knobs (a mask of the 145 parameters per knob) come back bit for
+    bit, keyed by the knob's latent dimension; an untuned bank stays format 1 with no masks."""
+    private, public, *_ = key
+    n, dims = 3, [0, 2, 5]
+    lat = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+    masks = np.random.default_rng(1).random((n, len(dims), 145)) < 0.2
+    data = voice_bank.encode("tuned", "flow-abc-seed0", some_voices(n), lat, private, knob_masks=(dims, masks))
+    b = voice_bank.decode(data, public)
+    assert b.manifest["format_version"] == 2 and b.manifest["knob_dims"] == dims
+    for i, anchor in enumerate(b.anchors()):
+        assert sorted(anchor.knob_masks) == dims
+        for j, d in enumerate(dims):
+            assert np.array_equal(anchor.knob_masks[d], masks[i, j])
+    np.testing.assert_array_equal(b.latents, lat)
+    plain = voice_bank.decode(make(private, 2), public)
+    assert plain.manifest["format_version"] == 1 and plain.knob_masks is None
+    assert all(a.knob_masks is None for a in plain.anchors())
+    with pytest.raises(voice_bank.BankError, match="do not fit 3 voices and 3 knobs"):
+        voice_bank.encode("t", "m", some_voices(n), lat, private, knob_masks=(dims, masks[:, :2]))
+    with pytest.raises(voice_bank.BankError, match="knob dims .* are not 1 to 16 distinct latent dimensions"):
+        voice_bank.encode("t", "m", some_voices(n), lat, private, knob_masks=([0, 0, 9], masks))
+
+
+def test_hostile_tuned_banks_are_refused(key):
+    private, public, *_ = key
+    masks = np.ones((1, 2, 145), bool)
+    data = voice_bank.encode("t", "m", some_voices(1), np.zeros((1, 4), np.float32), private,
+                             knob_masks=([0, 1], masks))
+    good = voice_bank.decode(data, public)
+    doc, body = good.manifest, data[-(155 + 16 + 2 * voice_bank.MASK_BYTES):]
+    for dims in ([0, 9], [1, 1], "0,1", [], list(range(17))):
+        with pytest.raises(voice_bank.BankError, match="knob_dims"):
+            voice_bank.decode(forged_v2(private, doc | {"knob_dims": dims}, body), public)
+    bad = bytearray(body)
+    bad[-1] |= 0x01  # the 152nd bit of the last mask: past the 145th parameter
+    bad_doc = doc | {"body": {"size": len(bad), "sha256": hashlib.sha256(bad).hexdigest()}}
+    with pytest.raises(voice_bank.BankError, match="voice 1: a knob mask sets bits past the last parameter"):
+        voice_bank.decode(forged_v2(private, bad_doc, bytes(bad)), public)
+    v1 = {k: v for k, v in doc.items() if k != "knob_dims"} | {"format_version": 1}
+    with pytest.raises(voice_bank.BankError, match="voice table"):  # a format 1 reader's record size
+        voice_bank.decode(forged(private, v1, body), public)
+    with pytest.raises(voice_bank.BankError, match="format 1 bank carries no tuned knobs"):
+        voice_bank.decode(forged(private, v1 | {"knob_dims": [0, 1]}, body), public)
+
+
 def test_device_made_banks_are_read_only_locally(key):
     private, public, *_ = key
     lat = np.zeros((2, 8), np.float32)

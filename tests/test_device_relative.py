@@ -73,6 +73,47 @@ def test_relative_voice_never_changes_the_pitch_a_player_hears():
     assert out[param("op2_freq_coarse").index] == voice[param("op2_freq_coarse").index] + 2
 
 
+def test_tuned_voice_passes_on_each_knobs_own_parameters_only():
+    """A tuned voice: each knob's change reaches only the parameters its mask allows, the knobs'
+    changes add up, the pitch and the categorical choices stay the voice's, and a knob without a
+    mask is the plain relative rule."""
+    from dx7.relative import tuned_voice
+
+    voice = np.array(Voice.init().values[:LEARNABLE_COUNT], dtype=np.int64)
+    at_base = voice.copy()
+    level, rate, fb = (param(n).index for n in ("op2_output_level", "op2_eg_rate1", "feedback"))
+    transpose = param("transpose").index
+    bright, long_ = at_base.copy(), at_base.copy()
+    bright[[level, rate, fb, transpose]] += [20, 10, 3, 5]
+    long_[[level, rate]] += [5, -30]
+    mask_b = np.zeros(LEARNABLE_COUNT, bool)
+    mask_b[[level, fb, transpose]] = True
+    assert np.array_equal(tuned_voice(voice, at_base, []), voice)
+    out = tuned_voice(voice, at_base, [(bright, mask_b)])
+    assert out[level] == voice[level] + 20 and out[fb] == voice[fb] + 3
+    assert out[rate] == voice[rate] and out[transpose] == voice[transpose]  # not its to move; the pitch held
+    both = tuned_voice(voice, at_base, [(bright, mask_b), (long_, None)])
+    assert both[level] == min(99, voice[level] + 25) and both[rate] == voice[rate] - 30
+    assert np.array_equal(tuned_voice(voice, at_base, [(long_, None)]), relative_voice(voice, at_base, long_))
+
+
+def test_a_tuned_bank_voice_moves_only_its_knobs_tuned_parameters_on_the_device():
+    """The control loop on a tuned voice: at rest the voice exactly, turned, only the parameters
+    tuned for the turned knobs differ, and back at rest the voice again."""
+    decoder = LinearDecoder()
+    voices = _cartridge()[:4]
+    latents = np.random.default_rng(3).standard_normal((4, decoder.latent_size)).astype(np.float32)
+    rng = np.random.default_rng(4)
+    masks = [{k.dim: rng.random(LEARNABLE_COUNT) < 0.1 for k in decoder.knobs} for _ in voices]
+    allowed = [np.logical_or.reduce(list(m.values())) for m in masks]
+    loop, synth, held = _play_cartridge(decoder, voices, latents, "relative", masks)
+    assert synth.errors == [] and loop.stats.decode_errors == 0
+    for row, v, ok in zip(held, voices, allowed):
+        assert row[0].values == v.values and row[2].values == v.values
+        changed = np.array(row[1].values[:LEARNABLE_COUNT]) != np.array(v.values[:LEARNABLE_COUNT])
+        assert changed.any() and not (changed & ~ok).any()
+
+
 def test_dead_zone_is_exact_inside_and_continuous_outside():
     assert dead_zone(0.51, 0.5, 0.02) == 0.5 and dead_zone(0.48, 0.5, 0.02) == 0.5
     assert dead_zone(0.6, 0.5, 0.02) == pytest.approx(0.58) and dead_zone(0.4, 0.5, 0.02) == pytest.approx(0.42)
@@ -99,11 +140,12 @@ def _cartridge() -> list[Voice]:
             for i in range(32)]
 
 
-def _play_cartridge(decoder, voices: list[Voice], latents: np.ndarray, mode: str):
+def _play_cartridge(decoder, voices: list[Voice], latents: np.ndarray, mode: str, masks=None):
     """Each voice selected in turn (next), every knob picked up at its pickup point, turned to the
     far end and brought back. Returns the loop, the emulated DX7 and, per voice, what the synth held
-    after selection, at the far end and after the return."""
-    anchors = tuple(Anchor(v.name, v, z) for v, z in zip(voices, latents))
+    after selection, at the far end and after the return. ``masks``: each voice's tuned knobs."""
+    masks = masks or [None] * len(voices)
+    anchors = tuple(Anchor(v.name, v, z, m) for v, z, m in zip(voices, latents, masks))
     knobs = decoder.knobs
     script = KnobScript(len(knobs), [0.5] * len(knobs))
     presses, moments = [], []

@@ -29,10 +29,11 @@ class VoiceChoice:
     name: str
     latent: np.ndarray
     voice: Voice | None  # sent as is when known (anchors); else decoded from the latent
+    knob_masks: dict[int, np.ndarray] | None = None  # a tuned bank's (dx7.relative.tuned_voice)
 
 
 def anchor_choice(anchor: Anchor) -> VoiceChoice:
-    return VoiceChoice(anchor.name, np.asarray(anchor.latent, dtype=np.float32), anchor.voice)
+    return VoiceChoice(anchor.name, np.asarray(anchor.latent, dtype=np.float32), anchor.voice, anchor.knob_masks)
 
 
 class AnchorCycler:

@@ -32,7 +32,7 @@ from device.control.notify import Notifier
 from device.control.ports import Anchor, Buttons, Clock, Decoder, Display, KnobReader, MidiIn, MidiOut, PortGone
 from device.control.program import NewVoices, ProgramInput, SelectProgram, with_latents
 from device.control.relative import dead_zone
-from dx7.relative import relative_voice
+from dx7.relative import relative_voice, tuned_voice
 from device.control.profiles import CCProfile, EchoCC, SysexProfile, panic_messages
 from device.control.smoothing import KnobChannel, SmoothingSettings
 from device.control.thru import Thru
@@ -114,6 +114,8 @@ class ControlLoop:
         self._name_of: str | None = None  # the voice name _name encodes (encoded once per voice)
         self._name: tuple[int, ...] = ()
         self._at_base_array = np.zeros(0, dtype=np.int64)
+        self.knob_masks: dict[int, np.ndarray] | None = None  # the voice's tuned knobs (a format 2 bank's)
+        self._knob_decoded: dict[int, tuple[float, np.ndarray]] = {}  # dim -> (its value, the decode)
         self.healthy = True  # the decoder works (set per decode)
         self.model_state = None  # device.flashing.model_follow.ModelState when following a model store
         self.status = None  # device.flashing.status.StatusPublisher when status.json is configured
@@ -212,6 +214,8 @@ class ControlLoop:
                 return
         self.base_values = np.asarray(values, dtype=np.int64)
         self.at_base = None
+        self.knob_masks = choice.knob_masks if self.settings.knob_mode == "relative" else None
+        self._knob_decoded = {}
         if self.settings.knob_mode == "relative":
             self.at_base = self.base_values if choice.voice is None else self._decode(self.base)
             if self.at_base is None:
@@ -277,12 +281,32 @@ class ControlLoop:
         if np.array_equal(z, self.latent):
             return
         self.latent = z
-        values = self._decode(z, as_array=True)
-        if values is None:
-            return
-        if self.at_base is not None:
-            values = relative_voice(self.base_values, self._at_base_array, values)
-        self._set_target(values)
+        if self.at_base is not None and self.knob_masks is not None:
+            values = self._tuned(z)
+        else:
+            values = self._decode(z, as_array=True)
+            if values is not None and self.at_base is not None:
+                values = relative_voice(self.base_values, self._at_base_array, values)
+        if values is not None:
+            self._set_target(values)
+
+    def _tuned(self, z: np.ndarray) -> np.ndarray | None:
+        """A tuned voice's knobs (relative mode): each moved knob decoded on its own, and only the
+        parameters tuned for it on this voice passed on (dx7.relative.tuned_voice). A knob's decode
+        is kept while its dimension stays put, so a tick that turns one knob costs one decode."""
+        moves = []
+        for dim in np.flatnonzero(z != self.base):
+            value = float(z[dim])
+            kept = self._knob_decoded.get(int(dim))
+            if kept is None or kept[0] != value:
+                one = self.base.copy()
+                one[dim] = z[dim]
+                out = self._decode(one, as_array=True)
+                if out is None:
+                    return None
+                kept = self._knob_decoded[int(dim)] = (value, np.asarray(out, dtype=np.int64))
+            moves.append((kept[1], self.knob_masks.get(int(dim))))
+        return tuned_voice(self.base_values, self._at_base_array, moves)
 
     def _relative_latent(self, positions: list[float | None], live: list[bool]) -> np.ndarray:
         """The base latent, each live knob's dimension moved by the knob's travel from its

@@ -1,6 +1,7 @@
 """``dxmacro bank``: build, look inside and verify signed voice banks (.dxb).
 
     dxmacro bank build CART.syx... [--run RUN] --key signing.key --out voices.dxb
+                       [--tune-knobs --bundle model.dxm [--data DIR] [--threads 2]]
     dxmacro bank inspect voices.dxb [--pubkey signing.key.pub]
     dxmacro bank verify voices.dxb --pubkey signing.key.pub [--model-id ID]
 """
@@ -10,6 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from dxmacro.errors import DxmacroError
+from dxmacro.inputs import arg_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--latent", choices=("encoder", "inverse"), default="encoder",
                    help="how a voice gets its latent: encode its renders at the data set's notes (default), or "
                         "invert the regression flow on its parameters (docs/conversion.md, 'Voice banks')")
+    b.add_argument("--tune-knobs", action="store_true",
+                   help="tune every voice's knobs by rendering: each knob passes on only the decoder's changes that "
+                        "move its own descriptor on that voice (docs/device.md, 'Tuned knobs'); needs --bundle")
+    b.add_argument("--bundle", help="with --tune-knobs: the model bundle the device runs (model.dxm of this run)")
+    b.add_argument("--data", help="with --tune-knobs: the data set whose descriptors judge the knobs (default: the "
+                                  "run's own)")
+    b.add_argument("--threads", type=arg_int(1, 64), default=2, help="with --tune-knobs: render threads (default 2)")
     b.set_defaults(func=run_build)
     for name, helptext in (("inspect", "show the manifest and the voices (signature checked only with --pubkey)"),
                            ("verify", "check the signature, the voices' hash, the format and the limits")):
@@ -46,12 +57,42 @@ def run_build(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run)
     out = Path(args.out)
     name = args.name or out.stem
-    data = build_bank(args.cartridges, run_dir, key, name=name, method=args.latent)
+    tune = None
+    if args.tune_knobs:
+        tune = _tuning(args, run_dir, key.public_key())
+    elif args.bundle or args.data:
+        raise DxmacroError("--bundle and --data are for --tune-knobs")
+    data = build_bank(args.cartridges, run_dir, key, name=name, method=args.latent, tune=tune)
     voice_bank.write(out, data)
     bank = voice_bank.decode(data, key.public_key(), source=str(out))
     print(f"{out}: {len(bank.voices)} voices for model {bank.model_id} (latents: {args.latent}), "
           f"{len(data)} bytes, signed by {bank.signed_by}")
+    if tune is not None:
+        passed = bank.manifest["knob_tuning"]["passed"]
+        names = [k.name for k in tune.decoder.knobs if k.dim in bank.manifest["knob_dims"]]
+        print("knobs tuned; voices where a knob passes every gate: "
+              + ", ".join(f"{n} {p:.0%}" for n, p in zip(names, passed)))
     return 0
+
+
+def _tuning(args: argparse.Namespace, run_dir: Path, public_key):
+    """What --tune-knobs needs, checked before the slow part."""
+    import sys
+
+    from conversion import runtime
+    from host_training.jobs.bank import Tuning
+    from host_training.jobs.export import read_run
+
+    if not args.bundle:
+        raise DxmacroError("--tune-knobs needs --bundle: the model bundle the device runs")
+    decoder = runtime.load_decoder(args.bundle, public_key)
+    data_dir = Path(args.data) if args.data else None
+    if data_dir is None:
+        data_dir = Path(read_run(run_dir).get("dataset_dir") or "")
+        if not (data_dir / "manifest.json").is_file():
+            raise DxmacroError(f"the run's data set {data_dir} is not here: give --data, the data set the run was "
+                               "trained on")
+    return Tuning(decoder, data_dir, args.threads, progress=lambda m: print(f"  {m}", file=sys.stderr))
 
 
 def run_read(args: argparse.Namespace) -> int:

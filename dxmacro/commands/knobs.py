@@ -1,6 +1,6 @@
 """``dxmacro knobs report``: every knob of a bundle as a performer hears it, relative and absolute.
 
-    dxmacro knobs report --bundle model.dxm --data DIR [--run RUN] [--voices 64] [--travel-scale 1] [--fp32] --out REPORT
+    dxmacro knobs report --bundle model.dxm --data DIR [--run RUN] [--voices 64] [--travel-scale 1] [--fp32] [--tuned] --out REPORT
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sweep this share of each knob's travel, centred (default 1: the whole travel); what a "
                         "shorter knob would measure")
     r.add_argument("--fp32", action="store_true", help="the run's fp32 decoder in relative mode beside int8")
+    r.add_argument("--tuned", action="store_true",
+                   help="also each decoder in tuned mode: relative knobs passing on only the parameters chosen for "
+                        "each voice by rendering, as a tuned bank plays them (dxmacro bank build --tune-knobs)")
     r.add_argument("--threads", type=arg_int(1, 256), default=2, help="render threads (default 2)")
     r.add_argument("--out", help="write knobs.json and knobs.md to this folder")
     r.set_defaults(func=run)
@@ -73,8 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
         decoders["fp32"] = fp32
     knobs = knob_report.knob_travels(decoder.knobs, args.travel_scale)
+    tune = None
+    if args.tuned:
+        from host_training.jobs.knob_tune import tune_sweeps as tune
     report = knob_report.knob_report(decoders, knobs, args.data, latents, idx, steps=args.steps,
-                                     threads=args.threads, progress=lambda m: print(f"  {m}", file=sys.stderr))
+                                     threads=args.threads, progress=lambda m: print(f"  {m}", file=sys.stderr),
+                                     tune=tune)
     report["bundle"], report["model_id"], report["travel_scale"] = str(args.bundle), model_id, args.travel_scale
     print(knob_report.markdown(report), end="")
     if args.out:

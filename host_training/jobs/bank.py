@@ -18,9 +18,10 @@ docs/conversion.md ("Voice banks") measures both on voices the model never saw
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,8 +101,9 @@ class LatentFinder:
 
 
 def build_bank(paths: Sequence[str | os.PathLike[str]], run_dir: str | Path, key, *, name: str,
-               method: str = "encoder", finder: LatentFinder | None = None) -> bytes:
-    """The signed bank's bytes for every voice of ``paths`` (conversion.voice_bank.encode)."""
+               method: str = "encoder", finder: LatentFinder | None = None, tune: Tuning | None = None) -> bytes:
+    """The signed bank's bytes for every voice of ``paths`` (conversion.voice_bank.encode); with
+    ``tune``, every voice's knobs tuned by rendering (format 2, host_training.jobs.knob_tune)."""
     from conversion import voice_bank
 
     voices = read_cartridges(paths)
@@ -113,5 +115,27 @@ def build_bank(paths: Sequence[str | os.PathLike[str]], run_dir: str | Path, key
     latents = finder.latents([v.voice for v in voices], method)
     extra = {"model_version": finder.model_version, "sources": [[v.source, v.slot] for v in voices],
              "dataset_manifest_sha256": finder.info.get("dataset_manifest_sha256")}
+    knob_masks = None
+    if tune is not None:
+        from host_training.jobs.knob_tune import tune_bank
+
+        if tune.decoder.bundle.model_id != finder.model_id:
+            raise DxmacroError(f"the bundle holds model {tune.decoder.bundle.model_id}, the run is {finder.model_id}: "
+                               "tune with the bundle converted from this run")
+        dims, masks, passed = tune_bank(tune.decoder, [v.voice.parameters for v in voices], latents, tune.data_dir,
+                                        threads=tune.threads, progress=tune.progress)
+        knob_masks = (dims, masks)
+        extra["knob_tuning"] = {"data_set": str(tune.data_dir), "passed": [round(float(p), 4) for p in passed.mean(0)]}
     return voice_bank.encode(name, finder.model_id, [v.voice for v in voices], latents, key, method=method,
-                             extra=extra)
+                             extra=extra, knob_masks=knob_masks)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What tuning a bank's knobs needs: the bundle the device runs, and the data set whose
+    descriptors and notes the knobs are judged by."""
+
+    decoder: Any  # conversion.runtime.TFLiteDecoder
+    data_dir: Path
+    threads: int = 1
+    progress: Callable[[str], None] = lambda _: None

@@ -16,6 +16,10 @@ Per knob and mode:
 - ``largest_step_db``: median over sweeps of the largest step-to-step log-mel change (middle note);
 - ``pitch_changing``: share of sweeps along which the pitch a player hears changes: transpose, a
   pitch EG level, or a sounding carrier's frequency by a semitone or more (dx7.algorithms).
+With a ``tune`` (host_training.jobs.knob_tune.tune_sweeps), every decoder is also swept in "tuned"
+mode: relative mode as the device plays a tuned bank's voices, each knob passing on only the
+parameters chosen for that voice by rendering; ``tuned_passed`` is the share of voices whose tuning
+found a sweep that passes every gate one sweep can show.
 Per mode: ``takeover_jump_db``, the median log-mel distance between the chosen voice and what
 the synth gets at the first touch of a knob (relative: the voice itself, so 0).
 """
@@ -40,6 +44,9 @@ from host_training.dataset.rendered_scores import Pool, ScoreRenderer, descripto
 from host_training.jobs.evaluate import sweep_spearman
 
 Decode = Callable[[np.ndarray], np.ndarray]  # (latent_size,) -> (145,) DX7 values
+# (heard, scorer, voices, their relative sweeps of one knob, its score, travel) -> per voice a
+# choice with .mask and .passed (host_training.jobs.knob_tune.tune_sweeps)
+Tune = Callable[..., list[Any]]
 _TRANSPOSE = param("transpose").index
 _PITCH_EG = [param(f"pitch_eg_level{i}").index for i in range(1, 5)]
 
@@ -141,7 +148,7 @@ def _nanmedian(a: np.ndarray) -> np.ndarray:
 def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_dir: str | Path,
                 latents: np.ndarray, voice_idx: np.ndarray, *, steps: int = 11, threads: int = 2,
                 progress: Callable[[str], None] = lambda _: None,
-                device_modes: tuple[str, ...] = ("relative", "absolute")) -> dict[str, Any]:
+                device_modes: tuple[str, ...] = ("relative", "absolute"), tune: Tune | None = None) -> dict[str, Any]:
     """``decoders``: name -> decode, e.g. {"int8": ..., "fp32": ...}; the report sweeps the first
     (the bundle's) in "relative" and "absolute" mode and any other decoder in "relative" mode. ``knobs``: dicts with
     dim, name, low, high (a bundle's knobs). ``latents[i]`` is the latent of data-set voice
@@ -154,12 +161,14 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
     bases = [np.asarray(ds.params[int(i)], dtype=np.int64)[:145] for i in voice_idx]
     device = next(iter(decoders))  # the bundle's decoder (int8 or int16x8) first, in ``device_modes``
     runs = [(device, m) for m in device_modes] + [(d, "relative") for d in decoders if d != device]
+    if tune is not None:
+        runs += [(d, "tuned") for d in decoders]
     report: dict[str, Any] = {"voices": len(bases), "steps": steps, "data": str(data_dir), "modes": {}}
     for dec_name, mode in runs:
         decode = decoders[dec_name]
         key = f"{dec_name} {mode}"
         progress(f"{key}: takeover")
-        first_touch = [b if mode == "relative" else np.asarray(decode(z), dtype=np.int64)
+        first_touch = [b if mode != "absolute" else np.asarray(decode(z), dtype=np.int64)
                        for b, z in zip(bases, latents)]
         mel_base = [m for _, m in heard.of(bases)]
         mel_touch = [m for _, m in heard.of(first_touch)]
@@ -171,10 +180,17 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
                 continue  # not a semantic dimension: no descriptor of its own to judge it by
             progress(f"{key}: {k['name']}")
             travel = np.linspace(float(k["low"]), float(k["high"]), steps).astype(np.float32)
-            sweeps = [sweep_values(decode, b, z, int(k["dim"]), travel, mode) for b, z in zip(bases, latents)]
+            plays = "absolute" if mode == "absolute" else "relative"
+            sweeps = [sweep_values(decode, b, z, int(k["dim"]), travel, plays) for b, z in zip(bases, latents)]
+            extra = {}
+            if mode == "tuned":
+                tuned = tune(heard, scorer, bases, sweeps, int(k["dim"]), travel)
+                sweeps = [np.where(t.mask[None, :], s, b[None, :]) for t, s, b in zip(tuned, sweeps, bases)]
+                extra = {"tuned_passed": float(np.mean([t.passed for t in tuned])),
+                         "tuned_params": float(np.median([t.mask.sum() for t in tuned]))}
             entry["knobs"].append({"name": k["name"], "dim": int(k["dim"]),
                                    "descriptor": "/".join(ds.tag_names[int(k["dim"])][::-1]),
-                                   **knob_figures(heard, scorer, sweeps, int(k["dim"]), travel)})
+                                   **knob_figures(heard, scorer, sweeps, int(k["dim"]), travel), **extra})
         report["modes"][key] = entry
     report["renders"] = len(heard.cache)
     return report

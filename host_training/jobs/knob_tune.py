@@ -1,0 +1,180 @@
+"""Knobs tuned to a voice by ear: which of the decoder's changes a knob passes on to this voice.
+
+Why: along a knob's travel the decoder changes 50-80 of a voice's parameters at once. Each change
+adds to the knob's own score and to the others', so a knob that brightens also makes the voice
+louder and longer (selectivity 0.4-1.5 on the shipped model, largest steps 3-8 dB;
+docs/results.md). Which few of those changes carry the knob's own score, and which only add to the
+others, depends on the voice (its algorithm, its levels), so one model cannot choose them for every
+voice (scripts/knob_sensitivity.py). Here they are chosen per voice, by rendering, when a bank is
+built on the host: the device then applies, for each knob, the decoder's change masked to the chosen
+parameters (dx7.relative.tuned_voice). The learned decoder still proposes what moves and how far;
+the tuning only drops what a player would hear as another knob's work.
+
+How, per voice and knob (about 150 renders):
+1. every parameter the decoder's sweep moves is rendered alone at the sweep's two ends, and the
+   change of every score between them is read (scores as the knob report reads them);
+2. a greedy pass adds, one at a time, the parameter that makes the summed change most selective
+   (own score's rise over the largest other score's change); its prefixes are the candidates;
+3. up to six candidates are rendered as whole sweeps and judged by the knob report's own figures,
+   walking the path from the prefix predicted most selective (the single changes do not simply add
+   up); the first that passes every gate one sweep can show is kept, otherwise the one that came
+   closest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dx7.params import LEARNABLE_COUNT
+from dxmacro.errors import DxmacroError
+from host_training.jobs.knob_gates import KnobGates
+from host_training.jobs.knob_report import Heard, knob_figures
+
+CAP = 3.0  # selectivity beyond this buys nothing a player hears
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """One knob's choice for one voice: the parameters it may move, and how its sweep measured."""
+
+    mask: np.ndarray  # (145,) bool
+    figures: dict[str, Any]  # knob_report.knob_figures of the masked sweep alone
+    passed: bool
+
+
+def masked(base: np.ndarray, sweep: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(steps, 145): ``sweep`` with every parameter outside ``mask`` kept at the voice's value."""
+    return np.where(mask[None, :], sweep, base[None, :])
+
+
+def _selectivity(change: np.ndarray, own: int) -> float:
+    others = np.delete(np.abs(change), own)
+    return float(change[own] / max(others.max(initial=0.0), 1e-3))
+
+
+def _closeness(f: dict[str, Any], gates: KnobGates) -> float:
+    """How near a sweep's figures come to passing, for choosing among sweeps that all fail."""
+    step = min(1.0, gates.largest_step_max_db / max(f["largest_step_db"], 1e-3))
+    return f["spearman"] * min(f["selectivity"], CAP) * step
+
+
+def single_changes(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray,
+                   moved: np.ndarray) -> np.ndarray:
+    """(len(moved), n_scores): each moved parameter's change of every score, alone, from the
+    sweep's first step to its last (NaN read as no change)."""
+    ends = []
+    for p in moved:
+        lo, hi = base.copy(), base.copy()
+        lo[p], hi[p] = sweep[0, p], sweep[-1, p]
+        ends += [lo, hi]
+    scores = np.nan_to_num(scorer.rank(np.stack([d for d, _ in heard.of(ends)])))
+    return scores[1::2] - scores[0::2]
+
+
+def greedy_path(change: np.ndarray, own: int) -> list[tuple[float, list[int]]]:
+    """(predicted selectivity, rows of ``change`` kept) for every prefix of a greedy pass that adds,
+    one at a time, the parameter whose change makes the sum most selective (capped at CAP; the own
+    rise breaks ties), shortest first; it stops where the own score would no longer rise."""
+    chosen: list[int] = []
+    total = np.zeros(change.shape[1])
+    left = list(range(len(change)))
+    path: list[tuple[float, list[int]]] = []
+    while left:
+        s, i = max((min(_selectivity(total + change[i], own), CAP) + 1e-3 * (total + change[i])[own], i) for i in left)
+        if (total + change[i])[own] <= 0:
+            break
+        total = total + change[i]
+        chosen.append(i)
+        left.remove(i)
+        path.append((s, list(chosen)))
+    return path
+
+
+def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: int, travel: np.ndarray,
+              gates: KnobGates, verify: int = 6) -> Tuned:
+    """The parameters of ``sweep`` (the decoder's relative sweep of knob ``own`` from voice ``base``)
+    the knob should move on this voice.
+
+    The greedy path's prefixes are judged as whole rendered sweeps, starting from the one predicted
+    most selective: a prefix whose own rise is too weak or unsteady (Spearman, sign) sends the
+    search to longer ones, one that moves other scores or steps too far to shorter ones; at most
+    ``verify`` sweeps. The first that passes is kept, else the closest; a knob no prefix makes rise
+    keeps the decoder's whole change."""
+    base = np.asarray(base, dtype=np.int64)
+    moved = np.flatnonzero((sweep != base[None, :]).any(0))
+    full = np.zeros(sweep.shape[1], bool)
+    full[moved] = True
+    path = greedy_path(single_changes(heard, scorer, base, sweep, moved), own) if len(moved) else []
+    if not path:
+        f = knob_figures(heard, scorer, [sweep], own, travel)
+        return Tuned(full, f, not gates.failures(f))
+    tried: dict[int, Tuned] = {}
+    i = max(range(len(path)), key=lambda j: path[j][0])
+    lo, hi = -1, len(path)
+    while len(tried) < verify:
+        mask = np.zeros(sweep.shape[1], bool)
+        mask[moved[path[i][1]]] = True
+        f = knob_figures(heard, scorer, [masked(base, sweep, mask)], own, travel)
+        tried[i] = t = Tuned(mask, f, not gates.failures(f))
+        if t.passed:
+            return t
+        weak = f["spearman"] < gates.spearman_min or f["wrong_sign"] >= gates.wrong_sign_max
+        spills = f["selectivity"] < gates.selectivity_min or f["largest_step_db"] > gates.largest_step_max_db
+        if weak and not spills:
+            lo = i
+        else:
+            hi = i
+        i = (lo + hi) // 2
+        if not lo < i < hi or i in tried:  # that side is used up: the most promising prefix not yet heard
+            rest = [j for j in range(len(path)) if j not in tried]
+            if not rest:
+                break
+            i = max(rest, key=lambda j: path[j][0])
+    return max(tried.values(), key=lambda t: _closeness(t.figures, gates))
+
+
+def tune_sweeps(heard: Heard, scorer, bases: list[np.ndarray], sweeps: list[np.ndarray], own: int,
+                travel: np.ndarray, gates: KnobGates | None = None) -> list[Tuned]:
+    """:func:`tune_knob` for each voice's relative sweep of one knob (knob_report's tuned mode and a
+    tuned bank)."""
+    gates = gates or KnobGates()
+    return [tune_knob(heard, scorer, b, s, own, travel, gates) for b, s in zip(bases, sweeps)]
+
+
+def tune_bank(decoder, voices: list[np.ndarray], latents: np.ndarray, data_dir, *, steps: int = 11,
+              threads: int = 1, gates: KnobGates | None = None,
+              progress: Callable[[str], None] = lambda _: None) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Every knob of ``decoder`` (a bundle's TFLiteDecoder: what the device runs) tuned to every
+    voice (145 DX7 values each, at its latent): (the knobs' latent dims, masks (N, K, 145) bool,
+    passed (N, K) bool). Scores are read against the data set ``data_dir`` (its descriptors, its
+    notes), as the knob report reads them. Knobs without a score of their own are not tuned."""
+    from host_training.audio.sound import RenderSettings
+    from host_training.dataset import open_dataset
+    from host_training.dataset.rendered_scores import ScoreRenderer
+    from host_training.jobs.knob_report import knob_travels, sweep_values
+
+    ds = open_dataset(data_dir)
+    settings = RenderSettings.from_manifest(ds.settings)
+    n_scores = len(ds.tag_names)
+    scorer = ScoreRenderer(settings, np.asarray(ds.descriptors), n_scores, threads)
+    heard = Heard(settings, threads)
+    knobs = [k for k in knob_travels(decoder.knobs) if 0 <= int(k["dim"]) < n_scores]
+    if not knobs:
+        raise DxmacroError("the bundle has no knob on a semantic dimension: nothing to tune")
+    bases = [np.asarray(v, dtype=np.int64)[:LEARNABLE_COUNT] for v in voices]
+    masks = np.zeros((len(bases), len(knobs), LEARNABLE_COUNT), bool)
+    passed = np.zeros((len(bases), len(knobs)), bool)
+    for j, k in enumerate(knobs):
+        progress(f"tuning {k['name']} to {len(bases)} voices")
+        travel = np.linspace(float(k["low"]), float(k["high"]), steps).astype(np.float32)
+        sweeps = [sweep_values(decoder.decode, b, z, int(k["dim"]), travel, "relative") for b, z in zip(bases, latents)]
+        for i, t in enumerate(tune_sweeps(heard, scorer, bases, sweeps, int(k["dim"]), travel, gates)):
+            masks[i, j], passed[i, j] = t.mask, t.passed
+    return [int(k["dim"]) for k in knobs], masks, passed
+
+
+__all__ = ["Tuned", "greedy_path", "masked", "single_changes", "tune_bank", "tune_knob", "tune_sweeps"]
