@@ -113,3 +113,57 @@ def test_a_bundle_of_another_model_is_refused_in_one_line(trained, capsys):
                  "--voices", "2"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "give --run the run the bundle was converted from" in err[0]
+
+
+def test_tuned_mode_plays_a_subset_of_each_relative_change(trained, tmp_path):
+    """--tuned: each decoder also in tuned mode, whose knobs move no parameter the relative sweep
+    does not, and which keeps the chosen voice at the first touch."""
+    data, run, bundle = trained
+    out = tmp_path / "report"
+    assert main(["knobs", "report", "--bundle", str(bundle), "--public-key", str(bundle.parent / "k.key.pub"),
+                 "--data", str(data), "--run", str(run), "--voices", "3", "--steps", "4", "--tuned",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "knobs.json").read_text())
+    assert set(report["modes"]) == {"int8 relative", "int8 absolute", "int8 tuned"}
+    tuned = report["modes"]["int8 tuned"]
+    assert tuned["takeover_jump_db"] == 0.0
+    for k in tuned["knobs"]:
+        assert 0 <= k["tuned_passed"] <= 1 and k["tuned_params"] >= 0
+
+
+def test_bank_build_tunes_every_voice_s_knobs_for_the_device(trained, tmp_path, capsys):
+    """`dxmacro bank build --tune-knobs`: a format 2 bank whose masks allow, per voice and knob, only
+    parameters that knob's relative sweep moves; without --bundle, one line and nothing written."""
+    from conversion import keys, runtime, voice_bank
+    from dx7.files import encode_banks
+    from dx7.relative import relative_voice
+
+    data, run, bundle = trained
+    key = bundle.parent / "k.key"
+    voices = [Voice.init().replace({"algorithm": a, "op2_output_level": 40 + 10 * a, "feedback": a % 8})
+              for a in range(3)]
+    cart = tmp_path / "three.syx"
+    cart.write_bytes(encode_banks(voices))
+    out = tmp_path / "tuned.dxb"
+    assert main(["bank", "build", str(cart), "--run", str(run), "--key", str(key), "--out", str(out),
+                 "--tune-knobs", "--bundle", str(bundle), "--data", str(data), "--threads", "1"]) == 0
+    assert "knobs tuned" in capsys.readouterr().out
+    public = keys.load_public_key(str(key) + ".pub")
+    bank = voice_bank.read(out, public)
+    decoder = runtime.load_decoder(bundle, public)
+    assert bank.manifest["format_version"] == 2 and bank.manifest["knob_dims"] == [k.dim for k in decoder.knobs]
+    for anchor in bank.anchors():
+        base = np.array(anchor.voice.values[:145], dtype=np.int64)
+        at_base = np.asarray(decoder.decode(anchor.latent), dtype=np.int64)
+        for k in decoder.knobs:
+            moves = np.zeros(145, bool)
+            for end in np.linspace(k.low, k.high, 11, dtype=np.float32):
+                z = anchor.latent.copy()
+                z[k.dim] = end
+                moves |= relative_voice(base, at_base, decoder.decode(z)) != base
+            assert not (anchor.knob_masks[k.dim] & ~moves).any()
+    code = main(["bank", "build", str(cart), "--run", str(run), "--key", str(key), "--out", str(tmp_path / "x.dxb"),
+                 "--tune-knobs"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--tune-knobs needs --bundle" in err[0]
+    assert not (tmp_path / "x.dxb").exists()
