@@ -716,6 +716,12 @@ def test_convert_ships_only_the_knobs_that_pass_the_gates(run, tmp_path, capsys)
                                                            "largest_step_db", "pitch_changing"}
     ranked = [k["measured"]["spearman"] * min(k["measured"]["selectivity"], 3.0) for k in knobs]
     assert ranked == sorted(ranked, reverse=True)  # best first
+    # judged as a tuned bank plays them: the same knobs, measured on tuned sweeps
+    tuned = tmp_path / "tuned.dxm"
+    assert main(args[:4] + [str(tuned)] + args[5:] + ["--gates", str(loose), "--gate-mode", "tuned"]) == 0
+    captured = capsys.readouterr()
+    assert "in tuned mode" in captured.err and captured.out.count("-> ships") == 2
+    assert len(load_bundle(tuned, keys.load_public_key(public)).bundle.manifest["knobs"]) == 2
     # an impossible gate: nothing passes, nothing is written, one line says why
     strict = tmp_path / "strict.toml"
     strict.write_text("[knob_gates]\nspearman_min = 1.5\n")

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--knob-gates", action="store_true", help="measure the knobs and ship only those that pass")
     g.add_argument("--gates", help="TOML file with a [knob_gates] table overriding the default gates")
     g.add_argument("--gate-voices", type=arg_int(3, 4096), default=64, help="validation voices (default 64)")
+    g.add_argument("--gate-mode", choices=("relative", "tuned"), default="relative",
+                   help="judge the knobs as relative mode plays any voice (default), or as it plays the voices of a "
+                        "tuned bank (dxmacro bank build --tune-knobs)")
     g.add_argument("--gate-data", help="the run's data set (default: where the run says it was trained)")
     g.add_argument("--min-knobs", type=arg_int(0, 64), default=1,
                    help="refuse to write a bundle with fewer knobs than this (default 1)")
@@ -127,9 +130,13 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
 
     data_dir = args.gate_data or read_run(args.run)["dataset_dir"]
     decoder = TFLiteDecoder(bundle.decode(data, private.public_key()))
-    print(f"measuring {len(decoder.knobs)} knobs on {args.gate_voices} validation voices of {data_dir} ...",
+    print(f"measuring {len(decoder.knobs)} knobs in {args.gate_mode} mode on {args.gate_voices} validation voices "
+          f"of {data_dir} ...",
           file=sys.stderr)
-    figures, tags = knob_gates.measure(decoder, args.run, data_dir, args.gate_voices,
+    tune = None
+    if args.gate_mode == "tuned":
+        from host_training.jobs.knob_tune import tune_sweeps as tune
+    figures, tags = knob_gates.measure(decoder, args.run, data_dir, args.gate_voices, tune=tune,
                                        progress=lambda m: print(f"  {m}", file=sys.stderr))
     knobs = knob_report.knob_travels(decoder.knobs)
     shipped, verdicts = knob_gates.choose(knobs, figures, gates, tags)
@@ -137,7 +144,8 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
         print(f"knob {v['name']}: Spearman {v['spearman']:.2f}, wrong sign {v['wrong_sign']:.0%}, selectivity "
               f"{v['selectivity']:.2f}, largest step {v['largest_step_db']:.1f} dB, pitch-changing "
               f"{v['pitch_changing']:.0%} -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
-    report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "verdicts": verdicts,
+    report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "mode": args.gate_mode,
+                            "verdicts": verdicts,
                             "shipped": [k["name"] for k in shipped]}
     if len(shipped) < args.min_knobs:
         raise DxmacroError(f"{len(shipped)} of {len(knobs)} knobs pass the knob gates, fewer than --min-knobs "

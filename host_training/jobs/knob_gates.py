@@ -99,10 +99,12 @@ def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: Kn
 
 
 def measure(decoder, run_dir: str | Path, data_dir: str | Path, voices: int, *, threads: int = 2,
-            progress=lambda _: None) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+            progress=lambda _: None, tune=None) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """(figures per knob of ``decoder`` in its order, the data set's tag names): each knob swept
-    from ``voices`` validation-split voices in relative mode through ``decoder`` (a bundle's
-    TFLiteDecoder), the latents from the run's encoder."""
+    from ``voices`` validation-split voices through ``decoder`` (a bundle's TFLiteDecoder), the
+    latents from the run's encoder, in relative mode; with ``tune``
+    (host_training.jobs.knob_tune.tune_sweeps), in tuned mode: each voice's knobs tuned by
+    rendering, as a tuned bank plays them."""
     from host_training.dataset import open_dataset
     from host_training.jobs import knob_report
     from host_training.jobs.export import encode_all, load_vae
@@ -112,8 +114,8 @@ def measure(decoder, run_dir: str | Path, data_dir: str | Path, voices: int, *, 
     latents = encode_all(load_vae(run_dir), ds.features, idx)
     knobs = knob_report.knob_travels(decoder.knobs)
     report = knob_report.knob_report({"device": decoder.decode}, knobs, data_dir, latents, idx, threads=threads,
-                                     progress=progress, device_modes=("relative",))
-    figures = {k["dim"]: k for k in report["modes"]["device relative"]["knobs"]}
+                                     progress=progress, device_modes=() if tune else ("relative",), tune=tune)
+    figures = {k["dim"]: k for k in report["modes"]["device tuned" if tune else "device relative"]["knobs"]}
     missing = [k["name"] for k in knobs if k["dim"] not in figures]
     if missing:
         raise DxmacroError(f"knobs {', '.join(missing)} move no semantic dimension: no descriptor to judge them by")

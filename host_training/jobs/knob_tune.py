@@ -10,15 +10,18 @@ built on the host: the device then applies, for each knob, the decoder's change 
 parameters (dx7.relative.tuned_voice). The learned decoder still proposes what moves and how far;
 the tuning only drops what a player would hear as another knob's work.
 
-How, per voice and knob (about 150 renders):
+How, per voice and knob (about 200 renders):
 1. every parameter the decoder's sweep moves is rendered alone at the sweep's two ends, and the
    change of every score between them is read (scores as the knob report reads them);
-2. a greedy pass adds, one at a time, the parameter that makes the summed change most selective
-   (own score's rise over the largest other score's change); its prefixes are the candidates;
-3. up to six candidates are rendered as whole sweeps and judged by the knob report's own figures,
-   walking the path from the prefix predicted most selective (the single changes do not simply add
-   up); the first that passes every gate one sweep can show is kept, otherwise the one that came
-   closest.
+2. a greedy pass renders what it adds: at each step the few parameters the single changes predict
+   best are tried, the masked sweep's ends rendered, and the most selective kept (own score's rise
+   over the largest other score's change); its choice is rendered as a whole sweep and judged by the
+   knob report's own figures;
+3. where that fails a gate, the prefixes of a greedy pass over the single changes alone are judged
+   the same way (at most six sweeps in all), walking from the one predicted most selective towards
+   longer ones where the rise is too weak and shorter ones where other scores move or a step is too
+   large. The first sweep that passes every gate one sweep can show is kept, otherwise the one that
+   came closest.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ from host_training.jobs.knob_gates import KnobGates
 from host_training.jobs.knob_report import Heard, knob_figures
 
 CAP = 3.0  # selectivity beyond this buys nothing a player hears
+# Another score's change below this many ranks counts as this much: a rendered score moves by a few
+# hundredths when nothing changes (rounding, the ranks' steps), so a tiny own rise over a smaller
+# nothing is not selective; it is a knob that does nothing (seen: own +0.02 "3.0 selective")
+NOISE = 0.05
+GUIDE_WIDTH = 5  # parameters tried per step of the rendered greedy pass
+GUIDE_STEPS = 6
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ def masked(base: np.ndarray, sweep: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _selectivity(change: np.ndarray, own: int) -> float:
     others = np.delete(np.abs(change), own)
-    return float(change[own] / max(others.max(initial=0.0), 1e-3))
+    return float(change[own] / max(others.max(initial=0.0), NOISE))
 
 
 def _closeness(f: dict[str, Any], gates: KnobGates) -> float:
@@ -94,6 +103,36 @@ def greedy_path(change: np.ndarray, own: int) -> list[tuple[float, list[int]]]:
     return path
 
 
+def guided(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, moved: np.ndarray, change: np.ndarray,
+           own: int) -> list[int]:
+    """Rows of ``change`` chosen by a greedy pass that renders what it adds: at each step the
+    ``GUIDE_WIDTH`` parameters that the single changes predict best are added in turn, the masked
+    sweep's two ends rendered, and the one whose ends are most selective kept; it stops when no
+    addition is more selective than what it has. Why: single changes do not add up (two modulators
+    opened together brighten more than each alone), so the path from single changes alone often
+    promises a selectivity its sweep does not have."""
+    chosen: list[int] = []
+    have, best = np.zeros(change.shape[1]), 0.0
+    for _ in range(GUIDE_STEPS):
+        left = [i for i in range(len(change)) if i not in chosen]
+        left.sort(key=lambda i: -_selectivity(have + change[i], own))
+        ends, tries = [], left[:GUIDE_WIDTH]
+        for i in tries:
+            mask = np.zeros(sweep.shape[1], bool)
+            mask[moved[chosen + [i]]] = True
+            ends += list(masked(base, sweep[[0, -1]], mask))
+        if not tries:
+            break
+        scores = np.nan_to_num(scorer.rank(np.stack([d for d, _ in heard.of(ends)])))
+        got = scores[1::2] - scores[0::2]
+        j = max(range(len(tries)), key=lambda j: _selectivity(got[j], own))
+        if _selectivity(got[j], own) <= best:
+            break
+        chosen.append(tries[j])
+        have, best = got[j], _selectivity(got[j], own)
+    return chosen
+
+
 def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: int, travel: np.ndarray,
               gates: KnobGates, verify: int = 6) -> Tuned:
     """The parameters of ``sweep`` (the decoder's relative sweep of knob ``own`` from voice ``base``)
@@ -108,11 +147,21 @@ def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: in
     moved = np.flatnonzero((sweep != base[None, :]).any(0))
     full = np.zeros(sweep.shape[1], bool)
     full[moved] = True
-    path = greedy_path(single_changes(heard, scorer, base, sweep, moved), own) if len(moved) else []
+    change = single_changes(heard, scorer, base, sweep, moved) if len(moved) else np.zeros((0, 0))
+    path = greedy_path(change, own) if len(moved) else []
     if not path:
         f = knob_figures(heard, scorer, [sweep], own, travel)
         return Tuned(full, f, not gates.failures(f))
-    tried: dict[int, Tuned] = {}
+    rows = guided(heard, scorer, base, sweep, moved, change, own)
+    first = None
+    if rows:
+        mask = np.zeros(sweep.shape[1], bool)
+        mask[moved[rows]] = True
+        f = knob_figures(heard, scorer, [masked(base, sweep, mask)], own, travel)
+        first = Tuned(mask, f, not gates.failures(f))
+        if first.passed:
+            return first
+    tried: dict[int, Tuned] = {-1: first} if first is not None else {}
     i = max(range(len(path)), key=lambda j: path[j][0])
     lo, hi = -1, len(path)
     while len(tried) < verify:
@@ -130,7 +179,7 @@ def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: in
             hi = i
         i = (lo + hi) // 2
         if not lo < i < hi or i in tried:  # that side is used up: the most promising prefix not yet heard
-            rest = [j for j in range(len(path)) if j not in tried]
+            rest = [j for j in range(len(path)) if j not in tried]  # (-1: the rendered pass's)
             if not rest:
                 break
             i = max(rest, key=lambda j: path[j][0])
