@@ -18,7 +18,7 @@ How, per voice and knob (about 200 renders):
    over the largest other score's change); its choice is rendered as a whole sweep and judged by the
    knob report's own figures;
 3. where that fails a gate, the prefixes of a greedy pass over the single changes alone are judged
-   the same way (at most six sweeps in all), walking from the one predicted most selective towards
+   the same way (at most eight sweeps in all), walking from the one predicted most selective towards
    longer ones where the rise is too weak and shorter ones where other scores move or a step is too
    large. The first sweep that passes every gate one sweep can show is kept, otherwise the one that
    came closest.
@@ -43,7 +43,7 @@ CAP = 3.0  # selectivity beyond this buys nothing a player hears
 # nothing is not selective; it is a knob that does nothing (seen: own +0.02 "3.0 selective")
 NOISE = 0.05
 GUIDE_WIDTH = 5  # parameters tried per step of the rendered greedy pass
-GUIDE_STEPS = 6
+GUIDE_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def guided(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, moved: np.
 
 
 def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: int, travel: np.ndarray,
-              gates: KnobGates, verify: int = 6) -> Tuned:
+              gates: KnobGates, verify: int = 8) -> Tuned:
     """The parameters of ``sweep`` (the decoder's relative sweep of knob ``own`` from voice ``base``)
     the knob should move on this voice.
 
