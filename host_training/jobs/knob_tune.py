@@ -10,12 +10,12 @@ built on the host: the device then applies, for each knob, the decoder's change 
 parameters (dx7.relative.tuned_voice). The learned decoder still proposes what moves and how far;
 the tuning only drops what a player would hear as another knob's work.
 
-How, per voice and knob (about 200 renders):
+How, per voice and knob (about 250 renders):
 1. every parameter the decoder's sweep moves is rendered alone at the sweep's two ends, and the
    change of every score between them is read (scores as the knob report reads them);
 2. a greedy pass renders what it adds: at each step the few parameters the single changes predict
-   best are tried, the masked sweep's ends rendered, and the most selective kept (own score's rise
-   over the largest other score's change); its choice is rendered as a whole sweep and judged by the
+   best are tried, the masked sweep rendered at its ends and middle, and the most selective kept
+   (own score's rise over the largest other score's change); its choice is rendered as a whole sweep and judged by the
    knob report's own figures;
 3. where that fails a gate, the prefixes of a greedy pass over the single changes alone are judged
    the same way (at most eight sweeps in all), walking from the one predicted most selective towards
@@ -42,7 +42,7 @@ CAP = 3.0  # selectivity beyond this buys nothing a player hears
 # hundredths when nothing changes (rounding, the ranks' steps), so a tiny own rise over a smaller
 # nothing is not selective; it is a knob that does nothing (seen: own +0.02 "3.0 selective")
 NOISE = 0.05
-GUIDE_WIDTH = 5  # parameters tried per step of the rendered greedy pass
+GUIDE_WIDTH = 6  # parameters tried per step of the rendered greedy pass
 GUIDE_STEPS = 8
 
 
@@ -107,29 +107,36 @@ def guided(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, moved: np.
            own: int) -> list[int]:
     """Rows of ``change`` chosen by a greedy pass that renders what it adds: at each step the
     ``GUIDE_WIDTH`` parameters that the single changes predict best are added in turn, the masked
-    sweep's two ends rendered, and the one whose ends are most selective kept; it stops when no
-    addition is more selective than what it has. Why: single changes do not add up (two modulators
-    opened together brighten more than each alone), so the path from single changes alone often
-    promises a selectivity its sweep does not have."""
+    sweep rendered at its two ends and its middle, and the one most selective there kept (own
+    score's rise end to end over the largest range of another score); it stops when no addition is
+    more selective than what it has. Why: single changes do not add up (two modulators opened
+    together brighten more than each alone), so the path from single changes alone often promises
+    a selectivity its sweep does not have; the middle catches another score that rises and falls
+    back, which the two ends alone miss."""
     chosen: list[int] = []
     have, best = np.zeros(change.shape[1]), 0.0
+    points = [0, len(sweep) // 2, len(sweep) - 1]
     for _ in range(GUIDE_STEPS):
         left = [i for i in range(len(change)) if i not in chosen]
         left.sort(key=lambda i: -_selectivity(have + change[i], own))
-        ends, tries = [], left[:GUIDE_WIDTH]
+        tries = left[:GUIDE_WIDTH]
+        if not tries:
+            break
+        probes = []
         for i in tries:
             mask = np.zeros(sweep.shape[1], bool)
             mask[moved[chosen + [i]]] = True
-            ends += list(masked(base, sweep[[0, -1]], mask))
-        if not tries:
-            break
-        scores = np.nan_to_num(scorer.rank(np.stack([d for d, _ in heard.of(ends)])))
-        got = scores[1::2] - scores[0::2]
-        j = max(range(len(tries)), key=lambda j: _selectivity(got[j], own))
-        if _selectivity(got[j], own) <= best:
+            probes += list(masked(base, sweep[points], mask))
+        scores = np.nan_to_num(scorer.rank(np.stack([d for d, _ in heard.of(probes)])))
+        scores = scores.reshape(len(tries), len(points), -1)
+        rise = scores[:, -1] - scores[:, 0]
+        ranges = scores.max(1) - scores.min(1)
+        sel = [float(rise[j, own] / max(np.delete(ranges[j], own).max(initial=0.0), NOISE)) for j in range(len(tries))]
+        j = int(np.argmax(sel))
+        if sel[j] <= best:
             break
         chosen.append(tries[j])
-        have, best = got[j], _selectivity(got[j], own)
+        have, best = rise[j], sel[j]
     return chosen
 
 
