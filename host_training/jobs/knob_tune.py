@@ -15,8 +15,8 @@ How, per voice and knob (about 250 renders):
    change of every score between them is read (scores as the knob report reads them);
 2. a greedy pass renders what it adds: at each step the few parameters the single changes predict
    best are tried, the masked sweep rendered at its ends and middle, and the most selective kept
-   (own score's rise over the largest other score's change); its choice is rendered as a whole sweep and judged by the
-   knob report's own figures;
+   (own score's rise over the largest other score's change); its choice is rendered as a whole
+   sweep and judged by the knob report's own figures;
 3. where that fails a gate, the prefixes of a greedy pass over the single changes alone are judged
    the same way (at most eight sweeps in all), walking from the one predicted most selective towards
    longer ones where the rise is too weak and shorter ones where other scores move or a step is too
@@ -145,39 +145,41 @@ def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: in
     """The parameters of ``sweep`` (the decoder's relative sweep of knob ``own`` from voice ``base``)
     the knob should move on this voice.
 
-    The greedy path's prefixes are judged as whole rendered sweeps, starting from the one predicted
+    The rendered greedy pass's choice is judged first, as a whole rendered sweep. Where it fails,
+    prefixes of the greedy path over single changes are judged, starting from the one predicted
     most selective: a prefix whose own rise is too weak or unsteady (Spearman, sign) sends the
     search to longer ones, one that moves other scores or steps too far to shorter ones; at most
-    ``verify`` sweeps. The first that passes is kept, else the closest; a knob no prefix makes rise
-    keeps the decoder's whole change."""
+    ``verify`` sweeps in all. The first that passes is kept, else the closest; a knob that no
+    parameter makes rise keeps the decoder's whole change (and its figures)."""
     base = np.asarray(base, dtype=np.int64)
     moved = np.flatnonzero((sweep != base[None, :]).any(0))
-    full = np.zeros(sweep.shape[1], bool)
-    full[moved] = True
     change = single_changes(heard, scorer, base, sweep, moved) if len(moved) else np.zeros((0, 0))
     path = greedy_path(change, own) if len(moved) else []
-    if not path:
-        f = knob_figures(heard, scorer, [sweep], own, travel)
-        return Tuned(full, f, not gates.failures(f))
-    rows = guided(heard, scorer, base, sweep, moved, change, own)
-    first = None
-    if rows:
+
+    def judge(rows: list[int]) -> Tuned:
         mask = np.zeros(sweep.shape[1], bool)
         mask[moved[rows]] = True
         f = knob_figures(heard, scorer, [masked(base, sweep, mask)], own, travel)
-        first = Tuned(mask, f, not gates.failures(f))
-        if first.passed:
-            return first
-    tried: dict[int, Tuned] = {-1: first} if first is not None else {}
+        return Tuned(mask, f, not gates.failures(f))
+
+    if not path:
+        return judge(list(range(len(moved))))
+    tried: list[Tuned] = []
+    rows = guided(heard, scorer, base, sweep, moved, change, own)
+    if rows:
+        tried.append(judge(rows))
+        if tried[-1].passed:
+            return tried[-1]
+    heard_prefixes: set[int] = set()
     i = max(range(len(path)), key=lambda j: path[j][0])
     lo, hi = -1, len(path)
     while len(tried) < verify:
-        mask = np.zeros(sweep.shape[1], bool)
-        mask[moved[path[i][1]]] = True
-        f = knob_figures(heard, scorer, [masked(base, sweep, mask)], own, travel)
-        tried[i] = t = Tuned(mask, f, not gates.failures(f))
+        heard_prefixes.add(i)
+        t = judge(path[i][1])
+        tried.append(t)
         if t.passed:
             return t
+        f = t.figures
         weak = f["spearman"] < gates.spearman_min or f["wrong_sign"] >= gates.wrong_sign_max
         spills = f["selectivity"] < gates.selectivity_min or f["largest_step_db"] > gates.largest_step_max_db
         if weak and not spills:
@@ -185,12 +187,12 @@ def tune_knob(heard: Heard, scorer, base: np.ndarray, sweep: np.ndarray, own: in
         else:
             hi = i
         i = (lo + hi) // 2
-        if not lo < i < hi or i in tried:  # that side is used up: the most promising prefix not yet heard
-            rest = [j for j in range(len(path)) if j not in tried]  # (-1: the rendered pass's)
+        if not lo < i < hi or i in heard_prefixes:  # that side is used up: the most promising prefix not yet heard
+            rest = [j for j in range(len(path)) if j not in heard_prefixes]
             if not rest:
                 break
             i = max(rest, key=lambda j: path[j][0])
-    return max(tried.values(), key=lambda t: _closeness(t.figures, gates))
+    return max(tried, key=lambda t: _closeness(t.figures, gates))
 
 
 def tune_sweeps(heard: Heard, scorer, bases: list[np.ndarray], sweeps: list[np.ndarray], own: int,
