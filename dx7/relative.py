@@ -18,6 +18,8 @@ training objective's view of it is host_training.model.knob_loss.relative_view.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from dx7.algorithms import CARRIERS
@@ -51,7 +53,7 @@ def relative_voice(voice: np.ndarray, at_base: np.ndarray, moved: np.ndarray) ->
 
 
 def tuned_voice(voice: np.ndarray, at_base: np.ndarray,
-                moves: "list[tuple[np.ndarray, np.ndarray | None]]") -> np.ndarray:
+                moves: Sequence[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
     """Several knobs at once, each passing on only the parameters tuned for this voice: ``voice``
     plus, for every ``(moved, mask)``, the decoder's change from ``at_base`` to ``moved`` (the
     latent with that one knob's dimension moved) where ``mask`` (145 bool; None: every parameter)

@@ -162,6 +162,8 @@ def test_bank_build_tunes_every_voice_s_knobs_for_the_device(trained, tmp_path, 
                 z[k.dim] = end
                 moves |= relative_voice(base, at_base, decoder.decode(z)) != base
             assert not (anchor.knob_masks[k.dim] & ~moves).any()
+    assert main(["bank", "inspect", str(out), "--pubkey", str(key) + ".pub"]) == 0
+    assert f"knobs tuned for latent dims {[k.dim for k in decoder.knobs]} by {data}" in capsys.readouterr().out
     code = main(["bank", "build", str(cart), "--run", str(run), "--key", str(key), "--out", str(tmp_path / "x.dxb"),
                  "--tune-knobs"])
     err = capsys.readouterr().err.strip().splitlines()

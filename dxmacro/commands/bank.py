@@ -111,6 +111,13 @@ def run_read(args: argparse.Namespace) -> int:
           f"{m.get('model_version', '')}, format {m['format_version']}, {status}".replace("  ", " "))
     if args.bank_command == "inspect":
         print(f"  latent size {bank.latent_size}, latents by {m.get('latent_method', '?')}")
+        if bank.knob_masks is not None:
+            tuning = m.get("knob_tuning") if isinstance(m.get("knob_tuning"), dict) else {}
+            passed = tuning.get("passed") if isinstance(tuning.get("passed"), list) else []
+            shares = ", ".join(f"dim {d} {p:.0%}" for d, p in zip(m["knob_dims"], passed)
+                               if isinstance(p, (int, float)))
+            print(f"  knobs tuned for latent dims {m['knob_dims']} by {tuning.get('data_set', '?')}"
+                  + (f"; voices passing every gate: {shares}" if shares else ""))
         sources = m.get("sources") if isinstance(m.get("sources"), list) else []
         for i, (v, z) in enumerate(zip(bank.voices, bank.latents)):
             src = sources[i] if i < len(sources) and isinstance(sources[i], list) else None
