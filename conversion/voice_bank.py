@@ -243,7 +243,7 @@ def _parse(version: int, text: bytes, body: bytes, signed_by: str | None, origin
     if version == 1 and "knob_dims" in m:
         raise fail("a format 1 bank carries no tuned knobs, yet its manifest lists knob_dims")
     if version >= TUNED_VERSION and (not isinstance(dims, list) or not 1 <= len(dims) <= MAX_KNOBS
-                                     or not all(isinstance(d, int) and 0 <= d < size for d in dims)
+                                     or not all(type(d) is int and 0 <= d < size for d in dims)
                                      or len(set(dims)) != len(dims)):
         raise fail(f"knob_dims {dims!r} are not 1 to {MAX_KNOBS} distinct latent dimensions")
     latent_bytes = PARAM_COUNT + 4 * size

@@ -159,7 +159,7 @@ def test_hostile_tuned_banks_are_refused(key):
                              knob_masks=([0, 1], masks))
     good = voice_bank.decode(data, public)
     doc, body = good.manifest, data[-(155 + 16 + 2 * voice_bank.MASK_BYTES):]
-    for dims in ([0, 9], [1, 1], "0,1", [], list(range(17))):
+    for dims in ([0, 9], [1, 1], "0,1", [], list(range(17)), [True, False]):
         with pytest.raises(voice_bank.BankError, match="knob_dims"):
             voice_bank.decode(forged_v2(private, doc | {"knob_dims": dims}, body), public)
     bad = bytearray(body)
