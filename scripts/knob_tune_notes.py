@@ -27,8 +27,8 @@ from host_training.dataset import open_dataset
 from host_training.dataset.rendered_scores import ScoreRenderer
 from host_training.jobs.export import encode_all, load_vae
 from host_training.jobs.knob_gates import KnobGates
-from host_training.jobs.knob_report import Heard, knob_figures, knob_travels, sweep_values, test_voices
-from host_training.jobs.knob_tune import masked, tune_sweeps
+from host_training.jobs.knob_report import Heard, knob_figures, knob_travels, masked, sweep_values, test_voices
+from host_training.jobs.knob_tune import tune_sweeps
 
 STEPS = 11
 SHOWN = ("spearman", "wrong_sign", "selectivity", "largest_step_db")

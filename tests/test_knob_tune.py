@@ -47,7 +47,8 @@ def _two_knobs_in_one() -> tuple[np.ndarray, np.ndarray, int, int]:
 def test_the_tuning_keeps_the_change_that_moves_the_knobs_own_score(judge, own, keep, drop):
     from host_training.jobs.knob_gates import KnobGates
     from host_training.jobs.knob_report import knob_figures
-    from host_training.jobs.knob_tune import masked, tune_knob
+    from host_training.jobs.knob_report import masked
+    from host_training.jobs.knob_tune import tune_knob
 
     heard, scorer = judge
     base, sweep, level, release = _two_knobs_in_one()

@@ -87,6 +87,19 @@ class Heard:
         return [self.cache[k] for k in keys]
 
 
+def judges(ds, threads: int) -> tuple[Heard, ScoreRenderer]:
+    """What reads a knob's sweeps for data set ``ds``: renders at its notes (Heard) and its tag
+    scores as ranks against its voices (ScoreRenderer)."""
+    settings = RenderSettings.from_manifest(ds.settings)
+    return Heard(settings, threads), ScoreRenderer(settings, np.asarray(ds.descriptors), len(ds.tag_names), threads)
+
+
+def masked(base: np.ndarray, sweep: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(steps, 145): ``sweep`` with every parameter outside ``mask`` kept at the voice's value (a
+    tuned knob's sweep, host_training.jobs.knob_tune)."""
+    return np.where(mask[None, :], sweep, base[None, :])
+
+
 def knob_travels(knobs, scale: float = 1.0) -> list[dict[str, Any]]:
     """A bundle's knobs (KnobInfo: dim, name, low, high) as the report's dicts, each travel cut to
     ``scale`` of itself around its centre (1: the whole travel)."""
@@ -154,10 +167,8 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
     dim, name, low, high (a bundle's knobs). ``latents[i]`` is the latent of data-set voice
     ``voice_idx[i]`` (the run's encoder)."""
     ds = open_dataset(data_dir)
-    settings = RenderSettings.from_manifest(ds.settings)
     n_scores = len(ds.tag_names)
-    scorer = ScoreRenderer(settings, np.asarray(ds.descriptors), n_scores, threads)
-    heard = Heard(settings, threads)
+    heard, scorer = judges(ds, threads)
     bases = [np.asarray(ds.params[int(i)], dtype=np.int64)[:145] for i in voice_idx]
     device = next(iter(decoders))  # the bundle's decoder (int8 or int16x8) first, in ``device_modes``
     runs = [(device, m) for m in device_modes] + [(d, "relative") for d in decoders if d != device]
@@ -185,7 +196,7 @@ def knob_report(decoders: dict[str, Decode], knobs: list[dict[str, Any]], data_d
             extra = {}
             if mode == "tuned":
                 tuned = tune(heard, scorer, bases, sweeps, int(k["dim"]), travel)
-                sweeps = [np.where(t.mask[None, :], s, b[None, :]) for t, s, b in zip(tuned, sweeps, bases)]
+                sweeps = [masked(b, s, t.mask) for t, s, b in zip(tuned, sweeps, bases)]
                 extra = {"tuned_passed": float(np.mean([t.passed for t in tuned])),
                          "tuned_params": float(np.median([t.mask.sum() for t in tuned]))}
             entry["knobs"].append({"name": k["name"], "dim": int(k["dim"]),
@@ -233,4 +244,4 @@ def write_report(out: str | Path, report: dict[str, Any]) -> None:
     atomic_write(out / "knobs.md", markdown(report).encode())
 
 
-__all__ = ["knob_report", "knob_travels", "markdown", "sweep_values", "changes_pitch", "test_voices", "write_report"]
+__all__ = ["judges", "knob_report", "knob_travels", "markdown", "masked", "sweep_values", "changes_pitch", "test_voices", "write_report"]

@@ -35,7 +35,7 @@ import numpy as np
 from dx7.params import LEARNABLE_COUNT
 from dxmacro.errors import DxmacroError
 from host_training.jobs.knob_gates import KnobGates
-from host_training.jobs.knob_report import Heard, knob_figures
+from host_training.jobs.knob_report import Heard, knob_figures, masked
 
 CAP = 3.0  # selectivity beyond this buys nothing a player hears
 # Another score's change below this many ranks counts as this much: a rendered score moves by a few
@@ -53,11 +53,6 @@ class Tuned:
     mask: np.ndarray  # (145,) bool
     figures: dict[str, Any]  # knob_report.knob_figures of the masked sweep alone
     passed: bool
-
-
-def masked(base: np.ndarray, sweep: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(steps, 145): ``sweep`` with every parameter outside ``mask`` kept at the voice's value."""
-    return np.where(mask[None, :], sweep, base[None, :])
 
 
 def _selectivity(change: np.ndarray, own: int) -> float:
@@ -210,16 +205,12 @@ def tune_bank(decoder, voices: list[np.ndarray], latents: np.ndarray, data_dir, 
     voice (145 DX7 values each, at its latent): (the knobs' latent dims, masks (N, K, 145) bool,
     passed (N, K) bool). Scores are read against the data set ``data_dir`` (its descriptors, its
     notes), as the knob report reads them. Knobs without a score of their own are not tuned."""
-    from host_training.audio.sound import RenderSettings
     from host_training.dataset import open_dataset
-    from host_training.dataset.rendered_scores import ScoreRenderer
-    from host_training.jobs.knob_report import knob_travels, sweep_values
+    from host_training.jobs.knob_report import judges, knob_travels, sweep_values
 
     ds = open_dataset(data_dir)
-    settings = RenderSettings.from_manifest(ds.settings)
     n_scores = len(ds.tag_names)
-    scorer = ScoreRenderer(settings, np.asarray(ds.descriptors), n_scores, threads)
-    heard = Heard(settings, threads)
+    heard, scorer = judges(ds, threads)
     knobs = [k for k in knob_travels(decoder.knobs) if 0 <= int(k["dim"]) < n_scores]
     if not knobs:
         raise DxmacroError("the bundle has no knob on a semantic dimension: nothing to tune")
@@ -235,4 +226,4 @@ def tune_bank(decoder, voices: list[np.ndarray], latents: np.ndarray, data_dir, 
     return [int(k["dim"]) for k in knobs], masks, passed
 
 
-__all__ = ["Tuned", "greedy_path", "masked", "single_changes", "tune_bank", "tune_knob", "tune_sweeps"]
+__all__ = ["Tuned", "greedy_path", "single_changes", "tune_bank", "tune_knob", "tune_sweeps"]
