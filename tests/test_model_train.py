@@ -713,7 +713,7 @@ def test_convert_ships_only_the_knobs_that_pass_the_gates(run, tmp_path, capsys)
     assert [k["index"] for k in knobs] == [0, 1] and {k["trained_as"] for k in knobs} == {"bright/dark", "aggressive/soft"}
     for k in knobs:
         assert k["name"] in tags and set(k["measured"]) == {"spearman", "wrong_sign", "selectivity",
-                                                           "largest_step_db", "pitch_changing"}
+                                                           "largest_step_db", "pitch_changing", "steadiness"}
     ranked = [k["measured"]["spearman"] * min(k["measured"]["selectivity"], 3.0) for k in knobs]
     assert ranked == sorted(ranked, reverse=True)  # best first
     # judged as a tuned bank plays them: the same knobs, measured on tuned sweeps

@@ -143,7 +143,7 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
     for v in verdicts:
         print(f"knob {v['name']}: Spearman {v['spearman']:.2f}, wrong sign {v['wrong_sign']:.0%}, selectivity "
               f"{v['selectivity']:.2f}, largest step {v['largest_step_db']:.1f} dB, pitch-changing "
-              f"{v['pitch_changing']:.0%} -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
+              f"{v['pitch_changing']:.0%}, steady in {v['steadiness']:.0%} of redraws -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
     report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "mode": args.gate_mode,
                             "verdicts": verdicts,
                             "shipped": [k["name"] for k in shipped]}

@@ -141,12 +141,16 @@ def knob_figures(heard: Heard, scorer: ScoreRenderer, sweeps: list[np.ndarray], 
         change.append(sc[-1] - sc[0])
         m = mels[i * steps:(i + 1) * steps]
         jumps.append(max(float(np.mean(np.abs(a - b))) for a, b in zip(m[:-1], m[1:])))
+    pitch = [bool(changes_pitch(s)) for s in sweeps]
     return {"spearman": float(np.median(rho)), "wrong_sign": float(np.mean(np.array(rho) < 0)),
             "selectivity": float(np.median(select)), "largest_step_db": float(np.median(jumps)),
             "largest_step_db_max": float(np.max(jumps)),
-            "pitch_changing": float(np.mean([changes_pitch(s) for s in sweeps])),
+            "pitch_changing": float(np.mean(pitch)),
             # median end-to-end change of every score over the travel (ranks): what the knob does
-            "score_change": [float(v) for v in _nanmedian(np.stack(change))]}
+            "score_change": [float(v) for v in _nanmedian(np.stack(change))],
+            # each sweep's own figures, so that a gate can ask how steady a median is (KnobGates.steadiness)
+            "per_sweep": {"spearman": [float(r) for r in rho], "selectivity": select, "largest_step_db": jumps,
+                          "pitch_changing": pitch}}
 
 
 def _nanmedian(a: np.ndarray) -> np.ndarray:
