@@ -30,6 +30,7 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from conversion import knob_masks
 from dx7.errors import DX7Error
 from dx7.files import atomic_write
 from dx7.reading import loads_json, read_regular_file
@@ -240,6 +241,9 @@ def _check_contents(manifest: dict[str, Any], members: Mapping[str, bytes], fail
             ok = False
         if not ok:
             raise fail(f"anchors.json entry {i} is malformed (needs name, voice as 155 hex bytes, {size} latents)")
+        if "knob_masks" in a and knob_masks.from_json(a["knob_masks"], {k["dim"] for k in knobs}) is None:
+            raise fail(f"anchors.json entry {i}: knob_masks must map the bundle's knob dims to 145-bit masks "
+                       f"({knob_masks.MASK_BYTES} bytes in hex)")
     try:
         kernels = golden.get("kernels", {}) if isinstance(golden, dict) else None
         ok = (isinstance(kernels, dict) and np.asarray(golden["latents"], np.float32).ndim == 2

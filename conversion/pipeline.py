@@ -3,7 +3,11 @@
 ``info`` is what ``host_training.jobs.export.load_decoder(run_dir)`` returns beside the module:
 ``model_id``, ``model_version``, ``latent_size``, ``dataset_manifest_hash``, ``knobs`` (a list of
 ``{"dim", "name", "range": [lo, hi]}``), ``anchors`` (``{"name", "voice": dx7.Voice | 155 unpacked
-bytes, "latent"}``) and optionally ``test_latents`` (encoded test-split voices) for the report.
+bytes, "latent"}``, optionally ``"knob_masks"``: {dim: (145,) bool}, the anchor's tuned knobs) and
+optionally ``test_latents`` (encoded test-split voices) for the report, and ``shipped_knobs``: the
+knobs a measured knob choice keeps (host_training.jobs.knob_gates, manifest form). Every knob in
+``knobs`` still shapes the calibration and the parity sweeps, so the model converted is the one
+that was measured; the manifest exposes only the shipped ones.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from conversion import bundle, equalize, export, output_grid, parity
+from conversion import bundle, equalize, export, knob_masks, output_grid, parity
 from dx7 import Voice, layout
 from dx7.params import PARAMS
 from dxmacro import __version__
@@ -48,6 +52,13 @@ def check_info(info: dict[str, Any]) -> None:
             raise DxmacroError(f"knob {k.get('name')!r}: dim or range invalid")
     if not info["anchors"]:
         raise DxmacroError("decoder info has no anchors")
+    dims = {int(k["dim"]) for k in info["knobs"]}
+    shipped = {int(k["dim"]) for k in info.get("shipped_knobs", info["knobs"])}
+    if not shipped <= dims:
+        raise DxmacroError(f"shipped knobs on dims {sorted(shipped - dims)} are not among the model's knobs")
+    for a in info["anchors"]:
+        if not set(a.get("knob_masks") or {}) <= shipped:
+            raise DxmacroError(f"anchor {a.get('name')!r}: tuned knobs {sorted(a['knob_masks'])} are not all shipped")
 
 
 def evaluation_latents(info: dict[str, Any], sweep_steps: int = 11, seed: int = 1) -> tuple[np.ndarray, dict[str, int]]:
@@ -96,8 +107,9 @@ def manifest_for(info: dict[str, Any], model, calibration: export.Calibration) -
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "dataset_manifest_sha256": str(info["dataset_manifest_hash"]),
         "latent_size": int(info["latent_size"]),
-        "knobs": [{"index": i, "dim": int(k["dim"]), "name": str(k["name"]), "low": float(k["range"][0]),
-                   "high": float(k["range"][1])} for i, k in enumerate(info["knobs"])],
+        "knobs": info.get("shipped_knobs") or [{"index": i, "dim": int(k["dim"]), "name": str(k["name"]),
+                                                "low": float(k["range"][0]), "high": float(k["range"][1])}
+                                               for i, k in enumerate(info["knobs"])],
         "layout": {
             "vector_size": layout.VECTOR_SIZE, "parameters": len(layout.SLOTS), "slots": slots,
             "decode": "output = (code - zero_point) * scale, then quantization.output.affine where present: "
@@ -239,7 +251,9 @@ def convert(module, info: dict[str, Any], private_key, *, audio_voices: int = 12
         golden["kernels"][name] = {"int8_codes": codes.astype(int).tolist(),
                                    "int8_values": layout.decode(model.dequantize(codes)).astype(int).tolist()}
     anchors = [{"name": str(a["name"]), "voice": _anchor_voice(a).to_unpacked().hex(),
-                "latent": np.asarray(a["latent"], np.float32).reshape(n).tolist()} for a in info["anchors"]]
+                "latent": np.asarray(a["latent"], np.float32).reshape(n).tolist(),
+                **({"knob_masks": knob_masks.to_json(a["knob_masks"])} if a.get("knob_masks") else {})}
+               for a in info["anchors"]]
     manifest = manifest_for(info, int8[default_kernels()], dg.calibration)
     manifest["parity"] = {name: {"within_one_step": part["values"]["within_one_step"],
                                  "categorical_agreement": part["values"]["categorical_agreement"],

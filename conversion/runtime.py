@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from conversion import output_grid
+from conversion import knob_masks, output_grid
 from dx7 import Voice, layout
 from dx7.params import LEARNABLE_COUNT
 from dxmacro.errors import DxmacroError
@@ -61,7 +61,7 @@ class Anchor:
     name: str
     voice: Voice
     latent: np.ndarray = field(compare=False)
-    # per knob dim, the parameters that knob moves on this voice (a tuned bank's, format 2); None: all
+    # per knob dim, the parameters that knob moves on this voice (a tuned bank's, format 2, or a bundle's tuned anchors); None: all
     knob_masks: dict[int, np.ndarray] | None = field(default=None, compare=False)
 
 
@@ -220,8 +220,11 @@ class TFLiteDecoder:
 
     @property
     def anchors(self) -> tuple[Anchor, ...]:
+        dims = {k.dim for k in self.knobs}
         return tuple(Anchor(str(a["name"]), Voice.from_unpacked(bytes.fromhex(a["voice"])),
-                            np.asarray(a["latent"], np.float32)) for a in self._anchors)
+                            np.asarray(a["latent"], np.float32),
+                            knob_masks.from_json(a["knob_masks"], dims) if "knob_masks" in a else None)
+                     for a in self._anchors)
 
     def vector(self, latent: np.ndarray) -> np.ndarray:
         return self.model(np.asarray(latent, np.float32).reshape(1, -1))[0]

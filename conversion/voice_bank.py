@@ -40,6 +40,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from conversion.bundle import frame, unframe
+from conversion.knob_masks import MASK_BYTES, pack, unpack
 from conversion.runtime import Anchor
 from dx7 import LEARNABLE_COUNT, PARAM_COUNT, Voice
 from dx7.errors import DX7Error
@@ -52,7 +53,6 @@ FORMAT = "dxmacro-voice-bank"
 FORMAT_VERSION = 1  # no tuned knobs
 TUNED_VERSION = 2  # with "knob_dims" and a mask per voice and knob
 SUPPORTED_VERSIONS = (1, 2)
-MASK_BYTES = (LEARNABLE_COUNT + 7) // 8  # 145 learnable parameters -> 19 bytes
 MAX_KNOBS = 16
 MAX_VOICES = 1024
 MAX_LATENT = 256
@@ -107,7 +107,7 @@ class VoiceBank:
 # -- writing --------------------------------------------------------------------------------------
 def _body(voices: Sequence[Voice], latents: np.ndarray, masks: np.ndarray | None) -> bytes:
     lat = np.asarray(latents, dtype="<f4")
-    bits = [b""] * len(voices) if masks is None else [np.packbits(m, axis=1).tobytes() for m in masks]
+    bits = [b""] * len(voices) if masks is None else [b"".join(pack(k) for k in m) for m in masks]
     return b"".join(v.to_unpacked() + lat[i].tobytes() + bits[i] for i, v in enumerate(voices))
 
 
@@ -266,10 +266,11 @@ def _parse(version: int, text: bytes, body: bytes, signed_by: str | None, origin
             raise fail(f"voice {i + 1} is not a valid DX7 voice ({exc})") from None
         latents[i] = np.frombuffer(rec[PARAM_COUNT:latent_bytes], dtype="<f4")
         if dims:
-            bits = np.unpackbits(np.frombuffer(rec[latent_bytes:], np.uint8).reshape(len(dims), MASK_BYTES), axis=1)
-            if bits[:, LEARNABLE_COUNT:].any():
+            tuned = [unpack(rec[latent_bytes + j * MASK_BYTES : latent_bytes + (j + 1) * MASK_BYTES])
+                     for j in range(len(dims))]
+            if any(m is None for m in tuned):
                 raise fail(f"voice {i + 1}: a knob mask sets bits past the last parameter")
-            masks.append({d: bits[j, :LEARNABLE_COUNT].astype(bool) for j, d in enumerate(dims)})
+            masks.append(dict(zip(dims, tuned)))
     if not np.isfinite(latents).all():
         raise fail("a latent is not finite")
     return VoiceBank(m, tuple(voices), latents, signed_by, tuple(masks) if dims else None)

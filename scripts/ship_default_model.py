@@ -1,6 +1,7 @@
 """Make a trained run the default model shipped in host_training/default_model/.
 
     python scripts/ship_default_model.py RUN [--files-from FILE] [--command "..."] [--quantization int16x8]
+        [--knobs-from GATED.dxm --public-key KEY.pub --data DATA_DIR]
 
 Copies only what the product needs and nothing of the data: the main flow model's weights
 (model.pt) and training curve, RUN/export/ with the encoded latents cut to seeded samples
@@ -9,6 +10,13 @@ parity report), the training voices' 64-bit keys (exact-copy refusal in `generat
 config, and run.json with models = [the main model]. The data set manifest is copied so that
 the model names exactly what it was trained on. The old folder is replaced only once the new
 one is complete.
+
+With ``--knobs-from``, the model ships the knob choice of a bundle that ``dxmacro convert
+--knob-gates --gate-mode tuned`` made from RUN: only the knobs that passed are exposed, named and
+ranked as measured, and the anchors (the voices the demo and a fresh device play) carry their
+tuned knobs (host_training.jobs.knob_tune), tuned here through that bundle's own decoder against
+DATA_DIR. Every conversion of the default model then exposes those knobs, and its anchors play
+them tuned, without the data set or Dexed.
 """
 
 from __future__ import annotations
@@ -30,10 +38,36 @@ def _sample(arr: np.ndarray, n: int) -> np.ndarray:
     return arr[np.sort(idx)]
 
 
-def ship(run: Path, files_from: str | None, command: str | None, quantization: str | None = None) -> Path:
+def knob_choice(info: dict, gated: Path, public_key: Path, data_dir: Path, threads: int = 2) -> dict:
+    """``info`` with the gated bundle's knobs as its shipped knobs and every anchor tuned to them."""
+    from conversion import keys, knob_masks
+    from conversion.runtime import load_decoder
+    from dx7 import Voice
+    from host_training.jobs.knob_tune import tune_bank
+
+    decoder = load_decoder(gated, keys.load_public_key(public_key))
+    if decoder.bundle.manifest["model_id"] != info["model_id"]:
+        raise SystemExit(f"ship_default_model: {gated} was converted from model {decoder.bundle.manifest['model_id']}, "
+                         f"not {info['model_id']}")
+    voices = [np.asarray(Voice.from_unpacked(bytes.fromhex(a["voice_unpacked_hex"])).values, np.int64)
+              for a in info["anchors"]]
+    latents = np.asarray([a["latent"] for a in info["anchors"]], np.float32)
+    dims, masks, passed = tune_bank(decoder, voices, latents, data_dir, threads=threads,
+                                    progress=lambda m: print(m, flush=True))
+    print(f"tuned {len(dims)} knobs to {len(voices)} anchors: {passed.mean():.0%} of them pass every gate")
+    out = dict(info, shipped_knobs=decoder.bundle.manifest["knobs"])
+    out["anchors"] = [dict(a, knob_masks=knob_masks.to_json(dict(zip(dims, masks[i]))))
+                      for i, a in enumerate(info["anchors"])]
+    return out
+
+
+def ship(run: Path, files_from: str | None, command: str | None, quantization: str | None = None,
+         knobs: tuple[Path, Path, Path] | None = None) -> Path:
     info = json.loads((run / "export" / "info.json").read_text())
     if quantization:
         info["quantization"] = quantization  # what `dxmacro convert` and `make demo` convert it with
+    if knobs:
+        info = knob_choice(info, *knobs)
     kind = info["kind"]
     rinfo = json.loads((run / "run.json").read_text())
     tmp = DEST.with_name(DEST.name + ".new")
@@ -71,11 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", help="the exact training command, recorded in run.json")
     p.add_argument("--quantization", choices=("int8", "int16x8"),
                    help="the quantization the model converts with by default (written to export/info.json)")
+    p.add_argument("--knobs-from", type=Path, help="a bundle of RUN converted with --knob-gates: ship its knob choice")
+    p.add_argument("--public-key", type=Path, help="with --knobs-from: the key that signed that bundle")
+    p.add_argument("--data", type=Path, help="with --knobs-from: RUN's data set, whose scores the anchors are tuned by")
     args = p.parse_args(argv)
+    if args.knobs_from and not (args.public_key and args.data):
+        p.error("--knobs-from needs --public-key and --data")
     if not (args.run / "export" / "info.json").is_file():
         print(f"ship_default_model: {args.run}: training has not finished (no export/info.json)", file=sys.stderr)
         return 1
-    print(ship(args.run, args.files_from, args.command, args.quantization))
+    knobs = (args.knobs_from, args.public_key, args.data) if args.knobs_from else None
+    print(ship(args.run, args.files_from, args.command, args.quantization, knobs))
     return 0
 
 

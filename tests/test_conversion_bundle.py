@@ -121,3 +121,33 @@ def test_cli_keys_inspect_verify(key, tmp_path, capsys):
     assert main(["keys", "generate", "--out", str(tmp_path / "k")]) == 1  # never overwrites silently
     with pytest.raises(DxmacroError):
         keys.load_public_key(tmp_path / "k")  # a private key is not a public key
+
+
+def test_anchors_carry_their_tuned_knobs_and_bad_masks_are_refused(key):
+    """An anchor's tuned knobs (conversion.knob_masks) travel in anchors.json as hex, one per knob
+    of the bundle; the device reads them back bit for bit, and any other shape is one line."""
+    from conversion.knob_masks import MASK_BYTES, to_json
+    from conversion.runtime import TFLiteDecoder
+
+    private, public, _ = key
+    mask = np.zeros(145, bool)
+    mask[[3, 70, 144]] = True
+
+    def with_anchor_masks(masks) -> dict[str, bytes]:
+        members = _members()
+        anchors = json.loads(members["anchors.json"])
+        anchors[0]["knob_masks"] = masks
+        members["anchors.json"] = json.dumps(anchors).encode()
+        return members
+
+    b = bundle.decode(bundle.encode(MANIFEST, with_anchor_masks(to_json({0: mask})), private), public)
+    dec = TFLiteDecoder.__new__(TFLiteDecoder)  # the anchors alone: no model needed to read them
+    dec.bundle, dec._knobs, dec._anchors = b, b.manifest["knobs"], b.anchors
+    assert np.array_equal(dec.anchors[0].knob_masks[0], mask)
+    past_the_end = bytearray(MASK_BYTES)
+    past_the_end[-1] = 0x01  # bit 151: no such parameter
+    good = to_json({0: mask})["0"]
+    for bad in ({"1": good},  # dim 1 is not one of the bundle's knobs
+                {"0": good[:-2]}, {"0": "zz" * MASK_BYTES}, {"0": past_the_end.hex()}, ["00"], {"x": good}):
+        with pytest.raises(bundle.BundleError, match="anchors.json entry 0: knob_masks"):
+            bundle.decode(bundle.encode(MANIFEST, with_anchor_masks(bad), private), public)

@@ -538,6 +538,43 @@ def test_match_polish_walks_back_to_a_voice_it_was_moved_from(run, data):
     assert m.polish(Voice.from_parameters(target, "T"), [feat], [1], 0.0)[1] == 0.0  # nothing beats the voice itself
 
 
+def test_match_takes_the_retrieved_voice_its_judge_finds_nearest(run, data):
+    """At the data set's notes the matcher judges the retrieval's nearest voices by their stored
+    renders, as it judges every candidate (mean log-mel distance): the voice it keeps is the
+    nearest of them by that measure, and is the nearest of all training voices when the input is
+    one of them. At other notes it keeps the retrieval's nearest."""
+    from host_training.audio.sound import RenderSettings
+    from host_training.dataset import open_dataset
+    from host_training.jobs.export import load_vae
+    from host_training.jobs.match import Matcher, Rows
+    from host_training.model.baselines import Retrieval
+
+    ds = open_dataset(data)
+    train = ds.indices("train")
+    m = Matcher(load_vae(run), RenderSettings.from_manifest(ds.settings), Retrieval.of_dataset(ds, train),
+                np.asarray(ds.params[train]), Rows(ds.features, train), retrieve_k=8)
+    slots = list(range(len(m.s.notes)))
+
+    def judged(r, feats):  # the distance the matcher would render: stored renders are those renders
+        return np.mean([m.distance(Voice.from_parameters(m.train_params[r], "R"), f, k) for f, k in zip(feats, slots)])
+
+    from dx7 import Voice
+
+    rng = np.random.default_rng(3)
+    for i in (0, 5):
+        own = [np.asarray(f, np.float32) for f in ds.features[train[i]]]
+        assert m.nearest_voice(own, slots, own, slots) == i  # a training voice finds itself
+        # a voice of the test split: the one kept is the nearest, by the judge, of the retrieval's 8
+        test = [np.asarray(f, np.float32) + rng.normal(0, 2, f.shape).astype(np.float32)
+                for f in ds.features[ds.indices("test")[i % len(ds.indices("test"))]]]
+        shortlist = m.retrieval.nearest_notes(np.stack(test), slots, 8)
+        kept = m.nearest_voice(test, slots, test, slots)
+        assert kept in shortlist
+        assert judged(kept, test) <= min(judged(r, test) for r in shortlist) + 0.05
+    other = m.at_notes([(50, 100)] * len(slots))  # no stored renders at those notes
+    assert other.nearest_voice(test, slots, test, slots) == int(shortlist[0])
+
+
 def test_evaluate_writes_its_report(run, data, tmp_path):
     out = tmp_path / "report"
     assert main(["evaluate", "--run", str(run), "--data", str(data), "--out", str(out), "--quiet"]) == 0

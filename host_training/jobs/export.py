@@ -210,15 +210,27 @@ def conversion_info(info: dict[str, Any], run_dir: str | Path,
     """The run's export/info.json in the form conversion.pipeline takes: knobs with their latent
     dimension and useful range, anchors as voices, encoded training latents (int8 calibration)
     and encoded test-split latents (the parity report's test set)."""
+    from conversion import knob_masks
     from dx7 import Voice
 
     knobs = [{"dim": int(d["index"]), "name": d["name"], "range": [float(d["low"]), float(d["high"])],
               "descriptor": d.get("descriptor")} for d in info["semantic_dims"]]
-    anchors = [{"name": a["name"], "voice": Voice.from_unpacked(bytes.fromhex(a["voice_unpacked_hex"])),
-                "latent": a["latent"]} for a in info["anchors"]]
+    shipped = info.get("shipped_knobs")  # a measured knob choice (scripts/ship_default_model.py --knobs-from)
+    dims = {int(k["dim"]) for k in shipped or []}
+    anchors = []
+    for a in info["anchors"]:
+        anchor = {"name": a["name"], "voice": Voice.from_unpacked(bytes.fromhex(a["voice_unpacked_hex"])),
+                  "latent": a["latent"]}
+        if a.get("knob_masks"):
+            anchor["knob_masks"] = knob_masks.from_json(a["knob_masks"], dims)
+            if anchor["knob_masks"] is None:
+                raise DxmacroError(f"{run_dir}: anchor {a['name']!r} has malformed tuned knobs")
+        anchors.append(anchor)
     out = {"model_id": info["model_id"], "model_version": str(info.get("model_version", "1.0.0")),
            "latent_size": int(info["latent_size"]), "dataset_manifest_hash": info["dataset_manifest_sha256"],
            "knobs": knobs, "anchors": anchors, "head": info.get("head")}
+    if shipped:
+        out["shipped_knobs"] = shipped
     if info.get("quantization"):  # the quantization the run ships with (scripts/ship_default_model.py)
         out["quantization"] = str(info["quantization"])
     if arrays is not None:  # encoded in memory (load_decoder with another kind)

@@ -246,7 +246,8 @@ class Matcher:
                  register: bool = True, retrieve_k: int = 32) -> None:
         self.model, self.s, self.retrieval = model, settings, retrieval
         self.register = register
-        self.retrieve_k = retrieve_k  # training voices judged at the recording's timing
+        self.retrieve_k = retrieve_k  # training voices judged (at the recording's timing, or by their stored renders)
+        self.stored_renders = True  # ``s`` is the data set's: train_features are the training voices' renders
         self.train_params, self.train_features = train_params, train_features
         self.candidates, self.polish_renders = candidates, polish_renders
         self.renderer = VoiceRenderer(settings)
@@ -302,7 +303,7 @@ class Matcher:
         cands: list[tuple[str, Voice]] = [("model", vector_to_voice(self.decode(z_m)[0], name))]
         zs = []
         if self.retrieval is not None:
-            r = self.retrieval.query_notes(np.stack(heard), heard_slots) if retrieved is None else retrieved
+            r = self.nearest_voice(feats, slots, heard, heard_slots) if retrieved is None else retrieved
             cands.append(("retrieval", Voice.from_parameters(self.train_params[r], name)))
             feats_r = np.asarray(self.train_features[r], dtype=np.float32)[None]
             z_r = self.model.encode(torch.from_numpy(feats_r))[0].numpy()
@@ -326,6 +327,23 @@ class Matcher:
         if d_p < d:
             voice, source, d = polished, f"{source}+polish", d_p
         return MatchResult(voice, source, d, tuple(self.s.notes[k][0] for k in slots))
+
+    def nearest_voice(self, feats: Sequence[np.ndarray], slots: Sequence[int], heard: Sequence[np.ndarray],
+                      heard_slots: Sequence[int | None]) -> int:
+        """The training voice whose renders are nearest to ``feats`` at ``slots``, judged as every
+        candidate is (mean log-mel distance) among the retrieval's ``retrieve_k`` nearest to
+        ``heard``: the retrieval ranks pooled log-mel by squared distance, the judge full log-mel
+        by absolute distance, and the two disagree on which near voice is nearest. Free: the data
+        set holds those renders (within 0.01 dB of a new render). At other notes than the data
+        set's (``at_notes``), the retrieval's nearest."""
+        rows = self.retrieval.nearest_notes(np.stack(heard), heard_slots, self.retrieve_k if self.stored_renders else 1)
+
+        def judged(r: int) -> float:
+            stored = np.asarray(self.train_features[int(r)], np.float32)
+            return float(np.mean([np.mean(np.abs(stored[k][:, :f.shape[1]] - f[:, :stored.shape[2]]))
+                                  for f, k in zip(feats, slots)]))
+
+        return int(min(rows, key=judged)) if len(rows) > 1 else int(rows[0])
 
     def retrieve(self, rec: Prepared, gain_db: float | None) -> tuple[int, int, float]:
         """(index, note slot, gain) of the training note nearest the recording; ``gain_db`` None:
@@ -353,6 +371,7 @@ class Matcher:
         m = copy.copy(self)
         m.s = replace(self.s, notes=tuple((int(n), int(v)) for n, v in played))
         m.renderer = VoiceRenderer(m.s)
+        m.stored_renders = False
         return m
 
     def velocity(self, slot: int | None) -> int:

@@ -203,12 +203,16 @@ class Retrieval:
         (squared distances summed, as ``query`` over the whole vector): note r against that
         voice's note slot ``slots[r]``, or its nearest note where the slot is None (not known).
         All slots given: ``query``'s voice; one note, slot unknown: ``query_single``'s."""
+        return int(self.nearest_notes(note_features, slots, 1)[0])
+
+    def nearest_notes(self, note_features: np.ndarray, slots: Sequence[int | None] | None, k: int) -> np.ndarray:
+        """``query_notes``' ``k`` nearest training voices, nearest first."""
         q = torch.from_numpy(retrieval_features(np.asarray(note_features)[:, None], self.pool))[:, 0]
-        n, k, d = self.db.shape
-        dist = torch.cdist(q, self.db.reshape(n * k, d)).reshape(len(q), n, k) ** 2
+        n, m, d = self.db.shape
+        dist = torch.cdist(q, self.db.reshape(n * m, d)).reshape(len(q), n, m) ** 2
         slots = [None] * len(q) if slots is None else list(slots)
         per_note = [dist[r].min(1).values if s is None else dist[r, :, s] for r, s in enumerate(slots)]
-        return int(torch.stack(per_note).sum(0).argmin())
+        return torch.topk(torch.stack(per_note).sum(0), min(k, n), largest=False).indices.numpy()
 
     def levels(self, n_mels: int) -> np.ndarray:
         """(N * K,) level (dB) of every (voice, note) on the pooled grid, computed once."""
