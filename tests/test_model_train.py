@@ -543,6 +543,7 @@ def test_match_takes_the_retrieved_voice_its_judge_finds_nearest(run, data):
     renders, as it judges every candidate (mean log-mel distance): the voice it keeps is the
     nearest of them by that measure, and is the nearest of all training voices when the input is
     one of them. At other notes it keeps the retrieval's nearest."""
+    from dx7 import Voice
     from host_training.audio.sound import RenderSettings
     from host_training.dataset import open_dataset
     from host_training.jobs.export import load_vae
@@ -558,8 +559,6 @@ def test_match_takes_the_retrieved_voice_its_judge_finds_nearest(run, data):
     def judged(r, feats):  # the distance the matcher would render: stored renders are those renders
         return np.mean([m.distance(Voice.from_parameters(m.train_params[r], "R"), f, k) for f, k in zip(feats, slots)])
 
-    from dx7 import Voice
-
     rng = np.random.default_rng(3)
     for i in (0, 5):
         own = [np.asarray(f, np.float32) for f in ds.features[train[i]]]
@@ -573,6 +572,14 @@ def test_match_takes_the_retrieved_voice_its_judge_finds_nearest(run, data):
         assert judged(kept, test) <= min(judged(r, test) for r in shortlist) + 0.05
     other = m.at_notes([(50, 100)] * len(slots))  # no stored renders at those notes
     assert other.nearest_voice(test, slots, test, slots) == int(shortlist[0])
+    # one note of unknown slot: the (voice, slot) pair the judge finds nearest among the retrieval's 8
+    one = test[1]
+    rows, pair_slots = m.retrieval.nearest_pairs(one, 8)
+    slot, kept = m.nearest_pair(one, one)
+    assert (kept, slot) in set(zip(rows.tolist(), pair_slots.tolist()))
+    best = min(m.distance(Voice.from_parameters(m.train_params[r], "R"), one, k) for r, k in zip(rows, pair_slots))
+    assert m.distance(Voice.from_parameters(m.train_params[kept], "R"), one, slot) <= best + 0.05
+    assert other.nearest_pair(one, one) == (int(pair_slots[0]), int(rows[0]))
 
 
 def test_evaluate_writes_its_report(run, data, tmp_path):

@@ -280,8 +280,7 @@ class Matcher:
         k, retrieved = note_slot, None
         if k is None and self.retrieval is not None:
             # the nearest (voice, note) gives the slot and the retrieval's voice in one search
-            idx, slot, _ = self.retrieval.query_single(heard[None])
-            k, retrieved = int(slot[0]), int(idx[0])
+            k, retrieved = self.nearest_pair(feat, heard)
         elif k is None:
             k = len(self.s.notes) // 2
         return self.match_notes([feat], [k], name, [heard], [k], retrieved=retrieved)
@@ -337,13 +336,20 @@ class Matcher:
         set holds those renders (within 0.01 dB of a new render). At other notes than the data
         set's (``at_notes``), the retrieval's nearest."""
         rows = self.retrieval.nearest_notes(np.stack(heard), heard_slots, self.retrieve_k if self.stored_renders else 1)
+        return int(min(rows, key=lambda r: self._stored_distance(r, feats, slots)))
 
-        def judged(r: int) -> float:
-            stored = np.asarray(self.train_features[int(r)], np.float32)
-            return float(np.mean([np.mean(np.abs(stored[k][:, :f.shape[1]] - f[:, :stored.shape[2]]))
-                                  for f, k in zip(feats, slots)]))
+    def nearest_pair(self, feat: np.ndarray, heard: np.ndarray) -> tuple[int, int]:
+        """(note slot, training voice) of one note of unknown slot, ``nearest_voice``'s way: the
+        retrieval's ``retrieve_k`` nearest (voice, slot) pairs to ``heard``, judged against ``feat``."""
+        rows, slots = self.retrieval.nearest_pairs(heard, self.retrieve_k if self.stored_renders else 1)
+        j = min(range(len(rows)), key=lambda i: self._stored_distance(rows[i], [feat], [slots[i]]))
+        return int(slots[j]), int(rows[j])
 
-        return int(min(rows, key=judged)) if len(rows) > 1 else int(rows[0])
+    def _stored_distance(self, r: int, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:
+        """``distance_notes`` of training voice ``r`` read from its stored renders."""
+        stored = np.asarray(self.train_features[int(r)], np.float32)
+        return float(np.mean([np.mean(np.abs(stored[k][:, :f.shape[1]] - f[:, :stored.shape[2]]))
+                              for f, k in zip(feats, slots)]))
 
     def retrieve(self, rec: Prepared, gain_db: float | None) -> tuple[int, int, float]:
         """(index, note slot, gain) of the training note nearest the recording; ``gain_db`` None:

@@ -198,6 +198,15 @@ class Retrieval:
         best = dist.argmin(1)
         return (best // k).numpy(), (best % k).numpy(), dist.gather(1, best[:, None])[:, 0].numpy()
 
+    def nearest_pairs(self, note_features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(M, F) one note -> ``query_single``'s ``k`` nearest (voice, note slot) pairs, nearest
+        first: (indices, slots)."""
+        q = torch.from_numpy(retrieval_features(np.asarray(note_features)[None, None], self.pool))[:, 0]
+        n, m, d = self.db.shape
+        dist = torch.cdist(q, self.db.reshape(n * m, d))[0]
+        top = torch.topk(dist, min(k, n * m), largest=False).indices
+        return (top // m).numpy(), (top % m).numpy()
+
     def query_notes(self, note_features: np.ndarray, slots: Sequence[int | None] | None = None) -> int:
         """(R, M, F) notes of one sound -> index of the training voice nearest over all of them
         (squared distances summed, as ``query`` over the whole vector): note r against that
