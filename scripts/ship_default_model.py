@@ -14,8 +14,8 @@ one is complete.
 With ``--knobs-from``, the model ships the knob choice of a bundle that ``dxmacro convert
 --knob-gates --gate-mode tuned`` made from RUN: only the knobs that passed are exposed, named and
 ranked as measured, and the anchors (the voices the demo and a fresh device play) carry their
-tuned knobs (host_training.jobs.knob_tune), tuned here through that bundle's own decoder against
-DATA_DIR. Every conversion of the default model then exposes those knobs, and its anchors play
+tuned knobs (host_training.jobs.knob_tune), tuned here against DATA_DIR through the decoder the
+shipped model converts to. Every conversion of the default model then exposes those knobs, and its anchors play
 them tuned, without the data set or Dexed.
 """
 
@@ -38,27 +38,44 @@ def _sample(arr: np.ndarray, n: int) -> np.ndarray:
     return arr[np.sort(idx)]
 
 
-def knob_choice(info: dict, gated: Path, public_key: Path, data_dir: Path, threads: int = 2) -> dict:
-    """``info`` with the gated bundle's knobs as its shipped knobs and every anchor tuned to them."""
-    from conversion import keys, knob_masks
-    from conversion.runtime import load_decoder
+def shipped_knobs(info: dict, gated: Path, public_key: Path) -> list[dict]:
+    """The knobs a bundle converted from the same model with --knob-gates kept (manifest form)."""
+    from conversion import keys
+    from conversion.bundle import read
+
+    b = read(gated, keys.load_public_key(public_key))
+    if b.manifest["model_id"] != info["model_id"]:
+        raise SystemExit(f"ship_default_model: {gated} was converted from model {b.manifest['model_id']}, "
+                         f"not {info['model_id']}")
+    return b.manifest["knobs"]
+
+
+def tune_anchors(folder: Path, data_dir: Path, threads: int = 2) -> None:
+    """Tune the anchors of the model in ``folder`` to its shipped knobs, through the decoder that
+    model converts to (the conversion is repeatable; calibrating on the 512 shipped latents gives
+    another int16x8 model than the run's full export), and write their masks into its info.json."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from conversion import bundle, knob_masks, pipeline
+    from conversion.runtime import TFLiteDecoder
     from dx7 import Voice
+    from host_training.jobs.export import load_decoder
     from host_training.jobs.knob_tune import tune_bank
 
-    decoder = load_decoder(gated, keys.load_public_key(public_key))
-    if decoder.bundle.manifest["model_id"] != info["model_id"]:
-        raise SystemExit(f"ship_default_model: {gated} was converted from model {decoder.bundle.manifest['model_id']}, "
-                         f"not {info['model_id']}")
+    module, cinfo = load_decoder(folder)
+    data, _, _ = pipeline.convert(module, cinfo, Ed25519PrivateKey.generate(), audio_voices=0)
+    decoder = TFLiteDecoder(bundle.decode(data, None))
+    path = folder / "export" / "info.json"
+    info = json.loads(path.read_text())
     voices = [np.asarray(Voice.from_unpacked(bytes.fromhex(a["voice_unpacked_hex"])).values, np.int64)
               for a in info["anchors"]]
     latents = np.asarray([a["latent"] for a in info["anchors"]], np.float32)
     dims, masks, passed = tune_bank(decoder, voices, latents, data_dir, threads=threads,
                                     progress=lambda m: print(m, flush=True))
     print(f"tuned {len(dims)} knobs to {len(voices)} anchors: {passed.mean():.0%} of them pass every gate")
-    out = dict(info, shipped_knobs=decoder.bundle.manifest["knobs"])
-    out["anchors"] = [dict(a, knob_masks=knob_masks.to_json(dict(zip(dims, masks[i]))))
-                      for i, a in enumerate(info["anchors"])]
-    return out
+    info["anchors"] = [dict(a, knob_masks=knob_masks.to_json(dict(zip(dims, masks[i]))))
+                       for i, a in enumerate(info["anchors"])]
+    path.write_text(json.dumps(info, indent=1) + "\n")
 
 
 def ship(run: Path, files_from: str | None, command: str | None, quantization: str | None = None,
@@ -67,7 +84,8 @@ def ship(run: Path, files_from: str | None, command: str | None, quantization: s
     if quantization:
         info["quantization"] = quantization  # what `dxmacro convert` and `make demo` convert it with
     if knobs:
-        info = knob_choice(info, *knobs)
+        info["shipped_knobs"] = shipped_knobs(info, knobs[0], knobs[1])
+        info["anchors"] = [{k: v for k, v in a.items() if k != "knob_masks"} for a in info["anchors"]]
     kind = info["kind"]
     rinfo = json.loads((run / "run.json").read_text())
     tmp = DEST.with_name(DEST.name + ".new")
@@ -89,6 +107,8 @@ def ship(run: Path, files_from: str | None, command: str | None, quantization: s
     if command:
         rinfo["command"] = command
     (tmp / "run.json").write_text(json.dumps(rinfo, indent=1) + "\n")
+    if knobs:
+        tune_anchors(tmp, knobs[2])
     old = DEST.with_name(DEST.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if DEST.exists():

@@ -219,3 +219,34 @@ def test_the_shipped_int8_bundle_holds_every_voice_and_edits_it(shipped_decoder)
     assert all(row[2].values == v.values for row, v in zip(held, voices))
     changed = [sum(a != b for a, b in zip(row[1].values, v.values)) for row, v in zip(held, voices)]
     assert np.median(changed) >= 3  # turned to the far end, the knobs change the voice
+
+
+def test_the_shipped_bundle_exposes_its_measured_knobs_and_plays_its_anchors_tuned(shipped_decoder):
+    """The default model ships a measured knob choice (scripts/ship_default_model.py --knobs-from):
+    at least three knobs, each named by what it does and carrying the figures that let it ship, and
+    anchors tuned to every one of them. On the loop, turning the knobs of an anchor moves only the
+    parameters tuned for those knobs, and turning them back restores the anchor exactly."""
+    knobs = shipped_decoder.bundle.manifest["knobs"]
+    assert len(knobs) >= 3 and [k["index"] for k in knobs] == list(range(len(knobs)))
+    for k in knobs:
+        f = k["measured"]
+        assert f["spearman"] >= 0.9 and f["selectivity"] >= 1.5 and f["largest_step_db"] <= 3.0, k
+        assert f["wrong_sign"] < 0.1 and f["pitch_changing"] <= 0.05 and f["steadiness"] >= 0.8, k
+    anchors = shipped_decoder.anchors
+    dims = {k.dim for k in shipped_decoder.knobs}
+    assert all(a.knob_masks is not None and set(a.knob_masks) == dims for a in anchors)
+    sizes = [int(m.sum()) for a in anchors for m in a.knob_masks.values()]
+    assert min(sizes) > 0 and np.median(sizes) < 20  # mostly a few of the 50-80 parameters the decoder moves
+    voices = [a.voice for a in anchors]
+    latents = np.stack([a.latent for a in anchors])
+    masks = [a.knob_masks for a in anchors]
+    allowed = [np.logical_or.reduce(list(m.values())) for m in masks]
+    loop, synth, held = _play_cartridge(shipped_decoder, voices, latents, "relative", masks)
+    assert synth.errors == [] and loop.stats.decode_errors == 0
+    moved = 0
+    for row, v, ok in zip(held, voices, allowed):
+        assert row[0].values == v.values and row[2].values == v.values
+        changed = np.array(row[1].values[:LEARNABLE_COUNT]) != np.array(v.values[:LEARNABLE_COUNT])
+        assert not (changed & ~ok).any()
+        moved += bool(changed.any())
+    assert moved >= len(voices) - 1  # turned to the far end, the tuned knobs still edit the anchors
