@@ -2,7 +2,8 @@
 
 - ``dx7`` imports nothing of ours;
 - ``hardware`` imports only ``dx7``;
-- conversion's device-side reader (``bundle``, ``keys``, ``runtime``, ``output_grid``, ``voice_bank``) only ``dx7``;
+- conversion's device-side reader (``bundle``, ``keys``, ``runtime``, ``output_grid``, ``voice_bank``,
+  ``knob_masks``) only ``dx7``;
 - ``device`` never imports ``host_training``, torch, tensorflow or dexed, not even inside a function;
 - no module imports, directly or through others, a module that imports it back.
 
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("dx7", "hardware", "conversion", "device", "host_training", "dxmacro")
 ERRORS = "dxmacro.errors"
 DEVICE_READER = ("conversion.bundle", "conversion.keys", "conversion.runtime", "conversion.output_grid",
-                 "conversion.voice_bank")
+                 "conversion.voice_bank", "conversion.knob_masks")
 HEAVY = ("torch", "tensorflow", "tf_keras", "dexed", "host_training")
 
 
