@@ -208,8 +208,9 @@ def load_decoder(run_dir: str | Path, kind: str | None = None) -> tuple[nn.Modul
 def conversion_info(info: dict[str, Any], run_dir: str | Path,
                     arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """The run's export/info.json in the form conversion.pipeline takes: knobs with their latent
-    dimension and useful range, anchors as voices, encoded training latents (int8 calibration)
-    and encoded test-split latents (the parity report's test set)."""
+    dimension and useful range, anchors as voices (with their tuned knobs where the model was
+    shipped with a knob choice, and that choice as ``shipped_knobs``), encoded training latents
+    (int8 calibration) and encoded test-split latents (the parity report's test set)."""
     from conversion import knob_masks
     from dx7 import Voice
 
