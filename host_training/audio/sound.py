@@ -102,13 +102,17 @@ class VoiceRenderer:
         return [self.audio(voice, k) for k in range(len(self.s.notes))]
 
 
+def mel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference (dB) of two log-mels (n_mels, frames) over the frames both have:
+    the distance every match candidate is judged by."""
+    t = min(a.shape[1], b.shape[1])
+    return float(np.mean(np.abs(a[:, :t] - b[:, :t])))
+
+
 def feature_distance(renderer: VoiceRenderer, voice: Voice, feat: np.ndarray, k: int) -> float:
-    """Mean absolute log-mel difference (dB) between ``voice`` rendered at note slot ``k`` and
-    ``feat`` (features in the data set's convention, e.g. a recording's): what the matcher and
-    the register search minimise."""
-    f = features_of(renderer.audio(voice, k), renderer.s.rate)[0]
-    t = min(f.shape[1], feat.shape[1])
-    return float(np.mean(np.abs(f[:, :t] - feat[:, :t])))
+    """``mel_distance`` between ``voice`` rendered at note slot ``k`` and ``feat`` (features in the
+    data set's convention, e.g. a recording's): what the matcher and the register search minimise."""
+    return mel_distance(features_of(renderer.audio(voice, k), renderer.s.rate)[0], feat)
 
 
 def notes_distance(renderer: VoiceRenderer, voice: Voice, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:

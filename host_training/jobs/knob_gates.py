@@ -105,6 +105,9 @@ def rank_key(figures: dict[str, Any]) -> float:
     return figures["spearman"] * min(figures["selectivity"], 3.0)
 
 
+GATED = ("spearman", "wrong_sign", "selectivity", "largest_step_db", "pitch_changing")  # the figures a gate reads
+
+
 def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: KnobGates,
            tag_names: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(shipped, verdicts): the knobs (bundle manifest form: dim, name, low, high) that pass,
@@ -113,17 +116,15 @@ def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: Kn
     verdicts, passed = [], []
     for k, f in zip(knobs, figures):
         failures, steady = gates.verdict(f)
-        verdicts.append({"name": k["name"], "dim": int(k["dim"]), "failures": failures, "steadiness": steady,
-                         **{key: f[key] for key in ("spearman", "wrong_sign", "selectivity", "largest_step_db",
-                                                    "pitch_changing")}})
+        verdict = {"name": k["name"], "dim": int(k["dim"]), "failures": failures, "steadiness": steady,
+                   **{key: f[key] for key in GATED}}
+        verdicts.append(verdict)
         if not failures:
-            passed.append((rank_key(f), k, f))
+            passed.append((rank_key(f), k, f, verdict))
     passed.sort(key=lambda item: -item[0])
     shipped = [{**k, "name": measured_name(f, tag_names), "trained_as": k["name"],
-                "measured": {**{key: round(float(f[key]), 4) for key in ("spearman", "wrong_sign", "selectivity",
-                                                                         "largest_step_db", "pitch_changing")},
-                             "steadiness": round(gates.steadiness(f), 3)}}
-               for _, k, f in passed]
+                "measured": {**{key: round(float(v[key]), 4) for key in GATED}, "steadiness": round(v["steadiness"], 3)}}
+               for _, k, f, v in passed]
     return shipped, verdicts
 
 

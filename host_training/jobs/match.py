@@ -52,7 +52,7 @@ from host_training.jobs.register import read_register
 from host_training.jobs.search import greedy_moves
 from host_training.audio.features import N_FFT
 from host_training.audio.sound import (SILENCE_DB, RenderSettings, VoiceRenderer, feature_distance, notes_distance,
-                                  level_db, mean_mel_power, mel_power, to_db)
+                                  level_db, mean_mel_power, mel_distance, mel_power, to_db)
 
 
 @dataclass(frozen=True)
@@ -348,8 +348,7 @@ class Matcher:
     def _stored_distance(self, r: int, feats: Sequence[np.ndarray], slots: Sequence[int]) -> float:
         """``distance_notes`` of training voice ``r`` read from its stored renders."""
         stored = np.asarray(self.train_features[int(r)], np.float32)
-        return float(np.mean([np.mean(np.abs(stored[k][:, :f.shape[1]] - f[:, :stored.shape[2]]))
-                              for f, k in zip(feats, slots)]))
+        return float(np.mean([mel_distance(stored[k], f) for f, k in zip(feats, slots)]))
 
     def retrieve(self, rec: Prepared, gain_db: float | None) -> tuple[int, int, float]:
         """(index, note slot, gain) of the training note nearest the recording; ``gain_db`` None:

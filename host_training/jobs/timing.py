@@ -29,7 +29,7 @@ from dx7 import Voice
 from host_training.audio.features import HOP, N_FFT, mel_filterbank
 from host_training.audio.onset import find_onset
 from host_training.audio.render import DexedRenderer, Note
-from host_training.audio.sound import FLOOR_DB, RenderSettings
+from host_training.audio.sound import FLOOR_DB, RenderSettings, mel_distance
 from host_training.model.baselines import Retrieval, retrieval_features
 
 HOLD_STEP_S = 0.15  # the coarse grid of note-off times tried
@@ -77,9 +77,7 @@ def played(renderer: DexedRenderer, params: np.ndarray, take: Take) -> np.ndarra
 def distance(renderer: DexedRenderer, params: np.ndarray, take: Take) -> float:
     """Mean absolute log-mel difference (dB) between the voice played as the take was
     (``played``) and the take, over the take's own length: what `match` minimises and prints."""
-    f = fast_logmel(played(renderer, params, take), renderer.sample_rate)
-    t = min(f.shape[1], take.feat.shape[1])
-    return float(np.mean(np.abs(f[:, :t] - take.feat[:, :t])))
+    return mel_distance(fast_logmel(played(renderer, params, take), renderer.sample_rate), take.feat)
 
 
 @lru_cache(maxsize=4)
