@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from dxmacro.errors import DxmacroError
-from host_training.jobs.knob_gates import KnobGates
+from host_training.jobs.knob_gates import KnobGates, pooled
 
 
 def figures(selectivity: list[float]) -> dict:
     """One knob's figures as knob_report.knob_figures gives them, every gate but selectivity easy."""
     n = len(selectivity)
     per = {"spearman": [1.0] * n, "selectivity": selectivity, "largest_step_db": [1.0] * n,
-           "pitch_changing": [False] * n}
+           "pitch_changing": [False] * n, "score_change": [[0.1 * s, 0.1] for s in selectivity]}
     return {"spearman": 1.0, "wrong_sign": 0.0, "selectivity": float(np.median(selectivity)),
             "largest_step_db": 1.0, "pitch_changing": 0.0, "per_sweep": per}
 
@@ -51,3 +51,21 @@ def test_steadiness_gate_is_read_from_toml_and_checked(tmp_path):
     path.write_text("[knob_gates]\nsteadiness_min = 1.5\n")
     with pytest.raises(DxmacroError, match="steadiness_min"):
         KnobGates.from_toml(path)
+
+
+def test_an_edge_knob_is_undecided_and_more_voices_decide_it():
+    """Only a knob that passes at the median but not steadily asks for more voices; pooling two
+    draws judges the knob on every sweep of both, as one draw of all those voices would."""
+    gates = KnobGates()
+    rng = np.random.default_rng(1)
+    edge = figures(list(rng.uniform(0.3, 1.0, 32)) + list(rng.uniform(1.51, 5.0, 33)))
+    assert gates.undecided(edge)
+    assert not gates.undecided(figures(list(rng.uniform(2.5, 5.0, 65))))  # steady: decided
+    assert not gates.undecided(figures(list(rng.uniform(0.3, 1.0, 65))))  # fails outright: decided
+    more = figures(list(rng.uniform(1.8, 5.0, 64)))
+    both = pooled(edge, more)
+    alone = edge["per_sweep"]["selectivity"] + more["per_sweep"]["selectivity"]
+    assert both["selectivity"] == pytest.approx(float(np.median(alone)))
+    assert len(both["per_sweep"]["spearman"]) == 129 and both["wrong_sign"] == 0.0
+    assert both["score_change"][1] == pytest.approx(0.1)
+    assert gates.verdict(both) == ([], gates.steadiness(both)) and gates.steadiness(both) >= 0.8

@@ -120,6 +120,33 @@ def test_a_bundle_of_another_model_is_refused_in_one_line(trained, capsys):
     assert code != 0 and len(err) == 1 and "give --run the run the bundle was converted from" in err[0]
 
 
+def test_the_report_measures_only_the_knobs_named(trained, tmp_path, capsys):
+    """--knob NAME: one knob of the bundle, in every mode; a name the bundle lacks is refused in
+    one line naming its knobs."""
+    report = _report(trained, tmp_path / "report", "--knob", "aggressive/soft")
+    for entry in report["modes"].values():
+        assert [k["name"] for k in entry["knobs"]] == ["aggressive/soft"]
+    capsys.readouterr()
+    data, run, bundle = trained
+    code = main(["knobs", "report", "--bundle", str(bundle), "--data", str(data), "--run", str(run),
+                 "--knob", "shiny/dull"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "no knob shiny/dull (its knobs: bright/dark, aggressive/soft)" in err[0]
+
+
+def test_further_validation_voices_are_new_ones(trained):
+    """The knob gates' second draw (knob_gates.measure with ``exclude``) takes none of the first,
+    and the first draw is what it always was."""
+    from host_training.jobs.knob_report import test_voices
+
+    data = trained[0]
+    first = test_voices(data, 2, split="validation")
+    assert list(first) == list(test_voices(data, 2, split="validation", exclude=()))
+    more = test_voices(data, 100, split="validation", exclude=first)
+    assert len(more) > 0 and not set(first) & set(more)
+    assert sorted(set(first) | set(more)) == sorted(test_voices(data, 100, split="validation"))
+
+
 def test_tuned_mode_keeps_the_voice_at_the_first_touch_and_reports_the_tuning(trained, tmp_path):
     """--tuned: each decoder also in tuned mode, which keeps the chosen voice at the first touch
     and says how many voices' tunings pass and how many parameters a tuned knob moves. (That a

@@ -778,6 +778,49 @@ def test_convert_ships_only_the_knobs_that_pass_the_gates(run, tmp_path, capsys)
     assert "[knob_gates] spearman_min must be a finite number" in capsys.readouterr().err
 
 
+def test_convert_measures_a_knob_on_a_gates_edge_on_more_voices(run, tmp_path, capsys, monkeypatch):
+    """A knob that passes every gate at the median but not steadily is measured again on further
+    validation voices (none measured before) and judged on all of them; with --gate-more 0 it is
+    judged on the first draw alone. The tiny run's knobs measure the same on any voices, so here
+    steadiness is what more voices would make of it: unsteady on 3 voices, steady on more."""
+    pytest.importorskip("tensorflow", reason="tensorflow-cpu (the int8 converter) is not installed")
+    from conversion import keys
+    from host_training.jobs import knob_gates
+
+    def steadiness(self, f, draws=1000, seed=0):
+        return 0.5 if len(f["per_sweep"]["spearman"]) <= 3 else 1.0
+
+    monkeypatch.setattr(knob_gates.KnobGates, "steadiness", steadiness)
+    private, _ = keys.generate(tmp_path / "key")
+    gates = tmp_path / "gates.toml"
+    gates.write_text("[knob_gates]\nspearman_min = 0.0\nwrong_sign_max = 1.01\nselectivity_min = 0.0\n"
+                     "largest_step_max_db = 1000.0\npitch_changing_max = 1.0\n")
+    args = ["convert", "--run", str(run), "--key", str(private), "--audio-voices", "0", "--knob-gates",
+            "--gate-voices", "3", "--gates", str(gates)]
+    measured: list[np.ndarray] = []
+    measure = knob_gates.measure
+
+    def spy(*a, **kw):
+        got = measure(*a, **kw)
+        measured.append(got[2])
+        return got
+
+    monkeypatch.setattr(knob_gates, "measure", spy)
+    out = tmp_path / "alone.dxm"
+    assert main(args + ["--out", str(out), "--gate-more", "0"]) == 1
+    assert "0 of 2 knobs pass" in capsys.readouterr().err and not out.exists()
+    assert len(measured) == 1
+    out = tmp_path / "pooled.dxm"
+    assert main(args + ["--out", str(out), "--report", str(tmp_path / "pooled"), "--gate-more", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "bright/dark, aggressive/soft: passing at the median but not steadily" in captured.err
+    assert captured.out.count("-> ships") == 2 and "of 5 voices" in captured.out
+    first, more = measured[1:]
+    assert len(first) == 3 and len(more) == 2 and not set(first) & set(more)
+    verdicts = json.loads((tmp_path / "pooled" / "parity.json").read_text())["knob_gates"]["verdicts"]
+    assert [v["voices"] for v in verdicts] == [5, 5]
+
+
 def test_torchrun_trains_one_run_split_over_two_processes(data, tmp_path):
     """Data parallel under torchrun (gloo on the CPU here, NCCL on a GPU host): one run folder, each
     process its share of every epoch, one line of output, weights that load."""

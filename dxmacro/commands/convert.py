@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--knob-gates", action="store_true", help="measure the knobs and ship only those that pass")
     g.add_argument("--gates", help="TOML file with a [knob_gates] table overriding the default gates")
     g.add_argument("--gate-voices", type=arg_int(3, 4096), default=64, help="validation voices (default 64)")
+    g.add_argument("--gate-more", type=arg_int(0, 4096), default=64,
+                   help="further validation voices for a knob that passes every gate at the median but not "
+                        "steadily; it is judged on all its voices (default 64; 0: judge on --gate-voices alone)")
     g.add_argument("--gate-mode", choices=("relative", "tuned"), default="relative",
                    help="judge the knobs as relative mode plays any voice (default), or as it plays the voices of a "
                         "tuned bank (dxmacro bank build --tune-knobs)")
@@ -136,14 +139,31 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
     tune = None
     if args.gate_mode == "tuned":
         from host_training.jobs.knob_tune import tune_sweeps as tune
-    figures, tags = knob_gates.measure(decoder, args.run, data_dir, args.gate_voices, tune=tune,
-                                       progress=lambda m: print(f"  {m}", file=sys.stderr))
+
+    def say(m: str) -> None:
+        print(f"  {m}", file=sys.stderr)
+
+    figures, tags, measured = knob_gates.measure(decoder, args.run, data_dir, args.gate_voices, tune=tune,
+                                                 progress=say)
     knobs = knob_report.knob_travels(decoder.knobs)
+    # a knob on a gate's edge (every gate holds at the median, not in enough redraws) is measured
+    # again on further voices and judged on all of them: more voices, not a lower bar, decide it
+    undecided = {k["dim"]: i for i, (k, f) in enumerate(zip(knobs, figures)) if gates.undecided(f)}
+    if undecided and args.gate_more:
+        names = ", ".join(knobs[i]["name"] for i in undecided.values())
+        print(f"{names}: passing at the median but not steadily; measuring on {args.gate_more} more validation "
+              f"voices ...", file=sys.stderr)
+        more, _, _ = knob_gates.measure(decoder, args.run, data_dir, args.gate_more, tune=tune, progress=say,
+                                        only=set(undecided), exclude=measured)
+        if not more:
+            print(f"  the data set has no validation voices left: judged on {len(measured)}", file=sys.stderr)
+        for i, f in zip(undecided.values(), more):
+            figures[i] = knob_gates.pooled(figures[i], f)
     shipped, verdicts = knob_gates.choose(knobs, figures, gates, tags)
     for v in verdicts:
         print(f"knob {v['name']}: Spearman {v['spearman']:.2f}, wrong sign {v['wrong_sign']:.0%}, selectivity "
               f"{v['selectivity']:.2f}, largest step {v['largest_step_db']:.1f} dB, pitch-changing "
-              f"{v['pitch_changing']:.0%}, steady in {v['steadiness']:.0%} of redraws -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
+              f"{v['pitch_changing']:.0%}, steady in {v['steadiness']:.0%} of redraws of {v['voices']} voices -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
     report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "mode": args.gate_mode,
                             "verdicts": verdicts,
                             "shipped": [k["name"] for k in shipped]}

@@ -1,6 +1,7 @@
 """``dxmacro knobs report``: every knob of a bundle as a performer hears it, relative and absolute.
 
-    dxmacro knobs report --bundle model.dxm --data DIR [--run RUN] [--voices 64] [--travel-scale 1] [--fp32] [--tuned] --out REPORT
+    dxmacro knobs report --bundle model.dxm --data DIR [--run RUN] [--voices 64] [--travel-scale 1] [--fp32] [--tuned] [--knob NAME ...]
+        --out REPORT
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--tuned", action="store_true",
                    help="also each decoder in tuned mode: relative knobs passing on only the parameters chosen for "
                         "each voice by rendering, as a tuned bank plays them (dxmacro bank build --tune-knobs)")
+    r.add_argument("--knob", action="append", metavar="NAME",
+                   help="report only this knob of the bundle (repeat for several; default: every knob)")
     r.add_argument("--threads", type=arg_int(1, 256), default=2, help="render threads (default 2)")
     r.add_argument("--out", help="write knobs.json and knobs.md to this folder")
     r.set_defaults(func=run)
@@ -76,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
         decoders["fp32"] = fp32
     knobs = knob_report.knob_travels(decoder.knobs, args.travel_scale)
+    if args.knob:
+        unknown = sorted(set(args.knob) - {k["name"] for k in knobs})
+        if unknown:
+            raise DxmacroError(f"{args.bundle} has no knob {', '.join(unknown)} "
+                               f"(its knobs: {', '.join(k['name'] for k in knobs)})")
+        knobs = [k for k in knobs if k["name"] in args.knob]
     tune = None
     if args.tuned:
         from host_training.jobs.knob_tune import tune_sweeps as tune

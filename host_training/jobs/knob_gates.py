@@ -81,6 +81,10 @@ class KnobGates:
                  & (col["pitch_changing"].mean(1) <= self.pitch_changing_max))
         return float(holds.mean())
 
+    def undecided(self, f: dict[str, Any]) -> bool:
+        """Every gate holds at the median, but not in enough redraws: more voices decide it."""
+        return not self.failures(f) and self.steadiness(f) < self.steadiness_min
+
     def verdict(self, f: dict[str, Any]) -> tuple[list[str], float]:
         """(the gates ``f`` misses, its steadiness): a knob ships when it misses none and its
         gates hold in at least ``steadiness_min`` of the redraws."""
@@ -117,6 +121,7 @@ def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: Kn
     for k, f in zip(knobs, figures):
         failures, steady = gates.verdict(f)
         verdict = {"name": k["name"], "dim": int(k["dim"]), "failures": failures, "steadiness": steady,
+                   "voices": len(f["per_sweep"]["spearman"]),
                    **{key: f[key] for key in GATED}}
         verdicts.append(verdict)
         if not failures:
@@ -130,28 +135,38 @@ def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: Kn
 
 
 
+def pooled(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One knob's figures over the sweeps behind ``a`` and those behind ``b`` (two draws of voices)."""
+    from host_training.jobs.knob_report import summarize
+
+    return summarize({k: list(a["per_sweep"][k]) + list(b["per_sweep"][k]) for k in a["per_sweep"]})
+
+
 def measure(decoder, run_dir: str | Path, data_dir: str | Path, voices: int, *, threads: int = 2,
-            progress=lambda _: None, tune=None) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """(figures per knob of ``decoder`` in its order, the data set's tag names): each knob swept
-    from ``voices`` validation-split voices through ``decoder`` (a bundle's TFLiteDecoder), the
-    latents from the run's encoder, in relative mode; with ``tune``
-    (host_training.jobs.knob_tune.tune_sweeps), in tuned mode: each voice's knobs tuned by
-    rendering, as a tuned bank plays them."""
+            progress=lambda _: None, tune=None, only: set[int] | None = None,
+            exclude: np.ndarray | tuple = ()) -> tuple[list[dict[str, Any]], list[tuple[str, str]], np.ndarray]:
+    """(figures per knob of ``decoder`` in its order, the data set's tag names, the voices measured):
+    each knob (of latent dims ``only``, default all) swept from ``voices`` validation-split voices
+    (none of ``exclude``) through ``decoder`` (a bundle's TFLiteDecoder), the latents from the
+    run's encoder, in relative mode; with ``tune`` (host_training.jobs.knob_tune.tune_sweeps), in
+    tuned mode: each voice's knobs tuned by rendering, as a tuned bank plays them."""
     from host_training.dataset import open_dataset
     from host_training.jobs import knob_report
     from host_training.jobs.export import encode_all, load_vae
 
     ds = open_dataset(data_dir)
-    idx = knob_report.test_voices(data_dir, voices, split="validation")
+    idx = knob_report.test_voices(data_dir, voices, split="validation", exclude=exclude)
+    if len(idx) == 0:  # every validation voice is measured already
+        return [], [tuple(t) for t in ds.tag_names], idx
     latents = encode_all(load_vae(run_dir), ds.features, idx)
-    knobs = knob_report.knob_travels(decoder.knobs)
+    knobs = [k for k in knob_report.knob_travels(decoder.knobs) if only is None or k["dim"] in only]
     report = knob_report.knob_report({"device": decoder.decode}, knobs, data_dir, latents, idx, threads=threads,
                                      progress=progress, device_modes=() if tune else ("relative",), tune=tune)
     figures = {k["dim"]: k for k in report["modes"]["device tuned" if tune else "device relative"]["knobs"]}
     missing = [k["name"] for k in knobs if k["dim"] not in figures]
     if missing:
         raise DxmacroError(f"knobs {', '.join(missing)} move no semantic dimension: no descriptor to judge them by")
-    return [figures[k["dim"]] for k in knobs], [tuple(t) for t in ds.tag_names]
+    return [figures[k["dim"]] for k in knobs], [tuple(t) for t in ds.tag_names], idx
 
 
-__all__ = ["KnobGates", "choose", "measure", "measured_name", "rank_key"]
+__all__ = ["KnobGates", "choose", "measure", "measured_name", "pooled", "rank_key"]

@@ -141,16 +141,25 @@ def knob_figures(heard: Heard, scorer: ScoreRenderer, sweeps: list[np.ndarray], 
         change.append(sc[-1] - sc[0])
         m = mels[i * steps:(i + 1) * steps]
         jumps.append(max(float(np.mean(np.abs(a - b))) for a, b in zip(m[:-1], m[1:])))
-    pitch = [bool(changes_pitch(s)) for s in sweeps]
-    return {"spearman": float(np.median(rho)), "wrong_sign": float(np.mean(np.array(rho) < 0)),
-            "selectivity": float(np.median(select)), "largest_step_db": float(np.median(jumps)),
+    per_sweep = {"spearman": [float(r) for r in rho], "selectivity": select, "largest_step_db": jumps,
+                 "pitch_changing": [bool(changes_pitch(s)) for s in sweeps],
+                 "score_change": [[float(v) for v in c] for c in change]}
+    return summarize(per_sweep)
+
+
+def summarize(per_sweep: dict[str, list]) -> dict[str, Any]:
+    """One knob's figures from its sweeps' own figures (``per_sweep``, as knob_figures keeps them).
+    Why apart: the knob gates pool the sweeps of two draws of voices (knob_gates.pooled)."""
+    rho = np.asarray(per_sweep["spearman"], np.float64)
+    jumps = np.asarray(per_sweep["largest_step_db"], np.float64)
+    return {"spearman": float(np.median(rho)), "wrong_sign": float(np.mean(rho < 0)),
+            "selectivity": float(np.median(per_sweep["selectivity"])), "largest_step_db": float(np.median(jumps)),
             "largest_step_db_max": float(np.max(jumps)),
-            "pitch_changing": float(np.mean(pitch)),
+            "pitch_changing": float(np.mean(per_sweep["pitch_changing"])),
             # median end-to-end change of every score over the travel (ranks): what the knob does
-            "score_change": [float(v) for v in _nanmedian(np.stack(change))],
+            "score_change": [float(v) for v in _nanmedian(np.asarray(per_sweep["score_change"], np.float64))],
             # each sweep's own figures, so that a gate can ask how steady a median is (KnobGates.steadiness)
-            "per_sweep": {"spearman": [float(r) for r in rho], "selectivity": select, "largest_step_db": jumps,
-                          "pitch_changing": pitch}}
+            "per_sweep": per_sweep}
 
 
 def _nanmedian(a: np.ndarray) -> np.ndarray:
@@ -228,13 +237,18 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_voices(data_dir: str | Path, n: int, seed: int = 0, split: str = "test") -> np.ndarray:
-    """``n`` voices of the data set's ``split`` (seeded sample, sorted): the test split for the
-    report, the validation split where the export chooses knobs (host_training.jobs.knob_gates)."""
+def test_voices(data_dir: str | Path, n: int, seed: int = 0, split: str = "test",
+                exclude: np.ndarray | tuple = ()) -> np.ndarray:
+    """``n`` voices of the data set's ``split`` (seeded sample, sorted), none of ``exclude``: the
+    test split for the report, the validation split where the export chooses knobs
+    (host_training.jobs.knob_gates), and there further voices for a verdict still undecided.
+    Fewer than ``n`` where the split has no more."""
     ds = open_dataset(data_dir)
     test = ds.indices(split)
     if len(test) == 0:
         raise DxmacroError(f"{data_dir}: the data set has no {split} split")
+    if len(exclude):
+        test = np.setdiff1d(test, np.asarray(exclude, dtype=np.int64))
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(test, size=min(n, len(test)), replace=False))
 
@@ -248,4 +262,5 @@ def write_report(out: str | Path, report: dict[str, Any]) -> None:
     atomic_write(out / "knobs.md", markdown(report).encode())
 
 
-__all__ = ["judges", "knob_report", "knob_travels", "markdown", "masked", "sweep_values", "changes_pitch", "test_voices", "write_report"]
+__all__ = ["judges", "knob_report", "knob_travels", "markdown", "masked", "sweep_values", "changes_pitch", "summarize", "test_voices",
+           "write_report"]
