@@ -164,7 +164,8 @@ def gate_knobs(data: bytes, report: dict, private, gates, args: argparse.Namespa
         print(f"knob {v['name']}: Spearman {v['spearman']:.2f}, wrong sign {v['wrong_sign']:.0%}, selectivity "
               f"{v['selectivity']:.2f}, largest step {v['largest_step_db']:.1f} dB, pitch-changing "
               f"{v['pitch_changing']:.0%}, steady in {v['steadiness']:.0%} of redraws of {v['voices']} voices -> " + ("ships" if not v["failures"] else "dropped: " + "; ".join(v["failures"])))
-    report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "mode": args.gate_mode,
+    report["knob_gates"] = {"gates": asdict(gates), "voices": args.gate_voices, "more_voices": args.gate_more,
+                            "mode": args.gate_mode,
                             "verdicts": verdicts,
                             "shipped": [k["name"] for k in shipped]}
     if len(shipped) < args.min_knobs:

@@ -5,7 +5,9 @@ Why: a knob whose label promises "bright" and that mostly makes the voice louder
 or jumps between two positions, is worse than no knob (issue 33). The measure is the knob
 report's (``knob_report.knob_figures``): rendered sweeps with Dexed's engine through the bundle's
 own quantized decoder in relative mode, here on the *validation* split, so that the test split
-stays the judge of what was chosen.
+stays the judge of what was chosen. A knob whose medians pass but would not in enough redraws of
+its voices is undecided: ``dxmacro convert --gate-more`` measures it on further validation voices
+and judges it on all of them (``pooled``).
 """
 
 from __future__ import annotations
@@ -131,8 +133,6 @@ def choose(knobs: list[dict[str, Any]], figures: list[dict[str, Any]], gates: Kn
                 "measured": {**{key: round(float(v[key]), 4) for key in GATED}, "steadiness": round(v["steadiness"], 3)}}
                for _, k, f, v in passed]
     return shipped, verdicts
-
-
 
 
 def pooled(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
