@@ -5,10 +5,15 @@ sound card and no ALSA sequencer (CI, containers).
 hardware. Clients find the server through ``JACK_DEFAULT_SERVER``, which ``start``
 sets for this process and its children. libjack is told never to start a server on
 its own (``JACK_NO_START_SERVER``), so a dead server is an error, not a silent respawn.
+
+The server dies with the process that started it, however that process ends (on Linux, by
+``PR_SET_PDEATHSIG``): a test run or bench killed mid-way used to leave its jackd holding the
+server's fixed name, and every later run then failed to start its own.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -22,9 +27,25 @@ from hardware.jack_probe import server_alive, server_socket
 from hardware.midi import list_ports
 
 INSTALL_HINT = "install Debian's jackd2 (apt-get install --no-install-recommends jackd2)"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """Runs in jackd's process between fork and exec: ask the kernel for SIGTERM (jackd's clean
+    shutdown, which unregisters its name) when the thread that started it ends. Where prctl is
+    missing (not Linux) nothing changes; a parent already gone ends the child at once."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 class JackServer:
+    """One private jackd (dummy backend) under ``name``; it lives as long as the thread that
+    started it, so start it from the thread that owns the run (main thread, a pytest fixture)."""
+
     def __init__(self, name: str | None = None, *, rate: int = 48000, period: int = 1024) -> None:
         self.name = name or f"dxmacro-{os.getpid()}"
         self.rate, self.period = rate, period
@@ -63,7 +84,8 @@ class JackServer:
         # card nothing is lost by waiting: the graph just runs late.
         cmd = [jackd, "-n", self.name, "-S", "-t", "2000", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
         with open(self._log, "wb") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            preexec_fn=lambda parent=os.getpid(): _die_with(parent))
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
