@@ -102,7 +102,8 @@ def bank_voices(path: Path, decoder: Decoder) -> tuple[Anchor, ...]:
 
 
 class View:
-    """The live terminal view: knobs with their positions and pickup state, the voice, both links."""
+    """The live terminal view: knobs with their positions, pickup state and whether each is tuned to
+    the voice, the voice, both links."""
 
     def __init__(self, loop: ControlLoop, midi_in: Any, port: Any) -> None:
         self.loop, self.midi_in, self.port = loop, midi_in, port
@@ -128,7 +129,7 @@ class View:
                 status = f"untouched ({k.target:.2f})"
             else:
                 status = f"turn {k.state} to {k.target:.2f}"
-            table.add_row(k.name, ProgressBar(total=1.0, completed=pos, width=32),
+            table.add_row(f"{k.name} (tuned)" if k.tuned else k.name, ProgressBar(total=1.0, completed=pos, width=32),
                           "-" if k.position is None else f"{pos:.3f}", status)
         ctl = "connected" if self.midi_in.state == "connected" else f"absent ({self.midi_in.last_error})"
         syn = "connected" if loop.link_up and self.port.state == "connected" else \

@@ -52,6 +52,10 @@ def test_screen_renders_what_a_performer_needs(tmp_path):
     diff = np.array(render_image(moved)) != img
     rows = np.flatnonzero(diff.any(axis=1))
     assert rows.min() >= 11 and rows.max() <= 21  # only the first knob's row changed
+    tuned = _state(knobs=(KnobView("bright", 0.2, "live", tuned=True), KnobView("attack", 0.7, "up", 0.9)))
+    diff = np.array(render_image(tuned)) != img
+    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
+    assert diff.any() and rows.min() >= 11 and rows.max() <= 21 and cols.min() >= 120  # a mark at the row's end
     d = PngDisplay(tmp_path / "screen.png")
     d.show(_state())
     assert d.save().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

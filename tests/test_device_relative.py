@@ -114,6 +114,25 @@ def test_a_tuned_bank_voice_moves_only_its_knobs_tuned_parameters_on_the_device(
         assert changed.any() and not (changed & ~ok).any()
 
 
+def test_the_screen_marks_the_knobs_tuned_to_the_voice_and_only_in_relative_mode():
+    """A performer can tell the knobs tuned to this voice (they pass the gates) from those playing
+    the decoder's whole change (they do not, docs/results.md "A voice the host never tuned")."""
+    from device.control.controls import anchor_choice
+
+    decoder = LinearDecoder()
+    voices = _cartridge()[:2]
+    latents = np.random.default_rng(3).standard_normal((2, decoder.latent_size)).astype(np.float32)
+    first = decoder.knobs[0].dim
+    masks = [None, {first: np.random.default_rng(4).random(LEARNABLE_COUNT) < 0.1}]
+    loop, synth, _ = _play_cartridge(decoder, voices, latents, "relative", masks)
+    assert synth.errors == [] and loop.voice_name == voices[1].name
+    assert [k.tuned for k in loop.display_state().knobs] == [k.dim == first for k in decoder.knobs]
+    loop.select(anchor_choice(Anchor(voices[0].name, voices[0], latents[0], None)))
+    assert not any(k.tuned for k in loop.display_state().knobs)
+    absolute, _, _ = _play_cartridge(decoder, voices, latents, "absolute", masks)
+    assert not any(k.tuned for k in absolute.display_state().knobs)  # absolute mode plays no masks
+
+
 def test_dead_zone_is_exact_inside_and_continuous_outside():
     assert dead_zone(0.51, 0.5, 0.02) == 0.5 and dead_zone(0.48, 0.5, 0.02) == 0.5
     assert dead_zone(0.6, 0.5, 0.02) == pytest.approx(0.58) and dead_zone(0.4, 0.5, 0.02) == pytest.approx(0.42)

@@ -1,8 +1,10 @@
 """The performer's screen: a 128x64 SSD1306-class I2C OLED.
 
 At a glance: the voice name, each knob's semantic name and position, whether a knob
-still waits to be picked up after a voice change (and which way to turn it), and
-whether the MIDI link is up. Drawn with PIL through luma.core (the maintained driver
+still waits to be picked up after a voice change (and which way to turn it), whether
+the knob is tuned to this voice (a square at the row's end: it passes on only the
+changes chosen for this voice by rendering on the host, docs/device.md "Tuned knobs";
+without it the knob does less of what its name says), and whether the MIDI link is up. Drawn with PIL through luma.core (the maintained driver
 family for these panels); the simulated twin is luma.core's ``dummy`` device, whose
 frame buffer is saved as PNG for tests and the demo. The real panel is updated from a
 background thread: an I2C frame push takes ~25 ms at 400 kHz, far longer than a loop tick.
@@ -23,6 +25,7 @@ class KnobView:
     position: float | None  # 0..1, None before the first good read
     state: str  # "live", "up", "down" (turn that way to pick up), "wait"
     target: float | None = None  # where the voice's value sits, while waiting for pickup
+    tuned: bool = False  # the voice carries this knob's tuned mask (relative mode)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ def draw(state: DisplayState, canvas) -> None:
             canvas.line((xt, y, xt, y + 10), fill=255)
         mark = {"live": "", "up": ">", "down": "<", "wait": "?"}.get(k.state, "?")
         canvas.text((114, y), mark, fill=255)
+        if k.tuned:
+            canvas.rectangle((122, y + 3, 125, y + 6), outline=255, fill=255)
     if state.message:
         canvas.text((0, 53), state.message[:21], fill=255)
 

@@ -236,7 +236,8 @@ class ControlLoop:
                 self.references[i] = pickup
         if self.settings.takeover == "jump":
             self._knobs_changed()
-        log.info("voice selected", extra={"event": "voice", "voice": choice.name})
+        log.info("voice selected", extra={"event": "voice", "voice": choice.name,
+                                          "tuned": [m.name for m in self.mappings if m.dim in (self.knob_masks or {})]})
 
     def _decode(self, z: np.ndarray, as_array: bool = False) -> tuple[int, ...] | np.ndarray | None:
         try:
@@ -538,7 +539,9 @@ class ControlLoop:
         return self.healthy and (self.model_state is None or self.model_state.ok)
 
     def display_state(self) -> DisplayState:
-        knobs = tuple(KnobView(m.name, ch.position, ch.takeover.direction(ch.position), ch.takeover.target)
+        tuned = self.knob_masks or {}
+        knobs = tuple(KnobView(m.name, ch.position, ch.takeover.direction(ch.position), ch.takeover.target,
+                               m.dim in tuned)
                       for m, ch in zip(self.mappings, self.channels))
         return DisplayState(self.voice_name, knobs, self.link_up, self.profile.name, self._message)
 
