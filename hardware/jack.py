@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hardware.errors import JackUnavailable
@@ -30,16 +31,23 @@ INSTALL_HINT = "install Debian's jackd2 (apt-get install --no-install-recommends
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _die_with(parent: int) -> None:
-    """Runs in jackd's process between fork and exec: ask the kernel for SIGTERM (jackd's clean
-    shutdown, which unregisters its name) when the thread that started it ends. Where prctl is
-    missing (not Linux) nothing changes; a parent already gone ends the child at once."""
+def _die_with_us() -> Callable[[], None] | None:
+    """What jackd's process runs between fork and exec: ask the kernel for SIGTERM (jackd's clean
+    shutdown, which unregisters its name) when the thread that started it ends, and end at once
+    if that thread is already gone. None where prctl is missing (not Linux). prctl is looked up
+    here, before the fork: the child of a threaded process must not load anything."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:
-        os._exit(1)
+        return None
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 class JackServer:
@@ -85,7 +93,7 @@ class JackServer:
         cmd = [jackd, "-n", self.name, "-S", "-t", "2000", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)]
         with open(self._log, "wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            preexec_fn=lambda parent=os.getpid(): _die_with(parent))
+                                            preexec_fn=_die_with_us())
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
