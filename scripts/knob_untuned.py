@@ -9,7 +9,7 @@ travel in 11 steps, rendered and scored as `dxmacro knobs report` scores a knob.
 
 - ``relative``: the decoder's whole change at the voice's own latent (the report's relative mode);
 - ``received``: what the device plays today for a voice it received over MIDI: the latent of the
-  nearest voice it carries (device.control.program.with_latents: layout vectors, Euclidean; here
+  nearest voice it carries (device.control.program.nearest_carried: layout vectors, Euclidean; here
   the other N-1 voices play the carried ones), the decoder's whole change there;
 - ``topK``: only the K parameters the decoder's sweep moves most (in units of their range);
 - ``neighbour mask``: the voice's own latent, passing only the parameters the nearest other
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from conversion import keys, runtime
-from dx7 import layout
+from device.control.program import nearest_carried
 from dx7.params import HIGHS, LEARNABLE_COUNT
 from dx7.relative import held
 from host_training.dataset import open_dataset
@@ -57,11 +57,12 @@ def top_mask(base: np.ndarray, sweep: np.ndarray, k: int) -> np.ndarray:
 
 
 def nearest_other(voices: np.ndarray) -> np.ndarray:
-    """For each voice, the nearest other one by layout vectors (the device's rule for a received voice)."""
-    v = layout.encode(voices.astype(np.float64))
-    d = ((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    return d.argmin(1)
+    """For each voice, the nearest of the others by the device's rule for a received voice."""
+    out = []
+    for i in range(len(voices)):
+        j = int(nearest_carried(voices[i:i + 1], np.delete(voices, i, axis=0))[0])
+        out.append(j + (j >= i))  # an index into ``voices``
+    return np.asarray(out)
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ still waits to be picked up after a voice change (and which way to turn it), whe
 the knob is tuned to this voice (a square at the row's end: it passes on only the
 changes chosen for this voice by rendering on the host, docs/device.md "Tuned knobs";
 without it the knob does less of what its name says), and whether the MIDI link is up.
-Drawn with PIL through luma.core (the maintained driver family for these panels); the simulated twin is luma.core's ``dummy`` device, whose
-frame buffer is saved as PNG for tests and the demo. The real panel is updated from a
-background thread: an I2C frame push takes ~25 ms at 400 kHz, far longer than a loop tick.
+Drawn with PIL through luma.core (the maintained driver family for these panels); the
+simulated twin is luma.core's ``dummy`` device, whose frame buffer is saved as PNG for
+tests and the demo. The real panel is updated from a background thread: an I2C frame
+push takes ~25 ms at 400 kHz, far longer than a loop tick.
 """
 
 from __future__ import annotations

@@ -77,10 +77,16 @@ def carried_voices(decoder: Decoder) -> tuple[list[np.ndarray], list[np.ndarray]
     return values, latents
 
 
+def nearest_carried(values: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """(N,) for each voice of ``values`` (N, 145 DX7 values) the index of the nearest one of
+    ``carried`` (M, 145): layout vectors, Euclidean. The rule that gives a received voice its
+    latent; scripts/knob_untuned.py measures what the knobs do with it."""
+    mine, theirs = layout.encode(np.asarray(values)), layout.encode(np.asarray(carried))
+    return np.argmin(((mine[:, None, :] - theirs[None, :, :]) ** 2).sum(-1), axis=1)
+
+
 def with_latents(voices: tuple[Voice, ...], decoder: Decoder) -> tuple[Anchor, ...]:
-    """Each voice with the latent of the nearest carried voice (layout vectors, Euclidean)."""
+    """Each voice with the latent of the nearest carried voice (``nearest_carried``)."""
     values, latents = carried_voices(decoder)
-    carried = layout.encode(np.stack(values))
-    mine = layout.encode(np.stack([np.asarray(v.values[:145]) for v in voices]))
-    nearest = np.argmin(((mine[:, None, :] - carried[None, :, :]) ** 2).sum(-1), axis=1)
+    nearest = nearest_carried(np.stack([np.asarray(v.values[:145]) for v in voices]), np.stack(values))
     return tuple(Anchor(v.name, v, latents[int(j)].copy()) for v, j in zip(voices, nearest))
